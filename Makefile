@@ -1,0 +1,37 @@
+# outpost — see README.md. `make check` is the test command CI runs;
+# `make demo` builds the appliance from the embedded default and boots it.
+GO      ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+BIN     := bin
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+
+.PHONY: all build test lint bench check demo setup clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+
+lint:
+	@fmt=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$fmt" ]; then echo "gofmt would change: $$fmt"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+test:
+	$(GO) test -count=1 -timeout 25m ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
+
+# setup installs the Debian packages the tests and the demo use (idempotent).
+setup:
+	scripts/setup.sh
+
+check: setup lint test
+
+demo: setup build
+	scripts/demo.sh
+
+clean:
+	rm -rf $(BIN)
