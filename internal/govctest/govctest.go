@@ -5,6 +5,7 @@ package govctest
 import (
 	"bytes"
 	"crypto/tls"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,10 +35,16 @@ func Govc(tb testing.TB) string {
 // Env is the environment govc needs to reach a simulator.
 type Env []string
 
+// Sim is a running simulator.
+type Sim struct {
+	Env Env      // GOVC_* variables for govc
+	URL *url.URL // SDK URL with credentials, for govmomi clients
+}
+
 // Simulator starts vcsim's VPX model (a vCenter with one datacenter,
 // cluster, hosts, datastore and "VM Network") on a loopback port, stops it
-// when tb ends, and returns the GOVC_* environment that points govc at it.
-func Simulator(tb testing.TB) Env {
+// when tb ends, and returns how to reach it.
+func Simulator(tb testing.TB) Sim {
 	tb.Helper()
 	model := simulator.VPX()
 	if err := model.Create(); err != nil {
@@ -49,11 +56,13 @@ func Simulator(tb testing.TB) Env {
 		srv.Close()
 		model.Remove()
 	})
+	full := *srv.URL
 	u := *srv.URL
 	pass, _ := u.User.Password()
 	user := u.User.Username()
 	u.User = nil
-	return Env{"GOVC_URL=" + u.String(), "GOVC_USERNAME=" + user, "GOVC_PASSWORD=" + pass, "GOVC_INSECURE=1"}
+	env := Env{"GOVC_URL=" + u.String(), "GOVC_USERNAME=" + user, "GOVC_PASSWORD=" + pass, "GOVC_INSECURE=1"}
+	return Sim{Env: env, URL: &full}
 }
 
 // Run runs govc with args under env and returns its standard output; a
