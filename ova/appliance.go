@@ -6,6 +6,7 @@ import (
 	"net"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // Property keys of the appliance's ProductSection. The first-boot program
@@ -157,8 +158,13 @@ func (a Appliance) validate(disks []Disk) error {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("appliance %s: %s", field, fmt.Sprintf(format, args...)))
 	}
-	if !nameRE.MatchString(a.Name) {
-		bad("name", "%q must start with a letter or digit and hold only letters, digits, '.', '_' and '-' (it names the files in the OVA)", a.Name)
+	if !nameRE.MatchString(a.Name) || len(a.Name) > 95 {
+		bad("name", "%q must be at most 95 characters, start with a letter or digit and hold only letters, digits, '.', '_' and '-' (it names the files in the OVA)", a.Name)
+	}
+	for field, v := range map[string]string{"product": a.Product, "vendor": a.Vendor, "version": a.Version, "description": a.Description, "network": a.Network} {
+		if i := badXMLChar(v); i >= 0 {
+			bad(field, "character %U at byte %d cannot appear in an OVF descriptor", []rune(v[i:])[0], i)
+		}
 	}
 	if a.CPUs < 1 || a.CPUs > 128 {
 		bad("cpus", "%d is not between 1 and 128", a.CPUs)
@@ -191,6 +197,11 @@ func (a Appliance) validate(disks []Disk) error {
 			bad(fmt.Sprintf("properties[%d].key", i), "%q is declared twice", p.Key)
 		}
 		seen[p.Key] = true
+		for field, v := range map[string]string{"category": p.Category, "label": p.Label, "description": p.Description, "default": p.Default} {
+			if i := badXMLChar(v); i >= 0 {
+				bad(fmt.Sprintf("property %s %s", p.Key, field), "character %U at byte %d cannot appear in an OVF descriptor", []rune(v[i:])[0], i)
+			}
+		}
 		if len(p.Choices) > 0 && p.Default != "" && !contains(p.Choices, p.Default) {
 			bad(fmt.Sprintf("property %s", p.Key), "default %q is not one of %q", p.Default, p.Choices)
 		}
@@ -200,8 +211,8 @@ func (a Appliance) validate(disks []Disk) error {
 	}
 	for i, d := range disks {
 		field := fmt.Sprintf("disks[%d]", i)
-		if !nameRE.MatchString(d.Name) {
-			bad(field+".name", "%q must hold only letters, digits, '.', '_' and '-'", d.Name)
+		if !nameRE.MatchString(d.Name) || len(d.Name) > 100 {
+			bad(field+".name", "%q must be at most 100 characters (a ustar member name) of letters, digits, '.', '_' and '-'", d.Name)
 		}
 		if d.Capacity <= 0 {
 			bad(field+".capacity", "%d bytes: the virtual disk size must be positive", d.Capacity)
@@ -211,6 +222,17 @@ func (a Appliance) validate(disks []Disk) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// badXMLChar returns the byte index of the first character XML 1.0 cannot
+// carry (control characters other than tab, CR and LF; invalid UTF-8), or -1.
+func badXMLChar(s string) int {
+	for i, r := range s {
+		if r == utf8.RuneError || (r < 0x20 && r != '\t' && r != '\n' && r != '\r') || r == 0xFFFE || r == 0xFFFF {
+			return i
+		}
+	}
+	return -1
 }
 
 func contains(list []string, s string) bool {

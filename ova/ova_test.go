@@ -2,6 +2,7 @@ package ova
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"os"
 	"os/exec"
@@ -194,7 +195,7 @@ func TestDescriptorParsedByGovmomi(t *testing.T) {
 }
 
 func TestValidateNamesEveryProblem(t *testing.T) {
-	a := Appliance{Name: "bad name/", CPUs: -1, MemoryMiB: 100, MAC: "00:50:56:zz:00:01", Firmware: "uefi",
+	a := Appliance{Name: "bad name/", Description: "bell\x07", CPUs: -1, MemoryMiB: 100, MAC: "00:50:56:zz:00:01", Firmware: "uefi",
 		HardwareVersion: "14", SCSIController: "ide",
 		Properties: []Property{{Key: "a"}, {Key: "a"}, {Key: "m", Choices: []string{"x"}, Default: "y"}}}
 	_, err := Descriptor(a, []Disk{{Name: "d.vmdk", Path: "/nonexistent", Capacity: 0}})
@@ -202,7 +203,7 @@ func TestValidateNamesEveryProblem(t *testing.T) {
 		t.Fatal("want an error")
 	}
 	for _, want := range []string{"appliance name", "cpus", "memory", "mac", "firmware", "hardware version",
-		"scsi controller", `"a" is declared twice`, `default "y"`, "disks[0].capacity"} {
+		"scsi controller", "description: character U+0007", `"a" is declared twice`, `default "y"`, "disks[0].capacity"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %q:\n%v", want, err)
 		}
@@ -344,5 +345,69 @@ func TestOVADiskDigestChecked(t *testing.T) {
 	err := WriteOVA(&bytes.Buffer{}, testAppliance(), []Disk{disk}, PackOptions{})
 	if err == nil || !strings.Contains(err.Error(), "does not match the manifest") {
 		t.Errorf("wrong precomputed digest: %v", err)
+	}
+}
+
+// TestDescriptorCoversModel checks that the namespaced writer drops nothing
+// of the govmomi model: parsing the output gives the model back.
+func TestDescriptorCoversModel(t *testing.T) {
+	a := testAppliance().withDefaults()
+	disks, err := statDisks([]Disk{fixedDisk(t), fixedDisk(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	disks[1].Name, disks[1].Capacity, disks[1].PopulatedSize = "data.vmdk", 3<<20+512, 0
+	model := envelope(a, disks)
+	b, err := marshalEnvelope(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := ovf.Unmarshal(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Unmarshal sets a ProductSection's Category to its last category.
+	model.VirtualSystem.Product[0].Category = lastCategory(model.VirtualSystem.Product[0].Items)
+	want, _ := json.MarshalIndent(model, "", " ")
+	got, _ := json.MarshalIndent(parsed, "", " ")
+	if !bytes.Equal(want, got) {
+		t.Errorf("parsed descriptor differs from the model:\nmodel:  %s\nparsed: %s", want, got)
+	}
+	if d := parsed.Disk.Disks[1]; d.Capacity != "3146240" || d.CapacityAllocationUnits != nil || d.PopulatedSize != nil {
+		t.Errorf("second disk: %+v", d)
+	}
+}
+
+func TestWriteOVAFileLeavesNothingOnFailure(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "x.ova")
+	d := fixedDisk(t)
+	d.SHA256 = strings.Repeat("0", 64) // fails while copying the disk
+	if err := WriteOVAFile(out, testAppliance(), []Disk{d}, PackOptions{}); err == nil {
+		t.Fatal("want an error")
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("left behind: %v", ents)
+	}
+	d.SHA256 = ""
+	if err := WriteOVAFile(out, testAppliance(), []Disk{d}, PackOptions{ModTime: epoch}); err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(t.TempDir(), "y.ova")
+	f, _ := os.Create(want)
+	if err := WriteOVA(f, testAppliance(), []Disk{d}, PackOptions{ModTime: epoch}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	a, _ := os.ReadFile(out)
+	b, _ := os.ReadFile(want)
+	if !bytes.Equal(a, b) {
+		t.Error("WriteOVAFile and WriteOVA wrote different archives")
+	}
+	if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("output mode: %v %v", fi.Mode(), err)
+	}
+	if err := WriteOVAFile(filepath.Join(dir, "missing", "z.ova"), testAppliance(), []Disk{d}, PackOptions{}); err == nil || !strings.Contains(err.Error(), "writable") {
+		t.Errorf("unwritable directory: %v", err)
 	}
 }

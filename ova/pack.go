@@ -2,6 +2,7 @@ package ova
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"crypto"
 	"crypto/rand"
@@ -14,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -162,6 +164,45 @@ func WriteOVA(w io.Writer, a Appliance, disks []Disk, opt PackOptions) error {
 	}
 	if err := tw.Close(); err != nil {
 		return fmt.Errorf("finishing the OVA: %w", err)
+	}
+	return nil
+}
+
+// WriteOVAFile writes the OVA to path through a temporary file in the same
+// directory, synced and renamed into place: a failure leaves no partial OVA.
+func WriteOVAFile(path string, a Appliance, disks []Disk, opt PackOptions) (err error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w (is the output directory writable?)", path, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	bw := bufio.NewWriterSize(f, 1<<20)
+	if err = WriteOVA(bw, a, disks, opt); err != nil {
+		return err
+	}
+	if err = bw.Flush(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err = f.Chmod(0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
 }

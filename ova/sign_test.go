@@ -118,4 +118,12 @@ func TestNewSignerRefusesBadInput(t *testing.T) {
 	if _, err := NewSigner(keyA, certA); err != nil {
 		t.Errorf("matching PKCS#8 RSA key and certificate refused: %v", err)
 	}
+	run(t, dir, "openssl", "rsa", "-traditional", "-in", "a.key", "-out", "a1.key")
+	key1, _ := os.ReadFile(filepath.Join(dir, "a1.key"))
+	if !bytes.Contains(key1, []byte("BEGIN RSA PRIVATE KEY")) {
+		t.Fatalf("openssl did not write a PKCS#1 key:\n%.40s", key1)
+	}
+	if _, err := NewSigner(key1, certA); err != nil {
+		t.Errorf("matching PKCS#1 RSA key and certificate refused: %v", err)
+	}
 }
