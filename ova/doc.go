@@ -11,6 +11,17 @@
 // admin is prompted for; their keys are the Prop* constants, which the
 // first-boot program reads back from ovf-env.xml.
 //
+// What importers do with it: vCenter prompts for the properties (the
+// provisioning key masked) and delivers them in ovf-env.xml on a CD-ROM or in
+// guestinfo.ovfEnv; the ESXi host client ignores ProductSection properties,
+// so standalone hosts need another config source. The manual MAC is
+// rasd:Address on the NIC item, as vSphere exports it. govmomi's simulator
+// (vcsim) reads neither rasd:Address nor the firmware vmw:Config, and govc's
+// import options have no field for a MAC, so a deployer that must guarantee
+// them sets them on the import spec (VirtualEthernetCard MacAddress with
+// AddressType "manual", ConfigSpec Firmware) from the parsed descriptor;
+// TestGovcImport does the equivalent with govc and the vSphere API.
+//
 // The disk formats themselves (VMDK, qcow2, raw) live in sub-packages; this
 // package takes finished disk files and never reads a disk into memory.
 package ova
