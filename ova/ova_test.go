@@ -52,7 +52,7 @@ func testAppliance() Appliance {
 
 // fixedDisk writes a small file standing in for a disk whose contents do not
 // matter (the descriptor only needs its size).
-func fixedDisk(t *testing.T) Disk {
+func fixedDisk(t testing.TB) Disk {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "disk.vmdk")
 	if err := os.WriteFile(p, bytes.Repeat([]byte("outpost\n"), 512), 0o644); err != nil {

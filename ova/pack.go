@@ -232,6 +232,10 @@ func copyDisk(tw *tar.Writer, header func(string, int64) error, d Disk) error {
 	return nil
 }
 
+// maxUSTARSize is one more than the largest size a ustar header records
+// (11 octal digits).
+const maxUSTARSize = 1 << 33
+
 func statDisks(disks []Disk) ([]Disk, error) {
 	out := make([]Disk, len(disks))
 	for i, d := range disks {
@@ -241,6 +245,9 @@ func statDisks(disks []Disk) ([]Disk, error) {
 		}
 		if !fi.Mode().IsRegular() {
 			return nil, fmt.Errorf("disk %s: %s is not a regular file", d.Name, d.Path)
+		}
+		if fi.Size() >= maxUSTARSize {
+			return nil, fmt.Errorf("disk %s: %s is %d bytes; a ustar OVA member holds less than 8 GiB, which a compressed streamOptimized VMDK of an appliance should never reach", d.Name, d.Path, fi.Size())
 		}
 		d.size = fi.Size()
 		out[i] = d
