@@ -135,6 +135,7 @@ type tok struct {
 type checker struct {
 	findings []Finding
 	perCode  map[string]int // occurrences of each code
+	all      []tok
 	extra    map[string]*Finding
 }
 
@@ -328,10 +329,13 @@ func (c *checker) scan(raw []byte) ([]tok, bool) {
 	return toks, false
 }
 
+func isQuote(r rune) bool { return r == '"' || r == '\'' }
+
 func isSpace(r rune) bool { return r == ' ' || r == '\t' || r == '\n' }
 
 // structure checks the key's shape on the characters that remain.
 func (c *checker) structure(all []tok) (bool, Key) {
+	c.all = all
 	var e []*tok
 	for i := range all {
 		if all[i].r >= 0 {
@@ -358,7 +362,7 @@ func (c *checker) structure(all []tok) (bool, Key) {
 	}
 	// Quotes around the key.
 	first, last := e[0], e[len(e)-1]
-	if len(e) >= 2 && first.r == '"' && last.r == '"' {
+	if len(e) >= 2 && isQuote(first.r) && isQuote(last.r) {
 		if !first.reported && !last.reported {
 			if first.orig == last.orig {
 				c.at(Warning, "surrounding_quotes", first, "the key is wrapped in straight quotes; removed",
@@ -366,13 +370,14 @@ func (c *checker) structure(all []tok) (bool, Key) {
 				last.reported = true
 			} else {
 				c.at(Error, "stray_quote", first, "the quotes around the key do not match", "remove both quotes")
+				last.reported = true
 			}
 		}
 		e = c.trimSpace(e[1 : len(e)-1])
 	}
 	var rest []*tok
 	for _, t := range e {
-		if t.r == '"' || t.r == '\'' || t.r == '`' {
+		if isQuote(t.r) || t.r == '`' {
 			if !t.reported {
 				c.at(Error, "stray_quote", t, "a quote inside the key or at only one end; quotes are never part of a key",
 					"remove it; a key file holds the key alone, without quotes")
@@ -438,6 +443,11 @@ func (c *checker) structure(all []tok) (bool, Key) {
 	version := fieldText(verT)
 	host := fieldText(hostT)
 	ok := true
+	if c.lostBetween(e[0].idx, e[seps[1]].idx) {
+		// A character that was dropped may have replaced one of the
+		// version or host: what remains says nothing more.
+		return false, Key{}
+	}
 
 	v, err := strconv.Atoi(version)
 	switch {
@@ -537,10 +547,8 @@ func (c *checker) blob(blobT []*tok, sep *tok) ([]byte, string, bool) {
 		data = append(data, r)
 		dataT = append(dataT, t)
 	}
-	for _, t := range blobT {
-		if (t.class == classOther || t.class == classControl || t.orig == utf8.RuneError) && t.r < 0 {
-			broken = true
-		}
+	if len(blobT) > 0 && c.lostBetween(sep.idx, blobT[len(blobT)-1].idx) {
+		broken = true
 	}
 	if urlSafe != nil {
 		c.at(Error, "url_safe_base64", urlSafe, fmt.Sprintf("the blob uses the URL-safe base64 alphabet ('-' and '_', %d in all) instead of the standard one ('+' and '/'): a tool converted it", urlCount),
@@ -637,4 +645,16 @@ func wrapSummary(breaks, spaces int) string {
 		return plural(breaks, "line break")
 	}
 	return plural(breaks, "line break") + " and " + plural(spaces, "space")
+}
+
+// lostBetween reports whether the input's characters from index from up to
+// to held one that was dropped and may have replaced a character of the key
+// (rather than been inserted, as invisible characters and quotes are).
+func (c *checker) lostBetween(from, to int) bool {
+	for _, t := range c.all[max(from, 0):min(to, len(c.all))] {
+		if t.r < 0 && (t.class == classOther || t.orig == utf8.RuneError && t.bad != 0) {
+			return true
+		}
+	}
+	return false
 }
