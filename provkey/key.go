@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
 	"strings"
 )
@@ -223,9 +224,11 @@ func ValidateHost(hostport string) error {
 		if hostport[end+1:] != "" && !strings.HasPrefix(hostport[end+1:], ":") {
 			return fmt.Errorf("host %q: unexpected text after ']'", hostport)
 		}
-		if !strings.Contains(host, ":") {
-			return fmt.Errorf("host %q: brackets are only for IPv6 addresses", hostport)
+		if a, err := netip.ParseAddr(host); err != nil || !a.Is6() || a.Zone() != "" {
+			return fmt.Errorf("host %q: brackets hold an IPv6 address, and this is not one", hostport)
 		}
+	} else if strings.Count(hostport, ":") > 1 {
+		return fmt.Errorf("host %q: an IPv6 address must be in brackets, as in [2001:db8::1]:443", hostport)
 	} else if i := strings.LastIndex(hostport, ":"); i >= 0 {
 		host, port = hostport[:i], hostport[i+1:]
 	}
@@ -235,7 +238,7 @@ func ValidateHost(hostport string) error {
 			return fmt.Errorf("host %q: port must be a number from 1 to 65535", hostport)
 		}
 	}
-	if strings.Contains(host, ":") { // IPv6 literal
+	if strings.HasPrefix(hostport, "[") { // IPv6 literal, checked above
 		return nil
 	}
 	if len(host) > 253 {
