@@ -180,3 +180,10 @@ func classify(r rune) (charClass, rune) {
 	}
 	return classOther, -1
 }
+
+// cp1252 names the bytes that a Windows-1252 or Latin-1 file holds where
+// UTF-8 text would hold a typographic quote or a no-break space.
+var cp1252 = map[byte]rune{
+	0x91: 0x2018, 0x92: 0x2019, 0x93: 0x201C, 0x94: 0x201D,
+	0x8B: 0x2039, 0x9B: 0x203A, 0xA0: 0x00A0, 0xAB: 0x00AB, 0xBB: 0x00BB,
+}

@@ -44,6 +44,19 @@ func (s Severity) String() string {
 // MarshalText renders "warning" or "error".
 func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText reads "warning" or "error".
+func (s *Severity) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "warning":
+		*s = Warning
+	case "error":
+		*s = Error
+	default:
+		return fmt.Errorf("severity %q: want warning or error", b)
+	}
+	return nil
+}
+
 // Finding is one problem in pasted key text. It never holds the key itself:
 // at most one offending character and its position.
 type Finding struct {
@@ -160,6 +173,9 @@ func (c *checker) at(sev Severity, code string, t *tok, msg, fix string) {
 		f.Line, f.Column, f.offset = t.line, t.col, t.off
 		if t.orig == utf8.RuneError && t.bad != 0 {
 			f.CharName = fmt.Sprintf("byte 0x%02X", t.bad)
+			if r, ok := cp1252[t.bad]; ok {
+				f.CharName += " (" + charName(r) + " in Windows-1252)"
+			}
 		} else {
 			f.CodePoint, f.CharName = codePoint(t.orig), charName(t.orig)
 		}
@@ -179,7 +195,7 @@ func (c *checker) atField(sev Severity, code string, t *tok, msg, fix string) {
 }
 
 const (
-	fixRecopy = "copy the key again from the control plane as plain text (for example from 'outpost keys show --reveal' in a terminal, not through a word processor, chat or e-mail)"
+	fixRecopy = "copy the key again from the control plane as plain text (from a terminal or a plain-text file, not through a word processor, chat or e-mail)"
 	fixRetype = "remove the character with a plain-text editor (nano, vi), or copy the key again as plain text"
 )
 
@@ -297,7 +313,7 @@ func (c *checker) scan(raw []byte) ([]tok, bool) {
 				"replace it with the ASCII character, or copy the key again as plain text")
 		case classEllipsis:
 			c.at(Error, "ellipsis", t, "an ellipsis (…): this is a shortened or redacted key as outpost prints it in logs, not the key itself",
-				"copy the full key: 'outpost keys show --reveal ID' on the control plane")
+				"copy the full key from the control plane; the redacted form cannot be used")
 		case classControl:
 			c.at(Error, "control", t, "a control character: the terminal or editor inserted it (an escape sequence or a stray key press)",
 				fixRetype)
@@ -459,7 +475,7 @@ func (c *checker) structure(all []tok) (bool, Key) {
 		ok = false
 	case v != Version:
 		c.atField(Error, "unknown_version", firstOf(verT, e[0]), fmt.Sprintf("key format version %d: this outpost reads version %d (a key from another product, or a newer control plane)", v, Version),
-			"generate the key with this control plane ('outpost keys create'), or upgrade outpost")
+			"use a key made by this outpost control plane, or upgrade outpost")
 		ok = false
 	}
 	if err := ValidateHost(host); err != nil {
@@ -470,7 +486,11 @@ func (c *checker) structure(all []tok) (bool, Key) {
 				break
 			}
 		}
-		c.atField(Error, "bad_host", at, "the host field is not a host name or address: "+err.Error(),
+		msg := "the host field is not a host name or address: " + err.Error()
+		if strings.Contains(host, "://") {
+			msg = "the host field holds a URL; a key holds only HOST or HOST:PORT"
+		}
+		c.atField(Error, "bad_host", at, msg,
 			"copy the key again; the host is part of the key and cannot be edited (the checksum covers it)")
 		ok = false
 	}
@@ -539,7 +559,7 @@ func (c *checker) blob(blobT []*tok, sep *tok) ([]byte, string, bool) {
 			continue
 		}
 		if len(pads) > 0 {
-			c.at(Error, "bad_padding", pads[0], "'=' inside the blob: only its end may hold '='; two keys may have been pasted together",
+			c.at(Error, "bad_padding", pads[0], "'=' inside the blob: only its end may hold '='; text follows the key, or two keys were pasted together",
 				"keep exactly one copy of the key; copy it again")
 			pads = nil
 			broken = true

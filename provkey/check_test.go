@@ -291,7 +291,7 @@ func TestCheckPositions(t *testing.T) {
 		{k[:60] + "\n" + k[60:90] + "\u200b" + k[90:], "U+200B ZERO WIDTH SPACE", 2, 31},
 		{"\ufeff" + k, "U+FEFF ZERO WIDTH NO-BREAK SPACE", 1, 1},
 		{"＂" + k + "＂", "U+FF02 FULLWIDTH QUOTATION MARK", 1, 1},
-		{"\x93" + k, "byte 0x93", 1, 1},
+		{"\x93" + k, "byte 0x93 (LEFT DOUBLE QUOTATION MARK in Windows-1252)", 1, 1},
 		{"1|api.example.com|" + "é" + k[18:], "U+00E9 (Latin character)", 1, 19},
 	} {
 		res := Check([]byte(tc.in))

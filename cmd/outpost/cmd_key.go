@@ -127,6 +127,8 @@ func readKeyInput(name string, stdin io.Reader) ([]byte, error) {
 		label = name
 		fi, err := os.Stat(name)
 		switch {
+		case errors.Is(err, fs.ErrPermission):
+			return nil, fmt.Errorf("cannot read %s: permission denied; a key file is readable by its owner only (mode 0600): run as that user or with sudo", name)
 		case errors.Is(err, fs.ErrNotExist):
 			return nil, fmt.Errorf("%s does not exist; give the file that holds the key (on an appliance: /opt/outpost/var/provision_key)", name)
 		case err != nil:
