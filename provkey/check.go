@@ -376,6 +376,12 @@ func (c *checker) structure(all []tok) (bool, Key) {
 			"paste the key again")
 		return false, Key{}
 	}
+	// The whole command line pasted where only the key belongs.
+	if w := leadingWord(e); w == "echo" || w == "sudo" || w == "printf" || w == "tee" {
+		c.atField(Error, "shell_command", e[0], fmt.Sprintf("the text is a shell command (it starts with %q), not a key", w),
+			"keep only the key: the text between the quotes, without the command")
+		return false, Key{}
+	}
 	// Quotes around the key.
 	first, last := e[0], e[len(e)-1]
 	if len(e) >= 2 && isQuote(first.r) && isQuote(last.r) {
@@ -677,4 +683,19 @@ func (c *checker) lostBetween(from, to int) bool {
 		}
 	}
 	return false
+}
+
+// leadingWord returns the first word of e when white space follows it.
+func leadingWord(e []*tok) string {
+	var b strings.Builder
+	for _, t := range e {
+		if isSpace(t.r) {
+			return b.String()
+		}
+		if b.Len() > 8 {
+			break
+		}
+		b.WriteRune(t.r)
+	}
+	return ""
 }

@@ -64,6 +64,8 @@ func corpus() []corpusCase {
 		// The same with typographic quotes: they do not quote, so the shell
 		// splits the command at each '|' and tee writes nothing.
 		{name: "console_echo_typographic_quotes", text: same(""), codes: []string{"empty"}},
+		// The whole command pasted into the key file or the OVF property.
+		{name: "whole_command_pasted", text: same("sudo echo \"K\" | sudo tee /opt/outpost/var/provision_key\n"), codes: []string{"shell_command", "trailing_newline"}},
 		// Pasted into nano/vi from a document or e-mail.
 		{name: "editor_paste_curly_double", text: same("“K”\n"), codes: []string{"curly_quote", "curly_quote", "trailing_newline"}, parsed: true},
 		{name: "editor_paste_curly_single", text: same("‘K’\n"), codes: []string{"curly_quote", "curly_quote", "trailing_newline"}, parsed: true},
@@ -326,5 +328,37 @@ func TestCheckCapsRepeats(t *testing.T) {
 	last := res.Findings[len(res.Findings)-1]
 	if !strings.Contains(last.Message, "35 more") || !strings.Contains(last.Message, "column 40") {
 		t.Errorf("summary %q does not count the rest and the last place", last.Message)
+	}
+}
+
+func TestValidateHost(t *testing.T) {
+	for _, tc := range []struct {
+		host string
+		ok   bool
+	}{
+		{"api.example.com", true},
+		{"api.example.com:8443", true},
+		{"10.0.0.1", true},
+		{"[2001:db8::1]:443", true},
+		{"[::1]", true},
+		{"", false},
+		{"api.example.com:", false},
+		{"api.example.com:0", false},
+		{"api.example.com:65536", false},
+		{"api_example.com", false},
+		{"-api.example.com", false},
+		{"api..example.com", false},
+		{"2001:db8::1", false},
+		{"[ :]", false},
+		{"[10.0.0.1]", false},
+		{"[fe80::1%eth0]", false},
+		{"[::1]x", false},
+		{"[::1", false},
+		{strings.Repeat("a", 64) + ".com", false},
+	} {
+		err := ValidateHost(tc.host)
+		if (err == nil) != tc.ok {
+			t.Errorf("ValidateHost(%q) = %v, want ok %v", tc.host, err, tc.ok)
+		}
 	}
 }

@@ -6,6 +6,11 @@
 // control plane CA's public key and a checksum over everything before it
 // (host included), so damage is caught offline.
 //
+// Parse reads the exact text of a key. Check diagnoses text as a person
+// pasted it: it names every damaged character with its line, column and
+// Unicode name, repairs only what is safe (quotes around the key, one final
+// LF or CRLF, wrapping inside the blob) and says what to do about the rest.
+//
 // The full text of a key is a secret. Key's String and Format print a redacted
 // form; only Reveal returns the text, for the places where an admin asked for
 // it. This package does not talk to the network or store keys.

@@ -33,6 +33,11 @@ repair; otherwise it writes nothing and exits 1.
 
 Input larger than 64 KiB is refused: it is not a key file.
 
+--json prints one document: input, valid, intact (the key is recognised once
+the errors are fixed), version, host, key_id, redacted, errors, warnings and
+findings, each with severity (warning or error), code, line, column,
+code_point, char_name, message and fix.
+
 Exit status: 0 the key is valid (warnings allowed), 1 it is not (or the file
 cannot be read), 2 usage error.`,
 	Examples: `outpost key check /opt/outpost/var/provision_key
