@@ -3,6 +3,7 @@ package provkey
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -476,6 +477,10 @@ func (c *checker) structure(all []tok) (bool, Key) {
 	case version == "":
 		c.atField(Error, "bad_version", e[seps[0]], "the version is missing: the key starts with '|'", "copy the whole key again, starting at the version number")
 		ok = false
+	case len(version) > 8:
+		c.atField(Error, "bad_version", firstOf(verT, e[0]), fmt.Sprintf("the version field is %d characters long, not a number: the fields are in the wrong order, or text precedes the key", len(verT)),
+			"copy the whole key again; it reads VERSION|HOST|BLOB and starts with a number")
+		return false, Key{}
 	case err != nil || version != strconv.Itoa(v) || v < 0:
 		c.atField(Error, "bad_version", firstOf(verT, e[0]), fmt.Sprintf("the version %q is not a number", version), "copy the whole key again; it starts with a number and '|'")
 		ok = false
@@ -484,7 +489,7 @@ func (c *checker) structure(all []tok) (bool, Key) {
 			"use a key made by this outpost control plane, or upgrade outpost")
 		ok = false
 	}
-	if err := ValidateHost(host); err != nil {
+	if p := hostProblem(host); p != "" {
 		at := firstOf(hostT, e[seps[0]])
 		for _, t := range hostT {
 			if !strings.ContainsRune("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]", t.r) {
@@ -492,9 +497,16 @@ func (c *checker) structure(all []tok) (bool, Key) {
 				break
 			}
 		}
-		msg := "the host field is not a host name or address: " + err.Error()
-		if strings.Contains(host, "://") {
+		// The field is not repeated: when fields are out of order it holds
+		// the blob, a secret.
+		msg := "the host field is not a host name or address: " + p
+		switch {
+		case strings.Contains(host, "://"):
 			msg = "the host field holds a URL; a key holds only HOST or HOST:PORT"
+		case len(host) > 90 && len(host) >= len(fieldText(blobT)):
+			msg = fmt.Sprintf("the host field is %d characters long: the fields are in the wrong order (a key reads VERSION|HOST|BLOB)", len(hostT))
+			c.atField(Error, "bad_host", firstOf(hostT, e[seps[0]]), msg, fixRecopy)
+			return false, Key{}
 		}
 		c.atField(Error, "bad_host", at, msg,
 			"copy the key again; the host is part of the key and cannot be edited (the checksum covers it)")
@@ -516,7 +528,14 @@ func (c *checker) structure(all []tok) (bool, Key) {
 	k, perr := Parse(version + "|" + host + "|" + body)
 	if perr != nil {
 		if ok {
-			c.atField(Error, "invalid", e[0], perr.Error(), fixRecopy)
+			// Parse's message may repeat the host; name only the kind.
+			msg := "the key does not parse"
+			for _, kind := range []error{ErrFormat, ErrVersion, ErrChecksum} {
+				if errors.Is(perr, kind) {
+					msg += ": " + kind.Error()
+				}
+			}
+			c.atField(Error, "invalid", e[0], msg, fixRecopy)
 		}
 		return false, Key{}
 	}

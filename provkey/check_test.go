@@ -114,6 +114,8 @@ func corpus() []corpusCase {
 		{name: "extra_trailing_separator", text: same("K|"), codes: []string{"extra_separator"}},
 		{name: "double_separator", text: func(_, _, b string) string { return "1||api.example.com|" + b }, codes: []string{"extra_separator"}},
 		{name: "pasted_twice", text: same("K\nK\n"), codes: []string{"extra_separator", "trailing_newline"}},
+		{name: "fields_swapped_blob_first", text: func(_, _, b string) string { return b + "|api.example.com|1" }, codes: []string{"bad_version"}},
+		{name: "fields_swapped_blob_second", text: func(_, _, b string) string { return "1|" + b + "|api.example.com" }, codes: []string{"bad_host"}},
 		{name: "unknown_version", text: func(_, _, b string) string { return "3|api.example.com|" + b }, codes: []string{"unknown_version"}},
 		{name: "version_not_number", text: func(_, _, b string) string { return "v1|api.example.com|" + b }, codes: []string{"bad_version"}},
 		{name: "missing_version", text: func(_, _, b string) string { return "|api.example.com|" + b }, codes: []string{"bad_version"}},

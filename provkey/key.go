@@ -219,47 +219,59 @@ func ValidateHost(hostport string) error {
 	if hostport == "" {
 		return errors.New("host is empty")
 	}
+	if p := hostProblem(hostport); p != "" {
+		return fmt.Errorf("host %q: %s", hostport, p)
+	}
+	return nil
+}
+
+// hostProblem says what is wrong with a HOST[:PORT] field without repeating
+// it, or returns "".
+func hostProblem(hostport string) string {
+	if hostport == "" {
+		return "host is empty"
+	}
 	host, port := hostport, ""
 	if strings.HasPrefix(hostport, "[") {
 		end := strings.Index(hostport, "]")
 		if end < 0 {
-			return fmt.Errorf("host %q: missing ']'", hostport)
+			return "missing ']'"
 		}
 		host, port = hostport[1:end], strings.TrimPrefix(hostport[end+1:], ":")
 		if hostport[end+1:] != "" && !strings.HasPrefix(hostport[end+1:], ":") {
-			return fmt.Errorf("host %q: unexpected text after ']'", hostport)
+			return "unexpected text after ']'"
 		}
 		if a, err := netip.ParseAddr(host); err != nil || !a.Is6() || a.Zone() != "" {
-			return fmt.Errorf("host %q: brackets hold an IPv6 address, and this is not one", hostport)
+			return "brackets hold an IPv6 address, and this is not one"
 		}
 	} else if strings.Count(hostport, ":") > 1 {
-		return fmt.Errorf("host %q: an IPv6 address must be in brackets, as in [2001:db8::1]:443", hostport)
+		return "an IPv6 address must be in brackets, as in [2001:db8::1]:443"
 	} else if i := strings.LastIndex(hostport, ":"); i >= 0 {
 		host, port = hostport[:i], hostport[i+1:]
 	}
 	if port != "" || strings.HasSuffix(hostport, ":") {
 		n, err := strconv.Atoi(port)
 		if err != nil || n < 1 || n > 65535 || port != strconv.Itoa(n) {
-			return fmt.Errorf("host %q: port must be a number from 1 to 65535", hostport)
+			return "port must be a number from 1 to 65535"
 		}
 	}
 	if strings.HasPrefix(hostport, "[") { // IPv6 literal, checked above
-		return nil
+		return ""
 	}
 	if len(host) > 253 {
-		return fmt.Errorf("host %q: longer than 253 characters", hostport)
+		return "longer than 253 characters"
 	}
 	for _, label := range strings.Split(host, ".") {
 		if label == "" || len(label) > 63 {
-			return fmt.Errorf("host %q: empty or over-long DNS label", hostport)
+			return "empty or over-long DNS label"
 		}
 		for i, c := range label {
 			ok := c == '-' && i > 0 && i < len(label)-1 ||
 				c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 			if !ok {
-				return fmt.Errorf("host %q: %q is not allowed in a host name", hostport, c)
+				return fmt.Sprintf("%q is not allowed in a host name", c)
 			}
 		}
 	}
-	return nil
+	return ""
 }
