@@ -477,7 +477,7 @@ func (c *checker) structure(all []tok) (bool, Key) {
 	case version == "":
 		c.atField(Error, "bad_version", e[seps[0]], "the version is missing: the key starts with '|'", "copy the whole key again, starting at the version number")
 		ok = false
-	case len(version) > 8:
+	case len(version) > 4:
 		c.atField(Error, "bad_version", firstOf(verT, e[0]), fmt.Sprintf("the version field is %d characters long, not a number: the fields are in the wrong order, or text precedes the key", len(verT)),
 			"copy the whole key again; it reads VERSION|HOST|BLOB and starts with a number")
 		return false, Key{}

@@ -110,3 +110,37 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCheckSecret damages a real key in fuzzed ways (insertions, deletions,
+// moved pieces) and asserts that no finding repeats any 8 characters of its
+// blob, whatever the damage.
+func FuzzCheckSecret(f *testing.F) {
+	f.Add([]byte{0, 0, '|'}, []byte("x"))
+	f.Add([]byte{2, 18, 104}, []byte(""))
+	f.Add([]byte{1, 5, 3, 0, 120, '"'}, []byte("\u201c"))
+	f.Fuzz(func(t *testing.T, ops []byte, extra []byte) {
+		k := testKey(t)
+		text := k.Reveal()
+		blob := text[strings.LastIndexByte(text, '|')+1:]
+		s := text
+		for i := 0; i+2 < len(ops) && i < 30; i += 3 {
+			op, pos, arg := ops[i]%4, int(ops[i+1])%(len(s)+1), int(ops[i+2])
+			switch op {
+			case 0: // insert a byte
+				s = s[:pos] + string([]byte{byte(arg)}) + s[pos:]
+			case 1: // insert the extra text
+				s = s[:pos] + string(extra) + s[pos:]
+			case 2: // move the tail to the front
+				s = s[pos:] + s[:pos]
+			case 3: // delete
+				end := min(len(s), pos+arg%8)
+				s = s[:pos] + s[end:]
+			}
+		}
+		for _, fd := range Check([]byte(s)).Findings {
+			if l := leak(fd.String()+fd.Fix, blob); l != "" && !strings.Contains(string(extra), l) {
+				t.Fatalf("finding %q repeats %q of the blob", fd, l)
+			}
+		}
+	})
+}
