@@ -477,10 +477,14 @@ func (c *checker) structure(all []tok) (bool, Key) {
 	case version == "":
 		c.atField(Error, "bad_version", e[seps[0]], "the version is missing: the key starts with '|'", "copy the whole key again, starting at the version number")
 		ok = false
-	case len(version) > 4:
-		c.atField(Error, "bad_version", firstOf(verT, e[0]), fmt.Sprintf("the version field is %d characters long, not a number: the fields are in the wrong order, or text precedes the key", len(verT)),
+	case len(version) > 16: // the blob, most likely: never repeat it
+		c.atField(Error, "bad_version", firstOf(verT, e[0]), fmt.Sprintf("the version field is %d characters long, not a number: the fields are in the wrong order", len(verT)),
 			"copy the whole key again; it reads VERSION|HOST|BLOB and starts with a number")
 		return false, Key{}
+	case len(version) > 4:
+		c.atField(Error, "bad_version", firstOf(verT, e[0]), fmt.Sprintf("the version field is %d characters long, not a number: text precedes the key", len(verT)),
+			"copy the whole key again; it starts with a number and '|'")
+		ok = false
 	case err != nil || version != strconv.Itoa(v) || v < 0:
 		c.atField(Error, "bad_version", firstOf(verT, e[0]), fmt.Sprintf("the version %q is not a number", version), "copy the whole key again; it starts with a number and '|'")
 		ok = false
