@@ -66,6 +66,10 @@ func corpus() []corpusCase {
 		{name: "console_echo_typographic_quotes", text: same(""), codes: []string{"empty"}},
 		// The whole command pasted into the key file or the OVF property.
 		{name: "whole_command_pasted", text: same("sudo echo \"K\" | sudo tee /opt/outpost/var/provision_key\n"), codes: []string{"shell_command", "trailing_newline"}},
+		// Windows: cmd's echo "KEY" > FILE keeps the quotes and the space
+		// before '>'; PowerShell 5's echo "KEY" > FILE writes UTF-16.
+		{name: "windows_cmd_echo", text: same("\"K\" \r\n"), codes: []string{"surrounding_quotes", "surrounding_whitespace", "trailing_newline"}, parsed: true},
+		{name: "powershell_echo", text: func(k, _, _ string) string { return utf16le("\ufeff" + k + "\r\n") }, codes: []string{"utf16"}},
 		// Pasted into nano/vi from a document or e-mail.
 		{name: "editor_paste_curly_double", text: same("“K”\n"), codes: []string{"curly_quote", "curly_quote", "trailing_newline"}, parsed: true},
 		{name: "editor_paste_curly_single", text: same("‘K’\n"), codes: []string{"curly_quote", "curly_quote", "trailing_newline"}, parsed: true},
@@ -153,7 +157,7 @@ func corpus() []corpusCase {
 			return p + b[:i] + "А" + b[i+1:]
 		}, codes: []string{"non_ascii"}},
 		{name: "cyrillic_letter_in_host", text: func(_, _, b string) string { return "1|аpi.example.com|" + b }, codes: []string{"non_ascii"}},
-		{name: "utf16le_notepad", text: func(k, _, _ string) string { return utf16le("\ufeff" + k + "\r\n") }, codes: []string{"utf16"}},
+		{name: "utf16le_notepad", text: func(k, _, _ string) string { return utf16le("\ufeff" + k) }, codes: []string{"utf16"}},
 		{name: "binary", text: same("\x7fELF\x02\x01\x01\x00\x00\x00\x00K"), codes: []string{"binary"}},
 		{name: "empty_line", text: same("\n"), codes: []string{"empty"}},
 		{name: "only_spaces", text: same("   \r\n"), codes: []string{"empty"}},
