@@ -40,7 +40,8 @@ const (
 type Options struct {
 	// Epoch is SOURCE_DATE_EPOCH: every timestamp written is clamped to it,
 	// and the disk's identifiers are derived from it with the name and
-	// version. The zero value means the Unix epoch.
+	// version. The zero value means the newest modification time in the
+	// root filesystem, so identical trees still give identical disks.
 	Epoch time.Time
 	// Progress receives human-readable progress lines; nil means quiet.
 	Progress io.Writer
@@ -90,7 +91,6 @@ func Build(ctx context.Context, spec *Spec, rootfs string, outRawPath string, op
 		return nil, err
 	}
 	size := (int64(spec.Hardware.Disk.Size) + alignment - 1) / alignment * alignment
-	l := newLayout(spec, size, opts.Epoch)
 	p := &progress{w: opts.Progress}
 
 	p.printf("scanning %s\n", src)
@@ -98,6 +98,10 @@ func Build(ctx context.Context, spec *Spec, rootfs string, outRawPath string, op
 	if err != nil {
 		return nil, err
 	}
+	if opts.Epoch.IsZero() {
+		opts.Epoch = scan.newest
+	}
+	l := newLayout(spec, size, opts.Epoch)
 	if scan.kernel == "" {
 		return nil, fmt.Errorf("%w: %s has no boot/vmlinuz-*; install a kernel package (e.g. linux-image-cloud-amd64) in it", ErrNoKernel, src)
 	}
@@ -241,6 +245,7 @@ func ext4Capacity(size int64) int64 {
 type scanResult struct {
 	need           int64 // bytes the tree needs, in 4 KiB blocks
 	kernel, initrd string
+	newest         time.Time
 }
 
 // scanSource sums what the tree needs and finds the newest kernel and its
@@ -260,6 +265,9 @@ func scanSource(ctx context.Context, src source) (*scanResult, error) {
 			r.need += (e.Size + 4095) / 4096 * 4096
 		case e.Mode&fs.ModeSymlink != 0 && len(e.Link) >= 60:
 			r.need += 4096
+		}
+		if e.ModTime.After(r.newest) {
+			r.newest = e.ModTime
 		}
 		if dir, name := path.Split(e.Path); dir == "boot/" && (e.Mode.IsRegular() || e.Hardlink) {
 			if v, ok := strings.CutPrefix(name, "vmlinuz-"); ok {
