@@ -51,12 +51,15 @@ func TestBootUnderQEMU(t *testing.T) {
 	defer cancel()
 	repo, err := filepath.Abs("..")
 	must(t, err)
+	t0 := time.Now()
 	rootfs := t.TempDir()
 	marker := "outpost-boot-ok-" + strings.Repeat("7", 8)
 	kver, err := testrootfs.Make(ctx, rootfs, repo, marker)
 	if err != nil {
 		t.Fatalf("making the test root filesystem: %v", err)
 	}
+	t.Logf("test root filesystem made in %s", time.Since(t0).Round(time.Millisecond))
+	t0 = time.Now()
 	work := t.TempDir()
 	raw := filepath.Join(work, "boot.raw")
 	res, err := Build(ctx, testSpec(t), rootfs, raw, Options{Epoch: testEpoch})
@@ -66,6 +69,7 @@ func TestBootUnderQEMU(t *testing.T) {
 	if res.Kernel != "boot/vmlinuz-"+kver {
 		t.Fatalf("Build chose kernel %s, want %s", res.Kernel, kver)
 	}
+	t.Logf("disk built in %s", time.Since(t0).Round(time.Millisecond))
 	vars := filepath.Join(work, "OVMF_VARS.fd")
 	data, err := os.ReadFile(ovmfVars)
 	must(t, err)

@@ -25,6 +25,9 @@ type imageJob struct {
 	MAC     mac.MAC
 	RawPath string    // the bootable raw disk (sparse); read only
 	Epoch   time.Time // SOURCE_DATE_EPOCH
+	// Scratch says RawPath is a temporary file of this run (image build), so
+	// a writer may hard-link it; otherwise it is the user's and is copied.
+	Scratch bool
 }
 
 // diskFormat is one output of `image build`/`image pack`. Write makes dst
@@ -256,7 +259,7 @@ func (c *imageBuildCmd) Run(ctx context.Context, s streams, args []string) error
 	for _, sk := range res.Skipped {
 		fmt.Fprintf(s.Err, "note: %s\n", sk)
 	}
-	job := &imageJob{Spec: spec, MAC: m, RawPath: raw.Name(), Epoch: epoch}
+	job := &imageJob{Spec: spec, MAC: m, RawPath: raw.Name(), Epoch: epoch, Scratch: true}
 	return writeOutputs(ctx, s, &c.imageFlags, job, formats, res.Skipped)
 }
 
@@ -310,10 +313,13 @@ func (c *imagePackCmd) Run(ctx context.Context, s streams, args []string) error 
 	return writeOutputs(ctx, s, &c.imageFlags, job, formats, nil)
 }
 
-// writeRaw makes dst a sparse copy of the raw disk (a hard link when it can).
+// writeRaw makes dst a sparse copy of the raw disk, or a hard link to it
+// when it is this run's scratch file.
 func writeRaw(ctx context.Context, job *imageJob, dst string) error {
-	if err := os.Link(job.RawPath, dst); err == nil {
-		return nil
+	if job.Scratch {
+		if err := os.Link(job.RawPath, dst); err == nil {
+			return nil
+		}
 	}
 	in, err := os.Open(job.RawPath)
 	if err != nil {
