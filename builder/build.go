@@ -318,15 +318,14 @@ func versionLess(a, b string) bool {
 
 // rootWriter copies entries into the ext4 filesystem.
 type rootWriter struct {
-	fs      *ext4.FileSystem
-	epoch   time.Time
-	res     *Result
-	p       *progress
-	total   int64
-	done    int64
-	dirs    []*entry // timestamps set last: adding children changes them
-	buf     []byte
-	symlink map[string]bool
+	fs    *ext4.FileSystem
+	epoch time.Time
+	res   *Result
+	p     *progress
+	total int64
+	done  int64
+	dirs  []*entry // timestamps set last: adding children changes them
+	buf   []byte
 }
 
 func (w *rootWriter) clamp(t time.Time) time.Time {

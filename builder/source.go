@@ -123,10 +123,7 @@ func (t tarSource) Walk(fn func(e *entry) error) error {
 		if err != nil {
 			return fmt.Errorf("root filesystem %s: not a readable tar archive: %w", t, err)
 		}
-		name := cleanTarPath(h.Name)
-		if strings.HasPrefix(name, "../") || name == ".." {
-			return fmt.Errorf("root filesystem %s: member %q escapes the root", t, h.Name)
-		}
+		name := cleanTarPath(h.Name) // "../x" and "/x" both become "x"
 		// Tars may omit parent directories: make them, root-owned 0755.
 		if dir := path.Dir(name); name != "" && dir != "." {
 			var missing []string
@@ -158,7 +155,7 @@ func (t tarSource) Walk(fn func(e *entry) error) error {
 				// A directory listed after its children: only its metadata.
 				e.Size = 0
 			}
-		case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // old archives use TypeRegA
+		case tar.TypeReg: // the reader reports old TypeRegA members as TypeReg
 			e.Mode = perm
 			data := io.LimitReader(tr, h.Size)
 			e.open = func() (io.ReadCloser, error) { return io.NopCloser(data), nil }
