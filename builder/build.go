@@ -179,6 +179,9 @@ func Build(ctx context.Context, spec *Spec, rootfs string, outRawPath string, op
 	if err := writeESP(d, l, spec, rootFS, res, opts); err != nil {
 		return nil, err
 	}
+	if err := d.Flush(); err != nil {
+		return nil, fmt.Errorf("writing disk image %s: %w", outRawPath, err)
+	}
 	if err := normalizeExt4(f, l.rootStart, clampEpoch(opts.Epoch), l.hashSeed); err != nil {
 		return nil, fmt.Errorf("making the root filesystem reproducible: %w", err)
 	}
