@@ -420,18 +420,18 @@ func (w *rootWriter) file(e *entry) error {
 		return fmt.Errorf("/%s: %w", p, err)
 	}
 	defer in.Close()
-	want := min(e.Size, maxChunk)
-	if int64(cap(w.buf)) < want {
+	if want := min(e.Size, maxChunk); int64(len(w.buf)) < want {
 		w.buf = make([]byte, want)
 	}
-	var n int64
-	for n < e.Size {
-		chunk := w.buf[:min(e.Size-n, int64(len(w.buf[:cap(w.buf)])))]
+	for n := int64(0); n < e.Size; {
+		chunk := w.buf[:min(e.Size-n, int64(len(w.buf)))]
 		if _, err := io.ReadFull(in, chunk); err != nil {
 			return fmt.Errorf("/%s: reading: %w", p, err)
 		}
 		if _, err := out.Write(chunk); err != nil {
-			if strings.Contains(err.Error(), "allocate") {
+			// go-diskfs has no sentinel for a full filesystem; scanSource's
+			// estimate catches most cases before anything is written.
+			if strings.Contains(err.Error(), "could not allocate") {
 				return fmt.Errorf("%w: ran out of space writing /%s; raise hardware.disk.size", ErrTooLarge, p)
 			}
 			return fmt.Errorf("/%s: writing: %w", p, err)

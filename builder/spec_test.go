@@ -173,3 +173,22 @@ func FuzzParseSpec(f *testing.F) {
 		}
 	})
 }
+
+func TestRootfsPath(t *testing.T) {
+	for _, tt := range []struct {
+		spec, path, want string
+	}{
+		{"rootfs: {dir: rootfs}", "images/connector/image.yaml", "images/connector/rootfs"},
+		{"rootfs: {tar: /srv/rootfs.tar}", "images/connector/image.yaml", "/srv/rootfs.tar"},
+		{"rootfs: {tar: ../build/rootfs.tar.gz}", "/repo/images/connector/image.yaml", "/repo/images/build/rootfs.tar.gz"},
+		{"", "images/connector/image.yaml", ""},
+	} {
+		s, _, err := ParseSpec(tt.path, []byte("name: a\nversion: '1'\n"+tt.spec+"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.RootfsPath(); got != tt.want {
+			t.Errorf("%q in %s: RootfsPath() = %q, want %q", tt.spec, tt.path, got, tt.want)
+		}
+	}
+}
