@@ -329,6 +329,15 @@ type rootWriter struct {
 	done  int64
 	dirs  []*entry // timestamps set last: adding children changes them
 	buf   []byte
+	// attrOf is each written directory's owner and mode: go-diskfs gives a
+	// new entry its parent's, so equal ones need no Chown or Chmod (each a
+	// path lookup that re-reads directories).
+	attrOf map[string]attr
+}
+
+type attr struct {
+	uid, gid int
+	mode     fs.FileMode
 }
 
 func (w *rootWriter) clamp(t time.Time) time.Time {
@@ -455,11 +464,23 @@ func (w *rootWriter) file(e *entry) error {
 }
 
 func (w *rootWriter) attrs(e *entry) error {
-	if err := w.fs.Chown(e.Path, e.UID, e.GID); err != nil {
-		return fmt.Errorf("/%s: chown: %w", e.Path, err)
+	a := attr{e.UID, e.GID, e.Mode & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)}
+	parent, known := w.attrOf[path.Dir(e.Path)]
+	if e.Mode.IsDir() {
+		if w.attrOf == nil {
+			w.attrOf = map[string]attr{}
+		}
+		w.attrOf[e.Path] = a
 	}
-	if err := w.fs.Chmod(e.Path, e.Mode&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
-		return fmt.Errorf("/%s: chmod: %w", e.Path, err)
+	if !known || parent.uid != a.uid || parent.gid != a.gid {
+		if err := w.fs.Chown(e.Path, a.uid, a.gid); err != nil {
+			return fmt.Errorf("/%s: chown: %w", e.Path, err)
+		}
+	}
+	if !known || parent.mode != a.mode {
+		if err := w.fs.Chmod(e.Path, a.mode); err != nil {
+			return fmt.Errorf("/%s: chmod: %w", e.Path, err)
+		}
 	}
 	return nil
 }

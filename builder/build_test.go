@@ -184,6 +184,7 @@ func TestBuildDirVerifiedByTools(t *testing.T) {
 	for p, want := range map[string][]string{
 		"/usr/bin/tool":     {"Mode:  04755", "Type: regular"},
 		"/tmp":              {"Mode:  01777", "Type: directory"},
+		"/usr/bin":          {"Mode:  0755", "Type: directory", "User:     0   Group:     0"},
 		"/usr/big":          {"Mode:  0600", "Size: 4800000"},
 		"/usr/bin/link":     {"Type: symlink", `Fast link dest: "tool"`},
 		"/usr/bin/longlink": {"Type: symlink"},
