@@ -61,8 +61,8 @@ type Options struct {
 	// Workers is the number of goroutines compressing grains;
 	// 0 means runtime.GOMAXPROCS(0).
 	Workers int
-	// Level is the deflate level, 1 (fastest) to 9 (smallest); 0 means 6,
-	// zlib's default, which qemu-img uses.
+	// Level is the deflate level, 1 (fastest) to 9 (smallest); 0 means
+	// DefaultLevel.
 	Level int
 	// AdapterType is ddb.adapterType: "lsilogic" (default), "buslogic",
 	// "ide" or "legacyESX".
@@ -91,6 +91,12 @@ type Info struct {
 	Populated int64
 }
 
+// DefaultLevel is the deflate level used when Options.Level is 0. With
+// klauspost/compress, level 5 compresses a root filesystem's grains about
+// twice as fast as level 6 for about 1% more output; qemu-img uses zlib's
+// level 6, whose output is 3-5% smaller than this (BenchmarkStreamOptimized).
+const DefaultLevel = 5
+
 var adapterTypes = []string{"lsilogic", "buslogic", "ide", "legacyESX"}
 
 func (o Options) withDefaults() (Options, error) {
@@ -98,7 +104,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.Workers = runtime.GOMAXPROCS(0)
 	}
 	if o.Level == 0 {
-		o.Level = 6
+		o.Level = DefaultLevel
 	}
 	if o.Level < 1 || o.Level > 9 {
 		return o, fmt.Errorf("vmdk: compression level %d out of range: use 1 (fastest) to 9 (smallest)", o.Level)
