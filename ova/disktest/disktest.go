@@ -7,6 +7,7 @@ package disktest
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -104,7 +105,11 @@ func (s Spec) Fill(f *os.File) error {
 		b := make([]byte, g.Len)
 		switch g.Kind {
 		case Random:
-			for i := range b {
+			i := 0
+			for ; i+8 <= len(b); i += 8 {
+				binary.LittleEndian.PutUint64(b[i:], r.Uint64())
+			}
+			for ; i < len(b); i++ {
 				b[i] = byte(r.Uint32())
 			}
 		case Text:
@@ -183,7 +188,10 @@ func Verify(t testing.TB, format, path, rawPath string) {
 	if format != "raw" {
 		run(t, "qemu-img", "check", "-q", "-f", format, path)
 	}
-	run(t, "qemu-img", "compare", "-q", "-f", "raw", "-F", format, rawPath, path)
+	// A difference is an error, not fatal: the other readers still run.
+	if out, err := exec.Command(Tool(t, "qemu-img"), "compare", "-f", "raw", "-F", format, rawPath, path).CombinedOutput(); err != nil {
+		t.Errorf("qemu-img compare %s %s: %v\n%s", rawPath, path, err, out)
+	}
 	var info struct {
 		VirtualSize int64  `json:"virtual-size"`
 		Format      string `json:"format"`
@@ -211,11 +219,13 @@ func Verify(t testing.TB, format, path, rawPath string) {
 		t.Logf("python3-libvmdk missing; skipping the libvmdk read of %s", path)
 		return
 	}
-	out = strings.TrimSpace(string(run(t, py, "-c", libvmdkCompare, path, rawPath)))
-	if out != fmt.Sprintf("same %d", want) {
-		t.Errorf("libvmdk reads %s differently from %s: %s", path, rawPath, out)
+	res, err := exec.Command(py, "-c", libvmdkCompare, path, rawPath).CombinedOutput()
+	if got := strings.TrimSpace(string(res)); err != nil || got != fmt.Sprintf("same %d", want) {
+		t.Errorf("libvmdk reads %s differently from %s: %s (%v)", path, rawPath, lastLine(got), err)
 	}
 }
+
+func lastLine(s string) string { return s[strings.LastIndexByte(s, '\n')+1:] }
 
 // libvmdkCompare reads a VMDK through libvmdk and compares it with a raw
 // file (zero-padded to the VMDK's size).

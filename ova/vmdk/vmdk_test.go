@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"runtime"
 	"testing"
 
 	"github.com/outpost-appliance/outpost/ova/disk"
@@ -56,6 +57,58 @@ func TestOptionsRefused(t *testing.T) {
 	for _, o := range []vmdk.Options{{Level: 10}, {AdapterType: "pvscsi"}, {ExtentName: "a\"b"}} {
 		if _, err := vmdk.WriteStreamOptimized(io.Discard, img, o); err == nil {
 			t.Errorf("options %+v accepted", o)
+		}
+	}
+}
+
+// Allocation while writing must not grow with the data: the pipeline
+// recycles a fixed set of buffers, so 64 MiB of data costs what 8 MiB does.
+func TestMemoryBounded(t *testing.T) {
+	alloc := func(data int64) uint64 {
+		spec := disktest.Spec{Name: "mem", Size: 1 << 30, Seed: 11, Regions: []disktest.Region{
+			{Off: 0, Len: data / 2, Kind: disktest.Random}, {Off: 512 << 20, Len: data / 2, Kind: disktest.Text}}}
+		img, err := disk.OpenRaw(disktest.MakeRaw(t, spec))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer img.Close()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		info, err := vmdk.WriteStreamOptimized(io.Discard, img, vmdk.Options{Workers: 4})
+		runtime.ReadMemStats(&after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Populated != data {
+			t.Errorf("populated %d bytes, want %d", info.Populated, data)
+		}
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	small, large := alloc(8<<20), alloc(64<<20)
+	if large > 16<<20 || large > small+2<<20 {
+		t.Errorf("writing 8 MiB of data allocated %d KiB, 64 MiB allocated %d KiB; want the same, at most 16 MiB", small>>10, large>>10)
+	}
+	t.Logf("allocated %d KiB for 8 MiB of data, %d KiB for 64 MiB", small>>10, large>>10)
+}
+
+// Holes and zero grains cost nothing but metadata.
+func TestZerosNotStored(t *testing.T) {
+	for _, s := range disktest.Disks() {
+		if s.Name != "zeros-only" && s.Name != "empty" {
+			continue
+		}
+		img, err := disk.OpenRaw(disktest.MakeRaw(t, s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := vmdk.WriteStreamOptimized(io.Discard, img, vmdk.Options{})
+		img.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// header area + GD marker + GD + footer marker + footer + EOS
+		if want := int64(64<<10 + 5*512); info.Populated != 0 || info.Written != want {
+			t.Errorf("%s: populated %d, wrote %d bytes; want 0 and %d", s.Name, info.Populated, info.Written, want)
 		}
 	}
 }
