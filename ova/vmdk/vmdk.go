@@ -26,6 +26,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -190,6 +191,9 @@ func WriteStreamOptimized(w io.Writer, img disk.Image, opt Options) (Info, error
 			flushGT()
 			cur = t
 		}
+		if cw.n/sector+gtSectors+1 > 1<<32-1 { // room for this grain's table
+			return errTooLarge
+		}
 		gt[g%gtEntries] = uint32(cw.n / sector)
 		used = true
 		info.Populated += disk.GrainSize
@@ -222,6 +226,8 @@ func WriteStreamOptimized(w io.Writer, img disk.Image, opt Options) (Info, error
 	}
 	return info, nil
 }
+
+var errTooLarge = errors.New("output passed 2 TiB, the limit of 32-bit sector numbers in a sparse extent: use a smaller disk")
 
 // header is the 512-byte SparseExtentHeader; the footer is the same with the
 // real grain directory offset.

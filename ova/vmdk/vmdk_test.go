@@ -3,6 +3,7 @@ package vmdk_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"runtime"
@@ -19,9 +20,20 @@ func writeFile(opt vmdk.Options) disktest.WriteFunc {
 		if err != nil {
 			return err
 		}
-		if _, err := vmdk.WriteStreamOptimized(f, img, opt); err != nil {
+		info, err := vmdk.WriteStreamOptimized(f, img, opt)
+		if err != nil {
 			f.Close()
 			return err
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		if fi.Size() != info.Written {
+			return fmt.Errorf("Info.Written %d, file has %d bytes", info.Written, fi.Size())
+		}
+		if want := (img.Size() + 65535) &^ 65535; info.Capacity != want {
+			return fmt.Errorf("Info.Capacity %d, want %d", info.Capacity, want)
 		}
 		return f.Close()
 	}
