@@ -69,12 +69,16 @@ func MakeMixed(tb testing.TB, size, data int64) string {
 }
 
 // Bench measures a writer against a reference command on the same disk in
-// the same run, and reports the ratios: speedup-x (reference time / ours),
-// cpu-saving-x (reference CPU time / ours, which does not depend on how
-// busy the machine is), size-ratio (our output / reference output), peak-heap-MiB (the most heap
-// in live and unswept objects while ours ran, sampled every 20 ms) and VmHWM-MiB (the process's peak RSS).
+// the same run, and reports:
+//
+//	speedup-x      reference wall time / ours
+//	cpu-saving-x   reference CPU time / ours (not skewed by a busy machine)
+//	size-ratio     our output size / reference output size
+//	peak-heap-MiB  most heap in objects while ours ran, sampled every 20 ms
+//	VmHWM-MiB      the test process's peak resident set size
+//
 // write converts src to dst; ref is the reference command line with the
-// placeholders SRC and DST. The two run alternately, rounds times each, and
+// placeholders SRC and DST. The two run alternately, three times each, and
 // the fastest run of each counts: the machine is shared, and the minimum is
 // the least disturbed measurement of both.
 func Bench(b *testing.B, src string, write func(dst, src string) error, ref ...string) {
