@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/outpost-appliance/outpost/ova/disk"
 	"github.com/outpost-appliance/outpost/ova/disktest"
@@ -123,4 +124,70 @@ func TestZerosNotStored(t *testing.T) {
 			t.Errorf("%s: populated %d, wrote %d bytes; want 0 and %d", s.Name, info.Populated, info.Written, want)
 		}
 	}
+}
+
+type failingDisk struct {
+	*disk.Raw
+	after int64
+}
+
+var errDevice = errors.New("input/output error")
+
+func (f failingDisk) ReadAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > f.after {
+		return 0, errDevice
+	}
+	return f.Raw.ReadAt(p, off)
+}
+
+type failingWriter struct{ left int }
+
+var errFull = errors.New("no space left on device")
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if len(p) > w.left {
+		n := w.left
+		w.left = 0
+		return n, errFull
+	}
+	w.left -= len(p)
+	return len(p), nil
+}
+
+// Read and write errors stop the pipeline, reach the caller, and leave no
+// goroutine behind.
+func TestErrors(t *testing.T) {
+	img, err := disk.OpenRaw(disktest.MakeRaw(t, disktest.RandomSpec("err", 3, 32<<20, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	spec := disktest.Spec{Name: "full", Size: 32 << 20, Seed: 4, Regions: []disktest.Region{{Len: 32 << 20, Kind: disktest.Random}}}
+	full, err := disk.OpenRaw(disktest.MakeRaw(t, spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	before := runtime.NumGoroutine()
+	for _, tc := range []struct {
+		name string
+		img  disk.Image
+		w    io.Writer
+		want error
+	}{
+		{"read", failingDisk{full, 8 << 20}, io.Discard, errDevice},
+		{"write", full, &failingWriter{left: 4 << 20}, errFull},
+		{"write at the end", img, &failingWriter{left: 64<<10 + 512}, errFull},
+	} {
+		if _, err := vmdk.WriteStreamOptimized(tc.w, tc.img, vmdk.Options{Workers: 3}); !errors.Is(err, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	for range 100 {
+		if runtime.NumGoroutine() <= before {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("%d goroutines before, %d after failed writes", before, runtime.NumGoroutine())
 }
