@@ -191,3 +191,22 @@ func TestErrors(t *testing.T) {
 	}
 	t.Errorf("%d goroutines before, %d after failed writes", before, runtime.NumGoroutine())
 }
+
+// The bytes do not depend on how many goroutines compress.
+func TestWorkersDoNotChangeOutput(t *testing.T) {
+	img, err := disk.OpenRaw(disktest.MakeRaw(t, disktest.RandomSpec("w", 8, 24<<20, 10)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	var one, many bytes.Buffer
+	if _, err := vmdk.WriteStreamOptimized(&one, img, vmdk.Options{Workers: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vmdk.WriteStreamOptimized(&many, img, vmdk.Options{Workers: 7}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(one.Bytes(), many.Bytes()) {
+		t.Errorf("1 worker wrote %d bytes, 7 workers %d bytes, not the same", one.Len(), many.Len())
+	}
+}
