@@ -153,8 +153,8 @@ func Grains(exts []Extent, capacity int64) []Extent {
 	return out
 }
 
-// ReadGrain reads the grain at off (a multiple of GrainSize) into buf, which
-// must be GrainSize long, filling anything past the image's end with zeros.
+// ReadGrain fills buf (usually one or more grains) from img at off, with
+// zeros for anything past the image's end: the tail of the last grain.
 func ReadGrain(img Image, buf []byte, off int64) error {
 	n := min(int64(len(buf)), max(img.Size()-off, 0))
 	if n > 0 {

@@ -33,6 +33,7 @@ const (
 	rbEntries    = clusterSize * 8 / refcountBits // refcounts per refcount block
 	copied       = uint64(1) << 63                // QCOW_OFLAG_COPIED: refcount is exactly 1
 	headerLength = 104                            // version 3 header without optional fields
+	chunk        = 16 * clusterSize               // read and write unit for data
 )
 
 // Write writes img to w as qcow2 v3 whose virtual size is img.Size()
@@ -57,19 +58,23 @@ func write(w io.Writer, img disk.Image) error {
 	ranges := disk.Grains(exts, capacity)
 	nClusters := capacity / clusterSize
 
-	// Pass 1: which clusters hold data.
+	// Pass 1: which clusters hold data. Reads go in chunks of up to
+	// 1 MiB: fewer system calls than one per cluster.
 	used := make([]uint64, (nClusters+63)/64)
-	buf := make([]byte, clusterSize)
+	buf := make([]byte, chunk)
 	var nData int64
 	for _, r := range ranges {
-		for off := r.Off; off < r.End(); off += clusterSize {
-			if err := disk.ReadGrain(img, buf, off); err != nil {
+		for off := r.Off; off < r.End(); off += chunk {
+			b := buf[:min(chunk, r.End()-off)]
+			if err := disk.ReadGrain(img, b, off); err != nil {
 				return err
 			}
-			if !disk.IsZero(buf) {
-				c := off / clusterSize
-				used[c/64] |= 1 << (c % 64)
-				nData++
+			for i := 0; i < len(b); i += clusterSize {
+				if !disk.IsZero(b[i : i+clusterSize]) {
+					c := (off + int64(i)) / clusterSize
+					used[c/64] |= 1 << (c % 64)
+					nData++
+				}
 			}
 		}
 	}
@@ -161,22 +166,28 @@ func write(w io.Writer, img disk.Image) error {
 			putEntry(bw, e)
 		}
 	}
-	// Pass 2: data.
-	for _, r := range ranges {
-		for off := r.Off; off < r.End(); off += clusterSize {
-			if !isUsed(off / clusterSize) {
-				continue
-			}
-			if err := disk.ReadGrain(img, buf, off); err != nil {
-				return err
-			}
-			if _, err := bw.Write(buf); err != nil {
-				return fmt.Errorf("write: %w", err)
-			}
-		}
-	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("write: %w", err)
+	}
+	// Pass 2: data, in runs of used clusters of up to 1 MiB.
+	for _, r := range ranges {
+		for off := r.Off; off < r.End(); {
+			if !isUsed(off / clusterSize) {
+				off += clusterSize
+				continue
+			}
+			n := int64(clusterSize)
+			for n < chunk && off+n < r.End() && isUsed((off+n)/clusterSize) {
+				n += clusterSize
+			}
+			if err := disk.ReadGrain(img, buf[:n], off); err != nil {
+				return err
+			}
+			if _, err := w.Write(buf[:n]); err != nil {
+				return fmt.Errorf("write: %w", err)
+			}
+			off += n
+		}
 	}
 	return nil
 }
