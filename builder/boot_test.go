@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outpost-appliance/outpost/builder/internal/testrootfs"
+	"github.com/outpost-appliance/outpost/internal/testrootfs"
 )
 
 const (

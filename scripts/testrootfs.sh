@@ -12,4 +12,4 @@
 #     -drive file=out/outpost-connector-0.1.0.raw,format=raw,if=virtio
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec go run ./builder/internal/testrootfs/maketestrootfs "$@"
+exec go run ./internal/testrootfs/maketestrootfs "$@"

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,41 +14,15 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/outpost-appliance/outpost/builder"
+	"github.com/outpost-appliance/outpost/dist"
 	"github.com/outpost-appliance/outpost/images"
 	"github.com/outpost-appliance/outpost/mac"
+	"github.com/outpost-appliance/outpost/ova"
 )
-
-// imageJob is what every output format is made from.
-type imageJob struct {
-	Spec    *builder.Spec
-	MAC     mac.MAC
-	RawPath string    // the bootable raw disk (sparse); read only
-	Epoch   time.Time // SOURCE_DATE_EPOCH
-	// Scratch says RawPath is a temporary file of this run (image build), so
-	// a writer may hard-link it; otherwise it is the user's and is copied.
-	Scratch bool
-}
-
-// diskFormat is one output of `image build`/`image pack`. Write makes dst
-// (a temporary name in the output directory; the caller renames it when
-// every format succeeded, and removes it otherwise).
-type diskFormat struct {
-	Name  string
-	Ext   string
-	Write func(ctx context.Context, job *imageJob, dst string) error
-}
-
-// diskFormats lists the output formats by name. The ova, qcow2 and vmdk
-// writers (package ova) plug in here.
-func diskFormats() []diskFormat {
-	return []diskFormat{
-		{Name: "raw", Ext: ".raw", Write: writeRaw},
-	}
-}
 
 func formatNames() []string {
 	var names []string
-	for _, f := range diskFormats() {
+	for _, f := range dist.Formats() {
 		names = append(names, f.Name)
 	}
 	return names
@@ -86,18 +59,45 @@ type imageFlags struct {
 	outDir   string
 	mac      string
 	jsonOut  bool
+	signKey  string
+	signCert string
 }
 
 func (f *imageFlags) register(fs *pflag.FlagSet) {
 	fs.StringVarP(&f.specPath, "file", "f", "", "image spec (YAML); default: the embedded connector spec ("+images.ConnectorPath+")")
-	fs.StringSliceVar(&f.formats, "format", []string{"raw"}, "output formats, comma-separated: "+strings.Join(formatNames(), ", "))
+	fs.StringSliceVar(&f.formats, "format", []string{"ova", "qcow2"}, "output formats, comma-separated: "+strings.Join(formatNames(), ", "))
 	fs.StringVarP(&f.outDir, "output", "o", ".", "output directory")
 	fs.StringVar(&f.mac, "mac", "", "static MAC of the NIC, in VMware's manual range "+mac.Range)
 	fs.BoolVar(&f.jsonOut, "json", false, "print the result as JSON")
+	fs.StringVar(&f.signKey, "sign-key", "", "PEM RSA private key that signs the OVA's manifest (writes the .cert member); with --sign-cert")
+	fs.StringVar(&f.signCert, "sign-cert", "", "PEM certificate of --sign-key, stored in the .cert member")
+}
+
+// signer loads the OVA signing key and certificate, when given.
+func (f *imageFlags) signer() (*ova.Signer, error) {
+	if f.signKey == "" && f.signCert == "" {
+		return nil, nil
+	}
+	if f.signKey == "" || f.signCert == "" {
+		return nil, usagef("--sign-key and --sign-cert go together: give both, or neither for an unsigned OVA")
+	}
+	key, err := os.ReadFile(f.signKey)
+	if err != nil {
+		return nil, fmt.Errorf("--sign-key: %w", err)
+	}
+	cert, err := os.ReadFile(f.signCert)
+	if err != nil {
+		return nil, fmt.Errorf("--sign-cert: %w", err)
+	}
+	sg, err := ova.NewSigner(key, cert)
+	if err != nil {
+		return nil, fmt.Errorf("--sign-key/--sign-cert: %w", err)
+	}
+	return sg, nil
 }
 
 // load reads the spec and checks the flags, before anything is written.
-func (f *imageFlags) load(s streams) (*builder.Spec, mac.MAC, []diskFormat, time.Time, error) {
+func (f *imageFlags) load(s streams) (*builder.Spec, mac.MAC, []dist.Format, time.Time, error) {
 	var (
 		spec     *builder.Spec
 		warnings []string
@@ -124,10 +124,10 @@ func (f *imageFlags) load(s streams) (*builder.Spec, mac.MAC, []diskFormat, time
 	if err != nil {
 		return nil, mac.MAC{}, nil, time.Time{}, err
 	}
-	var formats []diskFormat
+	var formats []dist.Format
 	for _, name := range f.formats {
 		found := false
-		for _, df := range diskFormats() {
+		for _, df := range dist.Formats() {
 			if df.Name == strings.TrimSpace(name) {
 				formats, found = append(formats, df), true
 			}
@@ -179,7 +179,7 @@ type imageResult struct {
 	Skipped []string `json:"skipped,omitempty"`
 }
 
-func writeOutputs(ctx context.Context, s streams, f *imageFlags, job *imageJob, formats []diskFormat, skipped []string) error {
+func writeOutputs(ctx context.Context, s streams, f *imageFlags, job *dist.Job, formats []dist.Format, skipped []string) error {
 	base := fmt.Sprintf("%s-%s", job.Spec.Name, job.Spec.Version)
 	type pending struct{ tmp, final string }
 	var done []pending
@@ -235,6 +235,10 @@ func (c *imageBuildCmd) Run(ctx context.Context, s streams, args []string) error
 	if err != nil {
 		return err
 	}
+	signer, err := c.signer()
+	if err != nil {
+		return err
+	}
 	rootfs := c.rootfs
 	if rootfs == "" {
 		rootfs = spec.RootfsPath()
@@ -247,6 +251,9 @@ func (c *imageBuildCmd) Run(ctx context.Context, s streams, args []string) error
 		return fmt.Errorf("output directory %s: %w", c.outDir, err)
 	}
 	raw.Close()
+	if err := os.Chmod(raw.Name(), 0o644); err != nil {
+		return err
+	}
 	defer os.Remove(raw.Name())
 	opts := builder.Options{Epoch: epoch}
 	if isTerminal(s.Err) {
@@ -259,7 +266,7 @@ func (c *imageBuildCmd) Run(ctx context.Context, s streams, args []string) error
 	for _, sk := range res.Skipped {
 		fmt.Fprintf(s.Err, "note: %s\n", sk)
 	}
-	job := &imageJob{Spec: spec, MAC: m, RawPath: raw.Name(), Epoch: epoch, Scratch: true}
+	job := &dist.Job{Spec: spec, MAC: m, RawPath: raw.Name(), Epoch: epoch, Signer: signer, Scratch: true}
 	return writeOutputs(ctx, s, &c.imageFlags, job, formats, res.Skipped)
 }
 
@@ -288,6 +295,10 @@ func (c *imagePackCmd) Run(ctx context.Context, s streams, args []string) error 
 	if err != nil {
 		return err
 	}
+	signer, err := c.signer()
+	if err != nil {
+		return err
+	}
 	if c.name != "" || c.version != "" {
 		if c.name != "" {
 			spec.Name = c.name
@@ -309,64 +320,8 @@ func (c *imagePackCmd) Run(ctx context.Context, s streams, args []string) error 
 	if !fi.Mode().IsRegular() || fi.Size() == 0 || fi.Size()%512 != 0 {
 		return fmt.Errorf("--disk %s: not a raw disk image (a regular file whose size is a multiple of 512 bytes)", c.disk)
 	}
-	job := &imageJob{Spec: spec, MAC: m, RawPath: c.disk, Epoch: epoch}
+	job := &dist.Job{Spec: spec, MAC: m, RawPath: c.disk, Epoch: epoch, Signer: signer}
 	return writeOutputs(ctx, s, &c.imageFlags, job, formats, nil)
-}
-
-// writeRaw makes dst a sparse copy of the raw disk, or a hard link to it
-// when it is this run's scratch file.
-func writeRaw(ctx context.Context, job *imageJob, dst string) error {
-	if job.Scratch {
-		if err := os.Link(job.RawPath, dst); err == nil {
-			return nil
-		}
-	}
-	in, err := os.Open(job.RawPath)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if err := sparseCopy(ctx, out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
-}
-
-// sparseCopy copies in to out, seeking over zero blocks so out stays sparse.
-func sparseCopy(ctx context.Context, out *os.File, in io.Reader) error {
-	buf := make([]byte, 1<<20)
-	zero := make([]byte, 64<<10)
-	var off int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		n, err := io.ReadFull(in, buf)
-		for i := 0; i < n; i += len(zero) {
-			chunk := buf[i:min(n, i+len(zero))]
-			if string(chunk) != string(zero[:len(chunk)]) {
-				if _, werr := out.WriteAt(chunk, off); werr != nil {
-					return werr
-				}
-			}
-			off += int64(len(chunk))
-		}
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return out.Truncate(off)
-		}
-		if err != nil {
-			return err
-		}
-	}
 }
 
 func isTerminal(w io.Writer) bool {

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/outpost-appliance/outpost/builder/internal/testrootfs"
+	"github.com/outpost-appliance/outpost/internal/testrootfs"
 )
 
 func main() {

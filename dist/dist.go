@@ -1,0 +1,191 @@
+// Package dist writes an appliance's distribution files — OVA, qcow2,
+// standalone VMDK and sparse raw — from the raw GPT disk the builder made.
+//
+// It joins the builder's image spec to the ova packages; it does not build
+// disks (package builder) or define the formats (packages ova/...).
+package dist
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/outpost-appliance/outpost/builder"
+	"github.com/outpost-appliance/outpost/mac"
+	"github.com/outpost-appliance/outpost/ova"
+	"github.com/outpost-appliance/outpost/ova/disk"
+	"github.com/outpost-appliance/outpost/ova/qcow2"
+	"github.com/outpost-appliance/outpost/ova/raw"
+	"github.com/outpost-appliance/outpost/ova/vmdk"
+)
+
+// Job is what every format is made from.
+type Job struct {
+	Spec    *builder.Spec
+	MAC     mac.MAC
+	RawPath string    // the bootable raw disk (sparse); read only
+	Epoch   time.Time // SOURCE_DATE_EPOCH: tar member times
+	Signer  *ova.Signer
+	// Scratch says RawPath is a temporary file of this run (image build), so
+	// the raw output may hard-link it; otherwise it is the user's and is copied.
+	Scratch bool
+
+	// vmdk remembers a streamOptimized VMDK written in this run, so an OVA
+	// written after the standalone VMDK does not compress the disk again.
+	vmdk *vmdkFile
+}
+
+type vmdkFile struct {
+	path   string
+	sha256 string
+	info   vmdk.Info
+}
+
+// Format is one output. Write makes dst; callers give a temporary name and
+// rename it when every format succeeded.
+type Format struct {
+	Name  string
+	Ext   string
+	Write func(ctx context.Context, job *Job, dst string) error
+}
+
+// Formats lists the output formats by name.
+func Formats() []Format {
+	return []Format{
+		{Name: "ova", Ext: ".ova", Write: writeOVA},
+		{Name: "qcow2", Ext: ".qcow2", Write: writeQCOW2},
+		{Name: "vmdk", Ext: ".vmdk", Write: writeVMDK},
+		{Name: "raw", Ext: ".raw", Write: writeRaw},
+	}
+}
+
+// DiskName is the VMDK's member name inside the OVA.
+func (j *Job) DiskName() string { return j.Spec.Name + "-disk1.vmdk" }
+
+// Appliance maps the image spec to the OVF description.
+func (j *Job) Appliance() ova.Appliance {
+	s := j.Spec
+	a := ova.Appliance{
+		Name:        s.Name,
+		Vendor:      "outpost",
+		Version:     s.Version,
+		Description: s.Description,
+		CPUs:        s.Hardware.CPUs,
+		MemoryMiB:   s.Hardware.MemoryMiB,
+		MAC:         j.MAC.String(),
+		Firmware:    "efi",
+	}
+	if s.Hardware.Firmware == "bios" {
+		a.Firmware = "bios"
+	}
+	if len(s.Properties) > 0 {
+		defaults := map[string]ova.Property{}
+		for _, p := range ova.DefaultProperties() {
+			defaults[p.Key] = p
+		}
+		a.Properties = []ova.Property{}
+		for _, p := range s.Properties {
+			a.Properties = append(a.Properties, ova.Property{
+				Key: p.Key, Category: p.Category, Label: p.Label, Description: p.Description,
+				Default: p.Default, Password: p.Password, Choices: defaults[p.Key].Choices,
+			})
+		}
+	}
+	return a
+}
+
+func openRaw(ctx context.Context, job *Job) (*disk.Raw, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	img, err := disk.OpenRaw(job.RawPath)
+	if err != nil {
+		return nil, fmt.Errorf("raw disk %s: %w", job.RawPath, err)
+	}
+	return img, nil
+}
+
+// writeFile creates dst and streams fill into it, syncing at the end; dst
+// is removed on failure.
+func writeFile(dst string, fill func(w io.Writer) error) (err error) {
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(dst)
+		}
+	}()
+	if err := fill(f); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+func writeVMDK(ctx context.Context, job *Job, dst string) error {
+	img, err := openRaw(ctx, job)
+	if err != nil {
+		return err
+	}
+	defer img.Close()
+	h := sha256.New()
+	var info vmdk.Info
+	err = writeFile(dst, func(w io.Writer) error {
+		var err error
+		info, err = vmdk.WriteStreamOptimized(io.MultiWriter(w, h), img, vmdk.Options{ExtentName: job.DiskName()})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	job.vmdk = &vmdkFile{path: dst, sha256: hex.EncodeToString(h.Sum(nil)), info: info}
+	return nil
+}
+
+func writeOVA(ctx context.Context, job *Job, dst string) error {
+	if job.vmdk == nil {
+		tmp := filepath.Join(filepath.Dir(dst), "."+job.DiskName()+".partial")
+		defer func() {
+			os.Remove(tmp)
+			job.vmdk = nil
+		}()
+		if err := writeVMDK(ctx, job, tmp); err != nil {
+			return err
+		}
+	}
+	v := job.vmdk
+	disks := []ova.Disk{{Name: job.DiskName(), Path: v.path, Capacity: v.info.Capacity, PopulatedSize: v.info.Populated, SHA256: v.sha256}}
+	return ova.WriteOVAFile(dst, job.Appliance(), disks, ova.PackOptions{ModTime: job.Epoch, Signer: job.Signer})
+}
+
+func writeQCOW2(ctx context.Context, job *Job, dst string) error {
+	img, err := openRaw(ctx, job)
+	if err != nil {
+		return err
+	}
+	defer img.Close()
+	return writeFile(dst, func(w io.Writer) error { return qcow2.Write(w, img) })
+}
+
+func writeRaw(ctx context.Context, job *Job, dst string) error {
+	if job.Scratch {
+		if err := os.Link(job.RawPath, dst); err == nil {
+			return nil
+		}
+	}
+	img, err := openRaw(ctx, job)
+	if err != nil {
+		return err
+	}
+	defer img.Close()
+	return raw.WriteFile(dst, img)
+}
