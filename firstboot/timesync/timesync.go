@@ -81,7 +81,7 @@ func (s Syncer) Sync(ctx context.Context) (*Result, error) {
 		}
 		// The response's offset is against the system clock; with an
 		// injected clock, measure against it instead.
-		offset := resp.Time.Add(resp.RTT/2).Sub(now())
+		offset := resp.Time.Add(resp.RTT / 2).Sub(now())
 		if s.Now == nil {
 			offset = resp.ClockOffset
 		}
