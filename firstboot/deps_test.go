@@ -32,7 +32,7 @@ func TestDependencies(t *testing.T) {
 	n := 0
 	for {
 		var p struct {
-			ImportPath, Doc string
+			ImportPath, Doc   string
 			Standard, DepOnly bool
 		}
 		if err := dec.Decode(&p); err == io.EOF {

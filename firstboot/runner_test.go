@@ -2,20 +2,11 @@ package firstboot
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -26,98 +17,21 @@ import (
 
 	"github.com/beevik/ntp"
 
+	"github.com/outpost-appliance/outpost/firstboot/internal/cptest"
 	"github.com/outpost-appliance/outpost/firstboot/netconf"
 	"github.com/outpost-appliance/outpost/firstboot/sysroot"
 	"github.com/outpost-appliance/outpost/provkey"
 )
 
-// ---- a control plane double that keeps the enrollment contract: the same
-// CSR public key again returns the same connector and consumes no use. ----
-
-type fakeCP struct {
-	mu       sync.Mutex
-	root     *x509.Certificate
-	rootKey  *ecdsa.PrivateKey
-	byCSR    map[string]string // CSR PEM → name
-	uses     int
-	maxUses  int
-	requests int
-	// dropFirst closes the connection after counting the first
-	// enrollment, as if the response were lost.
-	dropFirst bool
-	srv       *httptest.Server
+func newFakeCP(t *testing.T, caName string, maxUses int) *cptest.Server {
+	return cptest.New(t, cptest.Options{CAName: caName, MaxUses: maxUses})
 }
 
-func mkCA(t *testing.T, cn string) (*x509.Certificate, *ecdsa.PrivateKey) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(48 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return c, key
+func cpKey(t *testing.T, cp *cptest.Server, pin provkey.Pin) provkey.Key {
+	return cptest.Key(t, strings.TrimPrefix(cp.HTTP.URL, "https://"), pin)
 }
 
-func newFakeCP(t *testing.T, caName string, maxUses int) *fakeCP {
-	cp := &fakeCP{byCSR: map[string]string{}, maxUses: maxUses}
-	cp.root, cp.rootKey = mkCA(t, caName)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, _ := x509.CreateCertificate(rand.Reader, tmpl, cp.root, &key.PublicKey, cp.rootKey)
-	cp.srv = httptest.NewUnstartedServer(http.HandlerFunc(cp.serve))
-	cp.srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der, cp.root.Raw}, PrivateKey: key}}}
-	cp.srv.StartTLS()
-	t.Cleanup(cp.srv.Close)
-	return cp
-}
-
-func (cp *fakeCP) key(t *testing.T, pin provkey.Pin) provkey.Key {
-	k, err := provkey.Generate(strings.TrimPrefix(cp.srv.URL, "https://"), pin, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func (cp *fakeCP) serve(w http.ResponseWriter, r *http.Request) {
-	var req map[string]string
-	json.NewDecoder(r.Body).Decode(&req)
-	cp.mu.Lock()
-	defer cp.mu.Unlock()
-	cp.requests++
-	name, seen := cp.byCSR[req["csr"]]
-	if !seen {
-		if cp.uses >= cp.maxUses {
-			w.WriteHeader(http.StatusConflict)
-			fmt.Fprintf(w, `{"error":"key_exhausted","message":"Melbourne has been used %d of %d times; raise its maximum uses or use another key"}`, cp.uses, cp.maxUses)
-			return
-		}
-		cp.uses++
-		name = fmt.Sprintf("Melbourne-%d", cp.uses)
-		cp.byCSR[req["csr"]] = name
-		if cp.dropFirst && cp.uses == 1 {
-			conn, _, _ := w.(http.Hijacker).Hijack()
-			conn.Close()
-			return
-		}
-	}
-	blk, _ := pem.Decode([]byte(req["csr"]))
-	csr, err := x509.ParseCertificateRequest(blk.Bytes)
-	if err != nil {
-		w.WriteHeader(400)
-		fmt.Fprint(w, `{"error":"bad_csr","message":"not a CSR"}`)
-		return
-	}
-	der, _ := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(365 * 24 * time.Hour)}, cp.root, csr.PublicKey, cp.rootKey)
-	chain := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	json.NewEncoder(w).Encode(map[string]string{"name": name, "group": "Melbourne", "certificate": string(chain) + string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cp.root.Raw}))})
-}
+func mkCA(t *testing.T, cn string) (*x509.Certificate, any) { return cptest.CA(t, cn) }
 
 // ---- the rest of the machine ----
 
@@ -149,12 +63,12 @@ func (f *fakeNet) Apply(ifname string, addr netip.Prefix, gw netip.Addr, mtu int
 type rig struct {
 	dir  string
 	env  *Env
-	cp   *fakeCP
+	cp   *cptest.Server
 	net  *fakeNet
 	skew time.Duration // how far the appliance's clock is behind
 }
 
-func newRig(t *testing.T, key provkey.Key, cp *fakeCP) *rig {
+func newRig(t *testing.T, key provkey.Key, cp *cptest.Server) *rig {
 	t.Helper()
 	dir := t.TempDir()
 	r := &rig{dir: dir, cp: cp, net: &fakeNet{}}
@@ -222,13 +136,13 @@ func (k killAfter) Run(ctx context.Context, st *State) error {
 
 func TestEnrollsAndConfigures(t *testing.T) {
 	cp := newFakeCP(t, "outpost root", 2)
-	r := newRig(t, cp.key(t, provkey.PinOf(cp.root)), cp)
+	r := newRig(t, cpKey(t, cp, provkey.PinOf(cp.CA)), cp)
 	st, err := r.run()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Enroll.Name != "Melbourne-1" || cp.uses != 1 {
-		t.Fatalf("name %q, uses %d", st.Enroll.Name, cp.uses)
+	if st.Enroll.Name != "Melbourne-1" || cp.Uses() != 1 {
+		t.Fatalf("name %q, uses %d", st.Enroll.Name, cp.Uses())
 	}
 	s := r.status(t)
 	if s.State != StateEnrolled || s.Name != "Melbourne-1" || s.Group != "Melbourne" || s.CertExpiry == nil || s.Address != "192.0.2.50/24" {
@@ -256,7 +170,7 @@ func TestEnrollsAndConfigures(t *testing.T) {
 		t.Errorf("provisioning key file still present after enrollment (%v)", err)
 	}
 	state, _ := os.ReadFile(filepath.Join(r.dir, "var/lib/outpost/firstboot.json"))
-	k := cp.key(t, provkey.PinOf(cp.root))
+	k := cpKey(t, cp, provkey.PinOf(cp.CA))
 	if strings.Contains(string(state), strings.SplitN(k.Reveal(), "|", 3)[2][:20]) || strings.Contains(string(state), "PRIVATE KEY") {
 		t.Error("state file holds a secret")
 	}
@@ -264,8 +178,8 @@ func TestEnrollsAndConfigures(t *testing.T) {
 	if _, err := r.run(); err != nil {
 		t.Fatal(err)
 	}
-	if cp.requests != 1 {
-		t.Errorf("requests after a second run = %d, want 1", cp.requests)
+	if cp.Requests() != 1 {
+		t.Errorf("requests after a second run = %d, want 1", cp.Requests())
 	}
 }
 
@@ -274,7 +188,7 @@ func TestKilledAtEveryStageEnrollsOnce(t *testing.T) {
 	for i, name := range names {
 		t.Run(name, func(t *testing.T) {
 			cp := newFakeCP(t, "outpost root", 5)
-			r := newRig(t, cp.key(t, provkey.PinOf(cp.root)), cp)
+			r := newRig(t, cpKey(t, cp, provkey.PinOf(cp.CA)), cp)
 			stages := Stages(r.env)
 			stages[i] = killAfter{stages[i]}
 			if _, err := r.run(stages...); !errors.Is(err, errKilled) {
@@ -283,8 +197,8 @@ func TestKilledAtEveryStageEnrollsOnce(t *testing.T) {
 			if _, err := r.run(); err != nil {
 				t.Fatalf("resumed run: %v", err)
 			}
-			if cp.uses != 1 || len(cp.byCSR) != 1 {
-				t.Errorf("uses = %d, distinct CSRs = %d; want exactly one enrollment", cp.uses, len(cp.byCSR))
+			if cp.Uses() != 1 || cp.Distinct() != 1 {
+				t.Errorf("uses = %d, distinct CSRs = %d; want exactly one enrollment", cp.Uses(), cp.Distinct())
 			}
 			if s := r.status(t); s.State != StateEnrolled || s.Name != "Melbourne-1" {
 				t.Errorf("status = %s %s", s.State, s.Name)
@@ -294,9 +208,8 @@ func TestKilledAtEveryStageEnrollsOnce(t *testing.T) {
 }
 
 func TestLostResponseRetriedWithSameRequest(t *testing.T) {
-	cp := newFakeCP(t, "outpost root", 1)
-	cp.dropFirst = true
-	r := newRig(t, cp.key(t, provkey.PinOf(cp.root)), cp)
+	cp := cptest.New(t, cptest.Options{MaxUses: 1, DropFirst: true})
+	r := newRig(t, cpKey(t, cp, provkey.PinOf(cp.CA)), cp)
 	if _, err := r.run(); err == nil {
 		t.Fatal("first run: want the lost response to fail the attempt")
 	}
@@ -307,15 +220,15 @@ func TestLostResponseRetriedWithSameRequest(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second run (a key with max uses 1): %v", err)
 	}
-	if st.Enroll.Name != "Melbourne-1" || cp.uses != 1 || cp.requests != 2 {
-		t.Errorf("name %q uses %d requests %d", st.Enroll.Name, cp.uses, cp.requests)
+	if st.Enroll.Name != "Melbourne-1" || cp.Uses() != 1 || cp.Requests() != 2 {
+		t.Errorf("name %q uses %d requests %d", st.Enroll.Name, cp.Uses(), cp.Requests())
 	}
 }
 
 func TestInterceptionBlocksEnrollment(t *testing.T) {
 	cp := newFakeCP(t, "Corp SSL Inspection CA", 5)
 	realCA, _ := mkCA(t, "outpost root")
-	r := newRig(t, cp.key(t, provkey.PinOf(realCA)), cp)
+	r := newRig(t, cpKey(t, cp, provkey.PinOf(realCA)), cp)
 	_, err := r.run()
 	var pe *PreflightError
 	if !errors.As(err, &pe) {
@@ -325,7 +238,7 @@ func TestInterceptionBlocksEnrollment(t *testing.T) {
 	if !strings.Contains(err.Error(), want) {
 		t.Errorf("err = %v", err)
 	}
-	if cp.requests != 0 {
+	if cp.Requests() != 0 {
 		t.Errorf("the key was sent to the intercepting server")
 	}
 	banner, _ := os.ReadFile(filepath.Join(r.dir, "etc/issue.d/outpost.issue"))
@@ -339,7 +252,7 @@ func TestInterceptionBlocksEnrollment(t *testing.T) {
 
 func TestExhaustedKeyReason(t *testing.T) {
 	cp := newFakeCP(t, "outpost root", 0)
-	r := newRig(t, cp.key(t, provkey.PinOf(cp.root)), cp)
+	r := newRig(t, cpKey(t, cp, provkey.PinOf(cp.CA)), cp)
 	_, err := r.run()
 	want := "enrollment refused: key_exhausted — Melbourne has been used 0 of 0 times; raise its maximum uses or use another key"
 	if err == nil || !strings.Contains(err.Error(), want) {
@@ -352,7 +265,7 @@ func TestExhaustedKeyReason(t *testing.T) {
 
 func TestClockYearsOffCorrectedBeforeTLS(t *testing.T) {
 	cp := newFakeCP(t, "outpost root", 1)
-	r := newRig(t, cp.key(t, provkey.PinOf(cp.root)), cp)
+	r := newRig(t, cpKey(t, cp, provkey.PinOf(cp.CA)), cp)
 	r.skew = 3 * 365 * 24 * time.Hour
 	st, err := r.run()
 	if err != nil {
@@ -368,7 +281,7 @@ func TestClockYearsOffCorrectedBeforeTLS(t *testing.T) {
 
 func TestNTPUnreachableIsReportedNotFatal(t *testing.T) {
 	cp := newFakeCP(t, "outpost root", 1)
-	r := newRig(t, cp.key(t, provkey.PinOf(cp.root)), cp)
+	r := newRig(t, cpKey(t, cp, provkey.PinOf(cp.CA)), cp)
 	r.env.NTPQuery = func(host string, _ ntp.QueryOptions) (*ntp.Response, error) {
 		return nil, errors.New("read udp: i/o timeout")
 	}
@@ -392,7 +305,7 @@ func TestKeyWrittenLaterIsPickedUp(t *testing.T) {
 		t.Errorf("state = %s", s.State)
 	}
 	r.env.KeyWait = 10 * time.Second
-	k := cp.key(t, provkey.PinOf(cp.root))
+	k := cpKey(t, cp, provkey.PinOf(cp.CA))
 	go func() {
 		time.Sleep(700 * time.Millisecond)
 		p := filepath.Join(r.dir, "opt/outpost/var/provision_key")
@@ -410,7 +323,7 @@ func TestKeyWrittenLaterIsPickedUp(t *testing.T) {
 
 func TestBadConfigChangesNothing(t *testing.T) {
 	cp := newFakeCP(t, "outpost root", 1)
-	r := newRig(t, cp.key(t, provkey.PinOf(cp.root)), cp)
+	r := newRig(t, cpKey(t, cp, provkey.PinOf(cp.CA)), cp)
 	r.write(t, "etc/outpost/defaults", "outpost.hostname=my connector\noutpost.ipv4.mode=Static\noutpost.ipv4.address=10.0.0.5/24\noutpost.ipv4.gateway=10.1.0.1\n")
 	_, err := r.run()
 	if err == nil || !strings.Contains(err.Error(), "outpost.hostname") || !strings.Contains(err.Error(), "outpost.ipv4.gateway") {
@@ -426,7 +339,7 @@ func TestBadConfigChangesNothing(t *testing.T) {
 
 func TestNoDHCPMessage(t *testing.T) {
 	cp := newFakeCP(t, "outpost root", 1)
-	r := newRig(t, cp.key(t, provkey.PinOf(cp.root)), cp)
+	r := newRig(t, cpKey(t, cp, provkey.PinOf(cp.CA)), cp)
 	r.net.noDHCP = true
 	_, err := r.run()
 	if !errors.Is(err, netconf.ErrNoDHCP) {

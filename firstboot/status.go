@@ -78,11 +78,14 @@ func (s *State) Status() Status {
 }
 
 func fmtOffset(d time.Duration) string {
+	if d > -time.Minute && d < time.Minute {
+		return fmt.Sprintf("%+.3fs", d.Seconds())
+	}
 	sign := "+"
 	if d < 0 {
 		sign, d = "-", -d
 	}
-	return sign + d.Round(time.Millisecond).String()
+	return sign + d.Round(time.Second).String()
 }
 
 // WriteText renders the status block for people (the `status` command).
