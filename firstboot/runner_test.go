@@ -17,21 +17,21 @@ import (
 
 	"github.com/beevik/ntp"
 
-	"github.com/outpost-appliance/outpost/firstboot/internal/cptest"
+	"github.com/outpost-appliance/outpost/firstboot/enroll/enrolltest"
 	"github.com/outpost-appliance/outpost/firstboot/netconf"
 	"github.com/outpost-appliance/outpost/firstboot/sysroot"
 	"github.com/outpost-appliance/outpost/provkey"
 )
 
-func newFakeCP(t *testing.T, caName string, maxUses int) *cptest.Server {
-	return cptest.New(t, cptest.Options{CAName: caName, MaxUses: maxUses})
+func newFakeCP(t *testing.T, caName string, maxUses int) *enrolltest.Server {
+	return enrolltest.New(t, enrolltest.Options{CAName: caName, MaxUses: maxUses})
 }
 
-func cpKey(t *testing.T, cp *cptest.Server, pin provkey.Pin) provkey.Key {
-	return cptest.Key(t, strings.TrimPrefix(cp.HTTP.URL, "https://"), pin)
+func cpKey(t *testing.T, cp *enrolltest.Server, pin provkey.Pin) provkey.Key {
+	return enrolltest.Key(t, strings.TrimPrefix(cp.HTTP.URL, "https://"), pin)
 }
 
-func mkCA(t *testing.T, cn string) (*x509.Certificate, any) { return cptest.CA(t, cn) }
+func mkCA(t *testing.T, cn string) (*x509.Certificate, any) { return enrolltest.CA(t, cn) }
 
 // ---- the rest of the machine ----
 
@@ -63,12 +63,12 @@ func (f *fakeNet) Apply(ifname string, addr netip.Prefix, gw netip.Addr, mtu int
 type rig struct {
 	dir  string
 	env  *Env
-	cp   *cptest.Server
+	cp   *enrolltest.Server
 	net  *fakeNet
 	skew time.Duration // how far the appliance's clock is behind
 }
 
-func newRig(t *testing.T, key provkey.Key, cp *cptest.Server) *rig {
+func newRig(t *testing.T, key provkey.Key, cp *enrolltest.Server) *rig {
 	t.Helper()
 	dir := t.TempDir()
 	r := &rig{dir: dir, cp: cp, net: &fakeNet{}}
@@ -208,7 +208,7 @@ func TestKilledAtEveryStageEnrollsOnce(t *testing.T) {
 }
 
 func TestLostResponseRetriedWithSameRequest(t *testing.T) {
-	cp := cptest.New(t, cptest.Options{MaxUses: 1, DropFirst: true})
+	cp := enrolltest.New(t, enrolltest.Options{MaxUses: 1, DropFirst: true})
 	r := newRig(t, cpKey(t, cp, provkey.PinOf(cp.CA)), cp)
 	if _, err := r.run(); err == nil {
 		t.Fatal("first run: want the lost response to fail the attempt")

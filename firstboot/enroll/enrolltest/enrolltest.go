@@ -1,8 +1,8 @@
-// Package cptest is a stand-in control plane for first boot's tests, keeping
+// Package enrolltest is a stand-in control plane for first boot's tests, keeping
 // the enrollment contract of issue 3 (the same CSR public key again returns
 // the same connector and consumes no use; refusals as {"error","message"})
 // until the real `outpost server` is available to the tests.
-package cptest
+package enrolltest
 
 import (
 	"crypto/ecdsa"

@@ -1,0 +1,350 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/outpost-appliance/outpost/firstboot"
+	"github.com/outpost-appliance/outpost/firstboot/enroll/enrolltest"
+	"github.com/outpost-appliance/outpost/provkey"
+)
+
+// These tests run the real outpost-firstboot binary in a network namespace
+// the test creates, against dnsmasq (DHCP and DNS) and chronyd (NTP) in a
+// second namespace joined by a veth pair, and a control plane listening in
+// that second namespace.
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "outpost-firstboot-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "outpost-firstboot")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build outpost-firstboot: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func needTools(t *testing.T, tools ...string) {
+	t.Helper()
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root (network namespaces)")
+	}
+	for _, tool := range append([]string{"ip"}, tools...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("missing %s (CI is set: this test must run)", strings.Join(missing, ", "))
+	}
+	t.Skipf("missing %s; run scripts/setup.sh as root", strings.Join(missing, ", "))
+}
+
+const (
+	srvIP   = "10.77.0.1"
+	cliMAC  = "00:50:56:00:00:42"
+	cpName  = "cp.corp.test"
+	cpPort  = "8443"
+	nsLimit = 15 // interface name length
+)
+
+type nsRig struct {
+	srv, cli string // namespace names; the veth ends have the same names
+	dir      string
+	root     string
+}
+
+func sh(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func newNSRig(t *testing.T) *nsRig {
+	needTools(t, "dnsmasq", "chronyd")
+	id := fmt.Sprintf("%d%d", os.Getpid()%100000, time.Now().UnixNano()%1000)
+	r := &nsRig{srv: "obs" + id, cli: "obc" + id, dir: t.TempDir()}
+	r.root = filepath.Join(r.dir, "root")
+	sh(t, "ip", "netns", "add", r.srv)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", r.srv).Run() })
+	sh(t, "ip", "netns", "add", r.cli)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", r.cli).Run() })
+	sh(t, "ip", "-n", r.srv, "link", "add", r.srv, "type", "veth", "peer", "name", r.cli, "netns", r.cli)
+	sh(t, "ip", "-n", r.srv, "addr", "add", srvIP+"/24", "dev", r.srv)
+	sh(t, "ip", "-n", r.srv, "link", "set", r.srv, "up")
+	sh(t, "ip", "-n", r.srv, "link", "set", "lo", "up")
+	sh(t, "ip", "-n", r.cli, "link", "set", r.cli, "address", cliMAC)
+	sh(t, "ip", "-n", r.cli, "link", "set", "lo", "up")
+	// The appliance's root: a memory size for preflight and the usual
+	// absolute resolv.conf link.
+	os.MkdirAll(filepath.Join(r.root, "proc"), 0o755)
+	os.WriteFile(filepath.Join(r.root, "proc/meminfo"), []byte("MemTotal:        4028116 kB\n"), 0o644)
+	os.MkdirAll(filepath.Join(r.root, "etc"), 0o755)
+	os.Symlink("/run/systemd/resolve/stub-resolv.conf", filepath.Join(r.root, "etc/resolv.conf"))
+	return r
+}
+
+// start runs a server program in the server namespace and stops it, by
+// PID, when the test ends.
+func (r *nsRig) start(t *testing.T, name string, args ...string) {
+	t.Helper()
+	log, _ := os.Create(filepath.Join(r.dir, name+".log"))
+	cmd := exec.Command("ip", append([]string{"netns", "exec", r.srv, name}, args...)...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		log.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(log.Name())
+			t.Logf("%s log:\n%s", name, b)
+		}
+	})
+}
+
+func (r *nsRig) dnsmasq(t *testing.T, dhcp bool) {
+	args := []string{"--no-daemon", "--no-ping", "--conf-file=/dev/null", "--pid-file=" + filepath.Join(r.dir, "dnsmasq.pid"),
+		"--interface=" + r.srv, "--bind-interfaces", "--no-resolv", "--no-hosts",
+		"--host-record=" + cpName + "," + srvIP, "--host-record=intranet.corp.test,10.77.0.5",
+		"--dhcp-leasefile=" + filepath.Join(r.dir, "leases")}
+	if dhcp {
+		args = append(args, "--dhcp-range=10.77.0.50,10.77.0.99,255.255.255.0,1h",
+			"--dhcp-option=option:router,"+srvIP, "--dhcp-option=option:dns-server,"+srvIP,
+			"--dhcp-option=option:ntp-server,"+srvIP, "--dhcp-option=option:domain-search,corp.test")
+	}
+	r.start(t, "dnsmasq", args...)
+	waitFor(t, "dnsmasq", func() bool {
+		b, _ := os.ReadFile(filepath.Join(r.dir, "dnsmasq.log"))
+		return bytes.Contains(b, []byte("cleared cache")) || bytes.Contains(b, []byte("started"))
+	})
+}
+
+func (r *nsRig) chronyd(t *testing.T) {
+	conf := filepath.Join(r.dir, "chrony.conf")
+	pid := filepath.Join(r.dir, "chronyd.pid")
+	os.WriteFile(conf, []byte(fmt.Sprintf("allow 10.77.0.0/24\nlocal stratum 8\npidfile %s\ncmdport 0\nbindcmdaddress /\ndriftfile %s\n",
+		pid, filepath.Join(r.dir, "drift"))), 0o644)
+	r.start(t, "chronyd", "-f", conf, "-x", "-d", "-u", "root")
+	waitFor(t, "chronyd", func() bool { _, err := os.Stat(pid); return err == nil })
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if ok() {
+			return
+		}
+	}
+	t.Fatalf("%s did not start", what)
+}
+
+// controlPlane serves enrollment on srvIP:8443 inside the server namespace.
+func (r *nsRig) controlPlane(t *testing.T, maxUses int) (*enrolltest.Server, provkey.Key) {
+	t.Helper()
+	l := listenIn(t, r.srv, net.JoinHostPort(srvIP, cpPort))
+	cp := enrolltest.New(t, enrolltest.Options{MaxUses: maxUses, DNSNames: []string{cpName}, Listener: l})
+	return cp, enrolltest.Key(t, cpName+":"+cpPort, provkey.PinOf(cp.CA))
+}
+
+func listenIn(t *testing.T, ns, addr string) net.Listener {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := netns.Set(h); err != nil {
+		t.Fatal(err)
+	}
+	defer netns.Set(orig)
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func (r *nsRig) writeKey(t *testing.T, k provkey.Key) {
+	p := filepath.Join(r.root, "opt/outpost/var/provision_key")
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	if err := os.WriteFile(p, []byte(k.Reveal()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+	took           time.Duration
+}
+
+func (r *nsRig) firstboot(t *testing.T, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", r.cli, binary, "--root", r.root, "--interface", r.cli}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	res := result{stdout: out.String(), stderr: errb.String(), took: time.Since(start)}
+	if ee, ok := err.(*exec.ExitError); ok {
+		res.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func (r *nsRig) status(t *testing.T) firstboot.Status {
+	t.Helper()
+	out, err := exec.Command(binary, "status", "--json", "--root", r.root).Output()
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	var s firstboot.Status
+	if err := json.Unmarshal(out, &s); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	return s
+}
+
+func (r *nsRig) ip(t *testing.T, args ...string) string {
+	out, err := exec.Command("ip", append([]string{"-n", r.cli}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func TestNamespaceDHCPNTPEnroll(t *testing.T) {
+	r := newNSRig(t)
+	r.dnsmasq(t, true)
+	r.chronyd(t)
+	cp, key := r.controlPlane(t, 2)
+	r.writeKey(t, key)
+	os.WriteFile(filepath.Join(r.dir, "extra.conf"), []byte("outpost.dns.check_host=intranet.corp.test\n"), 0o644)
+
+	res := r.firstboot(t, "--dhcp-timeout", "10s", "--config", filepath.Join(r.dir, "extra.conf"))
+	if res.code != 0 {
+		t.Fatalf("exit %d\n%s", res.code, res.stderr)
+	}
+	t.Logf("first boot on the namespace rig took %v", res.took)
+	if !strings.Contains(res.stdout, "enrolled as Melbourne-1 (group Melbourne) with "+cpName+":"+cpPort) {
+		t.Errorf("stdout = %q", res.stdout)
+	}
+	if cp.Uses() != 1 {
+		t.Errorf("uses = %d", cp.Uses())
+	}
+	s := r.status(t)
+	if s.State != firstboot.StateEnrolled || s.TimeServer != srvIP || s.TimeSkew == "" || !strings.HasPrefix(s.Address, "10.77.0.") {
+		t.Errorf("status = %+v", s)
+	}
+	for _, c := range s.Preflight {
+		if c.Status == firstboot.Fail {
+			t.Errorf("preflight %s failed: %s", c.Name, c.Detail)
+		}
+	}
+	if addr := r.ip(t, "-4", "addr", "show", r.cli); !strings.Contains(addr, "inet "+s.Address) {
+		t.Errorf("lease not applied:\n%s", addr)
+	}
+	if route := r.ip(t, "route"); !strings.Contains(route, "default via "+srvIP) {
+		t.Errorf("no default route:\n%s", route)
+	}
+	resolv, _ := os.ReadFile(filepath.Join(r.root, "run/systemd/resolve/stub-resolv.conf"))
+	if string(resolv) != "# Written by outpost-firstboot.\nnameserver "+srvIP+"\nsearch corp.test\n" {
+		t.Errorf("resolv.conf (option 119 search list) = %q", resolv)
+	}
+	chrony, _ := os.ReadFile(filepath.Join(r.root, "etc/chrony/chrony.conf"))
+	if !strings.Contains(string(chrony), "server "+srvIP+" iburst") {
+		t.Errorf("chrony.conf (option 42) = %q", chrony)
+	}
+
+	// Again: nothing sent, still enrolled.
+	if res := r.firstboot(t); res.code != 0 || cp.Requests() != 1 {
+		t.Errorf("second run: exit %d, requests %d\n%s", res.code, cp.Requests(), res.stderr)
+	}
+}
+
+func TestNamespaceNoDHCPServer(t *testing.T) {
+	r := newNSRig(t)
+	res := r.firstboot(t, "--dhcp-timeout", "3s")
+	want := "no DHCP server answered on " + r.cli + " within 3s"
+	if res.code != 1 || !strings.Contains(res.stderr, want) {
+		t.Fatalf("exit %d, want 1 and %q in:\n%s", res.code, want, res.stderr)
+	}
+	if res.took > 10*time.Second {
+		t.Errorf("gave up after %v", res.took)
+	}
+	if s := r.status(t); s.State != firstboot.StateFailed || s.Stage != "network" || !strings.Contains(s.LastError, want) {
+		t.Errorf("status = %+v", s)
+	}
+}
+
+func TestNamespaceStaticNoNTP(t *testing.T) {
+	r := newNSRig(t)
+	r.dnsmasq(t, false) // DNS only
+	cp, key := r.controlPlane(t, 1)
+	conf := filepath.Join(r.dir, "static.conf")
+	os.WriteFile(conf, []byte(strings.Join([]string{
+		"outpost.ipv4.mode=Static", "outpost.ipv4.address=10.77.0.10/24", "outpost.ipv4.gateway=" + srvIP,
+		"outpost.dns.servers=" + srvIP, "outpost.dns.search=corp.test", "outpost.ntp.servers=10.77.0.123",
+		"outpost.hostname=conn-b", "outpost.provision_key=" + key.Reveal(), ""}, "\n")), 0o600)
+	res := r.firstboot(t, "--config", conf)
+	if res.code != 0 {
+		t.Fatalf("exit %d\n%s", res.code, res.stderr)
+	}
+	if cp.Uses() != 1 {
+		t.Errorf("uses = %d", cp.Uses())
+	}
+	if addr := r.ip(t, "-4", "addr", "show", r.cli); !strings.Contains(addr, "inet 10.77.0.10/24") {
+		t.Errorf("static address not applied:\n%s", addr)
+	}
+	nw, _ := os.ReadFile(filepath.Join(r.root, "etc/systemd/network/10-outpost.network"))
+	for _, want := range []string{"MACAddress=" + cliMAC, "Address=10.77.0.10/24", "Gateway=" + srvIP, "DNS=" + srvIP} {
+		if !bytes.Contains(nw, []byte(want)) {
+			t.Errorf("networkd file lacks %q:\n%s", want, nw)
+		}
+	}
+	s := r.status(t)
+	if !strings.Contains(s.TimeError, "no NTP server answered (10.77.0.123:") || !strings.Contains(s.TimeError, "certificate checks may fail") {
+		t.Errorf("NTP unreachable not reported: %q", s.TimeError)
+	}
+}
