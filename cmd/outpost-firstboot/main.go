@@ -92,6 +92,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		iface, cfgFile       *string
 		dhcpTimeout, keyWait *time.Duration
 		verbose              *bool
+		attempts             *int
 	)
 	if status {
 		jsonOut = fs.Bool("json", false, "print the status as JSON")
@@ -101,6 +102,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		dhcpTimeout = fs.Duration("dhcp-timeout", 30*time.Second, "how long to wait for a DHCP lease")
 		keyWait = fs.Duration("wait-key", 0, "how long to wait for a provisioning key to be written (0: exit with status 3)")
 		verbose = fs.BoolP("verbose", "v", false, "log debug detail")
+		attempts = fs.Int("enroll-attempts", 0, "enrollment requests before giving up (0: until interrupted); retries back off up to a minute")
 	}
 	help := fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil {
@@ -135,7 +137,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		level = slog.LevelDebug
 	}
 	env := &firstboot.Env{
-		Root: r, Interface: *iface, ConfigFile: *cfgFile, DHCPTimeout: *dhcpTimeout, KeyWait: *keyWait,
+		Root: r, Interface: *iface, ConfigFile: *cfgFile, DHCPTimeout: *dhcpTimeout, KeyWait: *keyWait, EnrollAttempts: *attempts,
 		Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
 	if r.IsHost() {
