@@ -23,15 +23,15 @@ import (
 	"github.com/outpost-appliance/outpost/provkey"
 )
 
-func newFakeCP(t *testing.T, caName string, maxUses int) *enrolltest.Server {
+func newFakeCP(t testing.TB, caName string, maxUses int) *enrolltest.Server {
 	return enrolltest.New(t, enrolltest.Options{CAName: caName, MaxUses: maxUses})
 }
 
-func cpKey(t *testing.T, cp *enrolltest.Server, pin provkey.Pin) provkey.Key {
+func cpKey(t testing.TB, cp *enrolltest.Server, pin provkey.Pin) provkey.Key {
 	return enrolltest.Key(t, strings.TrimPrefix(cp.HTTP.URL, "https://"), pin)
 }
 
-func mkCA(t *testing.T, cn string) (*x509.Certificate, any) { return enrolltest.CA(t, cn) }
+func mkCA(t testing.TB, cn string) (*x509.Certificate, any) { return enrolltest.CA(t, cn) }
 
 // ---- the rest of the machine ----
 
@@ -68,7 +68,7 @@ type rig struct {
 	skew time.Duration // how far the appliance's clock is behind
 }
 
-func newRig(t *testing.T, key provkey.Key, cp *enrolltest.Server) *rig {
+func newRig(t testing.TB, key provkey.Key, cp *enrolltest.Server) *rig {
 	t.Helper()
 	dir := t.TempDir()
 	r := &rig{dir: dir, cp: cp, net: &fakeNet{}}
@@ -98,7 +98,7 @@ func newRig(t *testing.T, key provkey.Key, cp *enrolltest.Server) *rig {
 	return r
 }
 
-func (r *rig) write(t *testing.T, name, content string) {
+func (r *rig) write(t testing.TB, name, content string) {
 	p := filepath.Join(r.dir, name)
 	os.MkdirAll(filepath.Dir(p), 0o755)
 	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {

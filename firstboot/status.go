@@ -151,12 +151,14 @@ func (st Status) Banner() string {
 	if st.TimeSkew != "" {
 		fmt.Fprintf(&b, "  clock skew %s\n", st.TimeSkew)
 	}
+	failedRows := false
 	for _, c := range st.Preflight {
 		if c.Status == Fail || c.Status == Warn {
 			fmt.Fprintf(&b, "  %s %s: %s\n", strings.ToUpper(c.Status), c.Name, c.Detail)
+			failedRows = failedRows || c.Status == Fail
 		}
 	}
-	if st.LastError != "" {
+	if st.LastError != "" && !(failedRows && strings.HasPrefix(st.LastError, "preflight failed")) {
 		for _, l := range strings.Split(st.LastError, "\n") {
 			fmt.Fprintf(&b, "  %s\n", strings.TrimSpace(l))
 		}
@@ -174,10 +176,10 @@ func (e *Env) report(ctx context.Context, st *State) error {
 	if err != nil {
 		return err
 	}
-	if err := e.Root.WriteFile(StatusFile, append(b, '\n'), 0o644); err != nil {
+	if err := e.Root.ReplaceFile(StatusFile, append(b, '\n'), 0o644); err != nil {
 		return err
 	}
-	if err := e.Root.WriteFile(IssueFile, []byte(s.Banner()), 0o644); err != nil {
+	if err := e.Root.ReplaceFile(IssueFile, []byte(s.Banner()), 0o644); err != nil {
 		return err
 	}
 	if e.RPCTool != nil {

@@ -153,6 +153,17 @@ func (r Root) Remove(name string) error {
 // over name and syncs the directory. Parent directories are created (0755).
 // A symlink at name is followed and its target is replaced.
 func (r Root) WriteFile(name string, data []byte, perm fs.FileMode) error {
+	return r.write(name, data, perm, true)
+}
+
+// ReplaceFile is WriteFile without the syncs: readers never see a torn
+// file, but a power cut may lose the update. For files regenerated on every
+// run (status, banner), where an fsync per update only costs time.
+func (r Root) ReplaceFile(name string, data []byte, perm fs.FileMode) error {
+	return r.write(name, data, perm, false)
+}
+
+func (r Root) write(name string, data []byte, perm fs.FileMode, durable bool) error {
 	p, err := r.Path(name)
 	if err != nil {
 		return err
@@ -180,8 +191,10 @@ func (r Root) WriteFile(name string, data []byte, perm fs.FileMode) error {
 	if _, err := f.Write(data); err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
+	if durable {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("write %s: %w", name, err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
@@ -190,6 +203,9 @@ func (r Root) WriteFile(name string, data []byte, perm fs.FileMode) error {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	ok = true
+	if !durable {
+		return nil
+	}
 	if d, err := os.Open(dir); err == nil {
 		d.Sync()
 		d.Close()

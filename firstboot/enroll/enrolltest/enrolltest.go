@@ -36,6 +36,9 @@ type Options struct {
 	// DropFirst closes the connection after counting the first
 	// enrollment, as if the response were lost.
 	DropFirst bool
+	// Refuse answers every request with this refusal code (e.g.
+	// "key_expired", "key_revoked", "invalid_key").
+	Refuse string
 }
 
 // Server is a TLS enrollment endpoint.
@@ -139,6 +142,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	s.reqs++
 	s.Nonces = append(s.Nonces, req["nonce"])
+	if s.opts.Refuse != "" {
+		status := http.StatusForbidden
+		if s.opts.Refuse == "invalid_key" {
+			status = http.StatusUnauthorized
+		}
+		refuse(status, s.opts.Refuse, "Melbourne: refused by the test control plane ("+s.opts.Refuse+")")
+		return
+	}
 	name, seen := s.byPub[string(pub)]
 	if !seen {
 		if s.uses >= s.opts.MaxUses {
