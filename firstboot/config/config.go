@@ -224,6 +224,9 @@ func Validate(props map[string]Value) (*Config, error) {
 		if _, ok := props[PropIPv4Addr]; !ok {
 			bad(PropIPv4Addr, "required when %s is Static", PropIPv4Mode)
 		}
+		if _, ok := props[PropDNSServers]; !ok {
+			bad(PropDNSServers, "required when %s is Static (no DHCP server provides them)", PropIPv4Mode)
+		}
 	}
 	if v, ok := get(PropDNSServers); ok {
 		for _, f := range fields(v) {

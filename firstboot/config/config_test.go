@@ -110,6 +110,7 @@ func TestValidateCases(t *testing.T) {
 		want  string // substring of the error; "" = valid
 	}{
 		{"dhcp default", map[string]string{}, ""},
+		{"static without DNS", map[string]string{PropIPv4Mode: "static", PropIPv4Addr: "192.0.2.10/24"}, "outpost.dns.servers: required when outpost.ipv4.mode is Static"},
 		{"gateway outside subnet", map[string]string{PropIPv4Mode: "static", PropIPv4Addr: "192.0.2.10/24", PropIPv4GW: "198.51.100.1"}, "outpost.ipv4.gateway: 198.51.100.1 is outside the subnet 192.0.2.0/24"},
 		{"static without address", map[string]string{PropIPv4Mode: "static"}, "outpost.ipv4.address: required when outpost.ipv4.mode is Static"},
 		{"bad mode", map[string]string{PropIPv4Mode: "auto"}, "want DHCP or Static"},

@@ -7,6 +7,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -25,7 +26,7 @@ const (
 	FwCfgFile    = "/sys/firmware/qemu_fw_cfg/by_name/opt/outpost/config/raw"
 	KeyFile      = "/opt/outpost/var/provision_key"
 	// SeedFile is the file a seed ISO (volume label OUTPOST) carries.
-	SeedFile = "outpost.conf"
+	SeedFile = "outpost.cfg" // 8.3, so it survives an ISO without Rock Ridge
 	// OVFEnvFile is what the OVF ISO transport's CD-ROM carries.
 	OVFEnvFile = "ovf-env.xml"
 )
@@ -175,17 +176,29 @@ func (l Loader) readISO(dev string) (ovf, seed *Set, err error) {
 	if err != nil {
 		return nil, nil, nil // not an ISO 9660 medium
 	}
+	// Without Rock Ridge the names are ISO 9660 level 1 (OVF_ENV.XML;1):
+	// match them the way a mount with map=normal would.
+	ents, err := fsys.ReadDir(".")
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: read the CD-ROM's directory: %w", dev, err)
+	}
 	read := func(name string) ([]byte, bool) {
-		f, err := fsys.OpenFile("/"+name, os.O_RDONLY)
-		if err != nil {
-			return nil, false
+		for _, e := range ents {
+			if isoName(e.Name()) != isoName(name) {
+				continue
+			}
+			f, err := fsys.OpenFile(e.Name(), os.O_RDONLY)
+			if err != nil {
+				return nil, false
+			}
+			defer f.Close()
+			var buf bytes.Buffer
+			if _, err := buf.ReadFrom(io.LimitReader(f, 1<<20)); err != nil {
+				return nil, false
+			}
+			return buf.Bytes(), true
 		}
-		defer f.Close()
-		var buf bytes.Buffer
-		if _, err := buf.ReadFrom(f); err != nil {
-			return nil, false
-		}
-		return buf.Bytes(), true
+		return nil, false
 	}
 	var errs []error
 	if b, ok := read(OVFEnvFile); ok {
@@ -197,6 +210,11 @@ func (l Loader) readISO(dev string) (ovf, seed *Set, err error) {
 		errs = append(errs, err)
 	}
 	return ovf, seed, errors.Join(errs...)
+}
+
+func isoName(n string) string {
+	n, _, _ = strings.Cut(n, ";")
+	return strings.ReplaceAll(strings.ToLower(n), "-", "_")
 }
 
 // ParseProperties reads `property=value` lines; blank lines and lines
