@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -169,10 +170,14 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 }
 
 // controlPlane serves enrollment on srvIP:8443 inside the server namespace.
-func (r *nsRig) controlPlane(t *testing.T, maxUses int) (*enrolltest.Server, provkey.Key) {
+func (r *nsRig) controlPlane(t *testing.T, maxUses int, delay ...time.Duration) (*enrolltest.Server, provkey.Key) {
 	t.Helper()
 	l := listenIn(t, r.srv, net.JoinHostPort(srvIP, cpPort))
-	cp := enrolltest.New(t, enrolltest.Options{MaxUses: maxUses, DNSNames: []string{cpName}, Listener: l})
+	o := enrolltest.Options{MaxUses: maxUses, DNSNames: []string{cpName}, Listener: l}
+	if len(delay) > 0 {
+		o.Delay = delay[0]
+	}
+	cp := enrolltest.New(t, o)
 	return cp, enrolltest.Key(t, cpName+":"+cpPort, provkey.PinOf(cp.CA))
 }
 
@@ -326,7 +331,7 @@ func TestNamespaceStaticNoNTP(t *testing.T) {
 	os.WriteFile(conf, []byte(strings.Join([]string{
 		"outpost.ipv4.mode=Static", "outpost.ipv4.address=10.77.0.10/24", "outpost.ipv4.gateway=" + srvIP,
 		"outpost.dns.servers=" + srvIP, "outpost.dns.search=corp.test", "outpost.ntp.servers=10.77.0.123",
-		"outpost.hostname=conn-b", "outpost.provision_key=" + key.Reveal(), ""}, "\n")), 0o600)
+		"outpost.hostname=conn-b", "outpost.mtu=1400", "outpost.provision_key=" + key.Reveal(), ""}, "\n")), 0o600)
 	res := r.firstboot(t, "--config", conf)
 	if res.code != 0 {
 		t.Fatalf("exit %d\n%s", res.code, res.stderr)
@@ -337,8 +342,11 @@ func TestNamespaceStaticNoNTP(t *testing.T) {
 	if addr := r.ip(t, "-4", "addr", "show", r.cli); !strings.Contains(addr, "inet 10.77.0.10/24") {
 		t.Errorf("static address not applied:\n%s", addr)
 	}
+	if link := r.ip(t, "link", "show", r.cli); !strings.Contains(link, "mtu 1400") {
+		t.Errorf("MTU not applied:\n%s", link)
+	}
 	nw, _ := os.ReadFile(filepath.Join(r.root, "etc/systemd/network/10-outpost.network"))
-	for _, want := range []string{"MACAddress=" + cliMAC, "Address=10.77.0.10/24", "Gateway=" + srvIP, "DNS=" + srvIP} {
+	for _, want := range []string{"MACAddress=" + cliMAC, "MTUBytes=1400", "Address=10.77.0.10/24", "Gateway=" + srvIP, "DNS=" + srvIP} {
 		if !bytes.Contains(nw, []byte(want)) {
 			t.Errorf("networkd file lacks %q:\n%s", want, nw)
 		}
@@ -346,5 +354,38 @@ func TestNamespaceStaticNoNTP(t *testing.T) {
 	s := r.status(t)
 	if !strings.Contains(s.TimeError, "no NTP server answered (10.77.0.123:") || !strings.Contains(s.TimeError, "certificate checks may fail") {
 		t.Errorf("NTP unreachable not reported: %q", s.TimeError)
+	}
+}
+
+// TestNamespaceKilledDuringEnrollment kills outpost-firstboot with SIGKILL
+// after the control plane has counted the use but before the answer
+// arrives; the next run sends the same CSR and nonce and the key is used once.
+func TestNamespaceKilledDuringEnrollment(t *testing.T) {
+	r := newNSRig(t)
+	r.dnsmasq(t, true)
+	cp, key := r.controlPlane(t, 1, 2*time.Second)
+	r.writeKey(t, key)
+	cmd := exec.Command("ip", "netns", "exec", r.cli, binary, "--root", r.root, "--interface", r.cli)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// `ip netns exec` execs the program: this PID is outpost-firstboot's.
+	waitFor(t, "the enrollment request", func() bool { return cp.Requests() == 1 })
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if s := r.status(t); s.State == firstboot.StateEnrolled || s.Stage != "enroll" {
+		t.Fatalf("after the kill: state %s at %s", s.State, s.Stage)
+	}
+	res := r.firstboot(t)
+	if res.code != 0 {
+		t.Fatalf("resumed run: exit %d\n%s", res.code, res.stderr)
+	}
+	if cp.Uses() != 1 || cp.Distinct() != 1 || cp.Requests() != 2 {
+		t.Errorf("uses %d, distinct CSRs %d, requests %d; want 1, 1, 2", cp.Uses(), cp.Distinct(), cp.Requests())
+	}
+	if n := cp.Nonces; len(n) != 2 || n[0] != n[1] {
+		t.Errorf("nonces = %v, want the same nonce twice", n)
 	}
 }

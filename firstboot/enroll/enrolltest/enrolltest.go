@@ -39,6 +39,9 @@ type Options struct {
 	// Refuse answers every request with this refusal code (e.g.
 	// "key_expired", "key_revoked", "invalid_key").
 	Refuse string
+	// Delay holds every answer back this long after the use is counted,
+	// so a test can kill the client while the server has answered nothing.
+	Delay time.Duration
 }
 
 // Server is a TLS enrollment endpoint.
@@ -164,6 +167,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			conn.Close()
 			return
 		}
+	}
+	if s.opts.Delay > 0 {
+		s.mu.Unlock()
+		time.Sleep(s.opts.Delay)
+		s.mu.Lock()
 	}
 	der, _ := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: name},
 		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(365 * 24 * time.Hour),
