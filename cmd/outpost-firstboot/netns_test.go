@@ -116,8 +116,13 @@ func newNSRig(t *testing.T) *nsRig {
 // PID, when the test ends.
 func (r *nsRig) start(t *testing.T, name string, args ...string) {
 	t.Helper()
+	r.startProg(t, name, name, args...)
+}
+
+func (r *nsRig) startProg(t *testing.T, name, prog string, args ...string) {
+	t.Helper()
 	log, _ := os.Create(filepath.Join(r.dir, name+".log"))
-	cmd := exec.Command("ip", append([]string{"netns", "exec", r.srv, name}, args...)...)
+	cmd := exec.Command("ip", append([]string{"netns", "exec", r.srv, prog}, args...)...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -387,5 +392,87 @@ func TestNamespaceKilledDuringEnrollment(t *testing.T) {
 	}
 	if n := cp.Nonces; len(n) != 2 || n[0] != n[1] {
 		t.Errorf("nonces = %v, want the same nonce twice", n)
+	}
+}
+
+// outpostBinary builds cmd/outpost (or takes $OUTPOST_BIN) and reports
+// whether it has the control plane's `server` command.
+func outpostBinary(t *testing.T) string {
+	t.Helper()
+	bin := os.Getenv("OUTPOST_BIN")
+	if bin == "" {
+		bin = filepath.Join(t.TempDir(), "outpost")
+		build := exec.Command("go", "build", "-o", bin, "../outpost")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("build cmd/outpost: %v\n%s", err, out)
+		}
+	}
+	if err := exec.Command(bin, "server", "--help").Run(); err != nil {
+		// Not a missing tool: this tree does not have the control plane yet.
+		t.Skipf("%s has no `server` command in this tree (the control plane is not merged); set OUTPOST_BIN to an outpost binary that has it", bin)
+	}
+	return bin
+}
+
+// TestNamespaceRealServer enrolls against the real `outpost server` running
+// in the server namespace, then shows its refusal for a second appliance on
+// a key with one use.
+func TestNamespaceRealServer(t *testing.T) {
+	r := newNSRig(t)
+	outpost := outpostBinary(t)
+	r.dnsmasq(t, true)
+	r.chronyd(t)
+	data := filepath.Join(r.dir, "cp")
+	hostport := srvIP + ":" + cpPort
+	r.startProg(t, "outpost-server", outpost, "server", "--data", data, "--listen", hostport, "--hostname", hostport)
+	admin := filepath.Join(data, "admin.conf")
+	waitFor(t, "outpost server", func() bool {
+		if _, err := os.Stat(admin); err != nil {
+			return false
+		}
+		return exec.Command("ip", "netns", "exec", r.srv, outpost, "groups", "list", "--config", admin).Run() == nil
+	})
+	inSrv := func(args ...string) string {
+		cmd := exec.Command("ip", append([]string{"netns", "exec", r.srv, outpost}, append(args, "--config", admin)...)...)
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("outpost %v: %v\n%s", args, err, errb.String())
+		}
+		return strings.TrimSpace(string(out))
+	}
+	inSrv("groups", "create", "melbourne")
+	text := inSrv("keys", "create", "--name", "Melbourne", "--group", "melbourne", "--max-uses", "1")
+	key, err := provkey.Parse(text)
+	if err != nil {
+		t.Fatalf("key from outpost keys create: %v", err)
+	}
+	r.writeKey(t, key)
+	res := r.firstboot(t, "--dhcp-timeout", "10s", "--enroll-attempts", "3")
+	if res.code != 0 {
+		t.Fatalf("exit %d\n%s", res.code, res.stderr)
+	}
+	t.Logf("first boot against the real control plane took %v", res.took)
+	if !strings.Contains(res.stdout, "enrolled as Melbourne-1 (group melbourne)") {
+		t.Errorf("stdout = %q", res.stdout)
+	}
+	crt, _ := os.ReadFile(filepath.Join(r.root, "etc/outpost/tls/connector.crt"))
+	if !bytes.Contains(crt, []byte("BEGIN CERTIFICATE")) {
+		t.Errorf("certificate chain not stored: %q", crt)
+	}
+
+	// A second appliance with the same (now used) key is refused with the
+	// server's reason.
+	second := filepath.Join(r.dir, "root2")
+	os.MkdirAll(filepath.Join(second, "proc"), 0o755)
+	os.WriteFile(filepath.Join(second, "proc/meminfo"), []byte("MemTotal:        4028116 kB\n"), 0o644)
+	r2 := *r
+	r2.root = second
+	r2.writeKey(t, key)
+	res = r2.firstboot(t, "--dhcp-timeout", "10s", "--enroll-attempts", "3")
+	if res.code != 1 || !strings.Contains(res.stderr, "enrollment refused: key_exhausted") {
+		t.Errorf("second appliance: exit %d\n%s", res.code, res.stderr)
 	}
 }
