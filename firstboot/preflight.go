@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"runtime"
 	"strconv"
 	"strings"
@@ -148,21 +149,47 @@ func (e *Env) preflight(ctx context.Context, st *State) []Check {
 			add("DNS (internal)", Pass, "%s → %s", st.cfg.DNSCheck, strings.Join(a, ", "))
 		}
 	}
-	if len(addrs) == 0 {
+	target := ""
+	via := ""
+	if st.cfg.Proxy != "" {
+		// Through the proxy: TCP to the proxy, then CONNECT; the pin check
+		// below still runs end to end with the control plane.
+		u, err := url.Parse(st.cfg.Proxy)
+		if err != nil {
+			add("TCP "+port, Fail, "proxy %s: %v", st.cfg.Proxy, err)
+			return checks
+		}
+		target = u.Host
+		if u.Port() == "" {
+			p := "80"
+			if u.Scheme == "https" {
+				p = "443"
+			}
+			target = net.JoinHostPort(u.Hostname(), p)
+		}
+		via = " via proxy " + target
+	} else if len(addrs) == 0 {
 		add("TCP "+port, Skip, "no address for %s", host)
 		add("TLS pin", Skip, "no address for %s", host)
 		return checks
+	} else {
+		target = net.JoinHostPort(addrs[0], port)
 	}
-	target := net.JoinHostPort(addrs[0], port)
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	conn, err := e.dial(dctx, "tcp", target)
+	if err == nil && via != "" {
+		err = connect(dctx, conn, net.JoinHostPort(host, port))
+	}
 	cancel()
 	if err != nil {
-		add("TCP "+port, Fail, "%s (%s): %v; allow outbound TCP %s to the control plane", host, target, err, port)
+		if conn != nil {
+			conn.Close()
+		}
+		add("TCP "+port, Fail, "%s (%s)%s: %v; allow outbound TCP %s to the control plane", host, target, via, err, port)
 		add("TLS pin", Skip, "no connection")
 		return checks
 	}
-	add("TCP "+port, Pass, "%s (%s) reachable", host, target)
+	add("TCP "+port, Pass, "%s (%s) reachable%s", host, target, via)
 	// The handshake alone, without sending anything: the key is only sent
 	// by enrollment, over a connection that passed this same check.
 	tc := tls.Client(conn, enroll.PinnedTLS(k.Host, k.Pin, e.clock(st)))
@@ -180,6 +207,27 @@ func (e *Env) preflight(ctx context.Context, st *State) []Check {
 		add("TLS pin", Pass, "%s presents the control plane CA (%s)", host, k.Pin.String()[:19]+"…")
 	}
 	return checks
+}
+
+// connect asks an HTTP proxy on conn for a tunnel to hostport.
+func connect(ctx context.Context, conn net.Conn, hostport string) error {
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+		defer conn.SetDeadline(time.Time{})
+	}
+	req := &http.Request{Method: http.MethodConnect, URL: &url.URL{Opaque: hostport}, Host: hostport, Header: http.Header{}}
+	if err := req.Write(conn); err != nil {
+		return fmt.Errorf("proxy CONNECT: %w", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		return fmt.Errorf("proxy CONNECT: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("proxy refused CONNECT %s: %s", hostport, resp.Status)
+	}
+	return nil
 }
 
 func macByte4(mac string) int {

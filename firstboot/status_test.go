@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,6 +106,51 @@ func BenchmarkFirstBoot(b *testing.B) {
 		b.StartTimer()
 		if _, err := r.run(); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// connectProxy is a minimal HTTP CONNECT proxy on loopback.
+func connectProxy(t *testing.T) (addr string, tunnels *atomic.Int32) {
+	tunnels = new(atomic.Int32)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodConnect {
+			http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
+			return
+		}
+		up, err := net.Dial("tcp", r.Host)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		tunnels.Add(1)
+		conn, buf, _ := w.(http.Hijacker).Hijack()
+		conn.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n"))
+		go func() { io.Copy(up, buf); up.Close() }()
+		io.Copy(conn, up)
+		conn.Close()
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, tunnels
+}
+
+func TestThroughProxy(t *testing.T) {
+	cp := newFakeCP(t, "outpost root", 1)
+	r := newRig(t, cpKey(t, cp, provkey.PinOf(cp.CA)), cp)
+	proxy, tunnels := connectProxy(t)
+	r.write(t, "etc/outpost/defaults", "outpost.proxy="+proxy+"\n")
+	st, err := r.run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tunnels.Load() != 2 { // the preflight pin check and the enrollment
+		t.Errorf("tunnels through the proxy = %d, want 2", tunnels.Load())
+	}
+	for _, c := range st.Preflight {
+		if c.Name == "TCP 443" || strings.HasPrefix(c.Name, "TCP") {
+			if !strings.Contains(c.Detail, "via proxy") {
+				t.Errorf("TCP check did not use the proxy: %+v", c)
+			}
 		}
 	}
 }
