@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/beevik/ntp"
@@ -107,10 +108,9 @@ func (e *Env) resolver(servers []netip.Addr) *net.Resolver {
 	if len(servers) == 0 {
 		return net.DefaultResolver
 	}
-	i := 0
+	var i atomic.Uint32 // the Go resolver dials concurrently (A and AAAA)
 	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		s := servers[i%len(servers)]
-		i++
+		s := servers[int(i.Add(1)-1)%len(servers)]
 		var d net.Dialer
 		return d.DialContext(ctx, network, netip.AddrPortFrom(s, 53).String())
 	}}

@@ -390,7 +390,7 @@ func TestNamespaceKilledDuringEnrollment(t *testing.T) {
 	if cp.Uses() != 1 || cp.Distinct() != 1 || cp.Requests() != 2 {
 		t.Errorf("uses %d, distinct CSRs %d, requests %d; want 1, 1, 2", cp.Uses(), cp.Distinct(), cp.Requests())
 	}
-	if n := cp.Nonces; len(n) != 2 || n[0] != n[1] {
+	if n := cp.Nonces(); len(n) != 2 || n[0] != n[1] {
 		t.Errorf("nonces = %v, want the same nonce twice", n)
 	}
 }

@@ -54,7 +54,14 @@ type Server struct {
 	byPub  map[string]string
 	uses   int
 	reqs   int
-	Nonces []string
+	nonces []string
+}
+
+// Nonces returns the nonces of all requests, in order.
+func (s *Server) Nonces() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.nonces...)
 }
 
 // CA returns a self-signed CA certificate and its key.
@@ -144,7 +151,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reqs++
-	s.Nonces = append(s.Nonces, req["nonce"])
+	s.nonces = append(s.nonces, req["nonce"])
 	if s.opts.Refuse != "" {
 		status := http.StatusForbidden
 		if s.opts.Refuse == "invalid_key" {
