@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func needTools(t *testing.T, tools ...string) {
+func needTools(t testing.TB, tools ...string) {
 	t.Helper()
 	var missing []string
 	if os.Geteuid() != 0 {
@@ -81,14 +81,14 @@ type nsRig struct {
 	root     string
 }
 
-func sh(t *testing.T, args ...string) {
+func sh(t testing.TB, args ...string) {
 	t.Helper()
 	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 }
 
-func newNSRig(t *testing.T) *nsRig {
+func newNSRig(t testing.TB) *nsRig {
 	needTools(t, "dnsmasq", "chronyd")
 	id := fmt.Sprintf("%d%d", os.Getpid()%100000, time.Now().UnixNano()%1000)
 	r := &nsRig{srv: "obs" + id, cli: "obc" + id, dir: t.TempDir()}
@@ -114,12 +114,12 @@ func newNSRig(t *testing.T) *nsRig {
 
 // start runs a server program in the server namespace and stops it, by
 // PID, when the test ends.
-func (r *nsRig) start(t *testing.T, name string, args ...string) {
+func (r *nsRig) start(t testing.TB, name string, args ...string) {
 	t.Helper()
 	r.startProg(t, name, name, args...)
 }
 
-func (r *nsRig) startProg(t *testing.T, name, prog string, args ...string) {
+func (r *nsRig) startProg(t testing.TB, name, prog string, args ...string) {
 	t.Helper()
 	log, _ := os.Create(filepath.Join(r.dir, name+".log"))
 	cmd := exec.Command("ip", append([]string{"netns", "exec", r.srv, prog}, args...)...)
@@ -138,7 +138,7 @@ func (r *nsRig) startProg(t *testing.T, name, prog string, args ...string) {
 	})
 }
 
-func (r *nsRig) dnsmasq(t *testing.T, dhcp bool) {
+func (r *nsRig) dnsmasq(t testing.TB, dhcp bool) {
 	args := []string{"--no-daemon", "--no-ping", "--conf-file=/dev/null", "--pid-file=" + filepath.Join(r.dir, "dnsmasq.pid"),
 		"--interface=" + r.srv, "--bind-interfaces", "--no-resolv", "--no-hosts",
 		"--host-record=" + cpName + "," + srvIP, "--host-record=intranet.corp.test,10.77.0.5",
@@ -155,7 +155,7 @@ func (r *nsRig) dnsmasq(t *testing.T, dhcp bool) {
 	})
 }
 
-func (r *nsRig) chronyd(t *testing.T) {
+func (r *nsRig) chronyd(t testing.TB) {
 	conf := filepath.Join(r.dir, "chrony.conf")
 	pid := filepath.Join(r.dir, "chronyd.pid")
 	os.WriteFile(conf, []byte(fmt.Sprintf("allow 10.77.0.0/24\nlocal stratum 8\npidfile %s\ncmdport 0\nbindcmdaddress /\ndriftfile %s\n",
@@ -164,7 +164,7 @@ func (r *nsRig) chronyd(t *testing.T) {
 	waitFor(t, "chronyd", func() bool { _, err := os.Stat(pid); return err == nil })
 }
 
-func waitFor(t *testing.T, what string, ok func() bool) {
+func waitFor(t testing.TB, what string, ok func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if ok() {
@@ -175,7 +175,7 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 }
 
 // controlPlane serves enrollment on srvIP:8443 inside the server namespace.
-func (r *nsRig) controlPlane(t *testing.T, maxUses int, delay ...time.Duration) (*enrolltest.Server, provkey.Key) {
+func (r *nsRig) controlPlane(t testing.TB, maxUses int, delay ...time.Duration) (*enrolltest.Server, provkey.Key) {
 	t.Helper()
 	l := listenIn(t, r.srv, net.JoinHostPort(srvIP, cpPort))
 	o := enrolltest.Options{MaxUses: maxUses, DNSNames: []string{cpName}, Listener: l}
@@ -186,7 +186,7 @@ func (r *nsRig) controlPlane(t *testing.T, maxUses int, delay ...time.Duration) 
 	return cp, enrolltest.Key(t, cpName+":"+cpPort, provkey.PinOf(cp.CA))
 }
 
-func listenIn(t *testing.T, ns, addr string) net.Listener {
+func listenIn(t testing.TB, ns, addr string) net.Listener {
 	t.Helper()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -211,7 +211,7 @@ func listenIn(t *testing.T, ns, addr string) net.Listener {
 	return l
 }
 
-func (r *nsRig) writeKey(t *testing.T, k provkey.Key) {
+func (r *nsRig) writeKey(t testing.TB, k provkey.Key) {
 	p := filepath.Join(r.root, "opt/outpost/var/provision_key")
 	os.MkdirAll(filepath.Dir(p), 0o755)
 	if err := os.WriteFile(p, []byte(k.Reveal()+"\n"), 0o600); err != nil {
@@ -225,7 +225,7 @@ type result struct {
 	took           time.Duration
 }
 
-func (r *nsRig) firstboot(t *testing.T, args ...string) result {
+func (r *nsRig) firstboot(t testing.TB, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -243,7 +243,7 @@ func (r *nsRig) firstboot(t *testing.T, args ...string) result {
 	return res
 }
 
-func (r *nsRig) status(t *testing.T) firstboot.Status {
+func (r *nsRig) status(t testing.TB) firstboot.Status {
 	t.Helper()
 	out, err := exec.Command(binary, "status", "--json", "--root", r.root).Output()
 	if err != nil {
@@ -256,7 +256,7 @@ func (r *nsRig) status(t *testing.T) firstboot.Status {
 	return s
 }
 
-func (r *nsRig) ip(t *testing.T, args ...string) string {
+func (r *nsRig) ip(t testing.TB, args ...string) string {
 	out, err := exec.Command("ip", append([]string{"-n", r.cli}, args...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ip %v: %v\n%s", args, err, out)
@@ -474,5 +474,25 @@ func TestNamespaceRealServer(t *testing.T) {
 	res = r2.firstboot(t, "--dhcp-timeout", "10s", "--enroll-attempts", "3")
 	if res.code != 1 || !strings.Contains(res.stderr, "enrollment refused: key_exhausted") {
 		t.Errorf("second appliance: exit %d\n%s", res.code, res.stderr)
+	}
+}
+
+// BenchmarkNamespaceRig reports the whole first boot on the namespace rig:
+// DHCP from dnsmasq, NTP from chronyd, DNS, preflight and enrollment.
+func BenchmarkNamespaceRig(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		r := newNSRig(b)
+		r.dnsmasq(b, true)
+		r.chronyd(b)
+		_, key := r.controlPlane(b, 1)
+		r.writeKey(b, key)
+		b.StartTimer()
+		res := r.firstboot(b, "--dhcp-timeout", "10s")
+		b.StopTimer()
+		if res.code != 0 {
+			b.Fatalf("exit %d\n%s", res.code, res.stderr)
+		}
+		b.ReportMetric(res.took.Seconds()*1000, "ms/boot")
 	}
 }
