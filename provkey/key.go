@@ -6,6 +6,11 @@
 // control plane CA's public key and a checksum over everything before it
 // (host included), so damage is caught offline.
 //
+// Parse reads the exact text of a key. Check diagnoses text as a person
+// pasted it: it names every damaged character with its line, column and
+// Unicode name, repairs only what is safe (quotes around the key, one final
+// LF or CRLF, wrapping inside the blob) and says what to do about the rest.
+//
 // The full text of a key is a secret. Key's String and Format print a redacted
 // form; only Reveal returns the text, for the places where an admin asked for
 // it. This package does not talk to the network or store keys.
@@ -22,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
 	"strings"
 )
@@ -213,45 +219,59 @@ func ValidateHost(hostport string) error {
 	if hostport == "" {
 		return errors.New("host is empty")
 	}
+	if p := hostProblem(hostport); p != "" {
+		return fmt.Errorf("host %q: %s", hostport, p)
+	}
+	return nil
+}
+
+// hostProblem says what is wrong with a HOST[:PORT] field without repeating
+// it, or returns "".
+func hostProblem(hostport string) string {
+	if hostport == "" {
+		return "host is empty"
+	}
 	host, port := hostport, ""
 	if strings.HasPrefix(hostport, "[") {
 		end := strings.Index(hostport, "]")
 		if end < 0 {
-			return fmt.Errorf("host %q: missing ']'", hostport)
+			return "missing ']'"
 		}
 		host, port = hostport[1:end], strings.TrimPrefix(hostport[end+1:], ":")
 		if hostport[end+1:] != "" && !strings.HasPrefix(hostport[end+1:], ":") {
-			return fmt.Errorf("host %q: unexpected text after ']'", hostport)
+			return "unexpected text after ']'"
 		}
-		if !strings.Contains(host, ":") {
-			return fmt.Errorf("host %q: brackets are only for IPv6 addresses", hostport)
+		if a, err := netip.ParseAddr(host); err != nil || !a.Is6() || a.Zone() != "" {
+			return "brackets hold an IPv6 address, and this is not one"
 		}
+	} else if strings.Count(hostport, ":") > 1 {
+		return "an IPv6 address must be in brackets, as in [2001:db8::1]:443"
 	} else if i := strings.LastIndex(hostport, ":"); i >= 0 {
 		host, port = hostport[:i], hostport[i+1:]
 	}
 	if port != "" || strings.HasSuffix(hostport, ":") {
 		n, err := strconv.Atoi(port)
 		if err != nil || n < 1 || n > 65535 || port != strconv.Itoa(n) {
-			return fmt.Errorf("host %q: port must be a number from 1 to 65535", hostport)
+			return "port must be a number from 1 to 65535"
 		}
 	}
-	if strings.Contains(host, ":") { // IPv6 literal
-		return nil
+	if strings.HasPrefix(hostport, "[") { // IPv6 literal, checked above
+		return ""
 	}
 	if len(host) > 253 {
-		return fmt.Errorf("host %q: longer than 253 characters", hostport)
+		return "longer than 253 characters"
 	}
 	for _, label := range strings.Split(host, ".") {
 		if label == "" || len(label) > 63 {
-			return fmt.Errorf("host %q: empty or over-long DNS label", hostport)
+			return "empty or over-long DNS label"
 		}
 		for i, c := range label {
 			ok := c == '-' && i > 0 && i < len(label)-1 ||
 				c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 			if !ok {
-				return fmt.Errorf("host %q: %q is not allowed in a host name", hostport, c)
+				return fmt.Sprintf("%q is not allowed in a host name", c)
 			}
 		}
 	}
-	return nil
+	return ""
 }

@@ -3,5 +3,7 @@ package main
 // commands lists every subcommand. Keep it sorted by path; each command
 // lives in its own cmd_*.go file.
 func commands() []entry {
-	return []entry{}
+	return []entry{
+		keyCheckEntry,
+	}
 }
