@@ -53,6 +53,9 @@ func (s configStage) Run(ctx context.Context, st *State) error {
 	}
 	st.cfg = c
 	st.Config = c // the key is not serialised (json:"-")
+	for _, w := range c.Warnings {
+		s.env.log().Warn("configuration repaired", "detail", w)
+	}
 	return nil
 }
 

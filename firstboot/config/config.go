@@ -59,17 +59,20 @@ type Config struct {
 	HasKey    bool        `json:"has_key"`
 	KeySource string      `json:"key_source,omitempty"`
 
-	Hostname   string            `json:"hostname,omitempty"`
-	Mode       Mode              `json:"ipv4_mode"`
-	Address    netip.Prefix      `json:"ipv4_address,omitzero"`
-	Gateway    netip.Addr        `json:"ipv4_gateway,omitzero"`
-	DNSServers []netip.Addr      `json:"dns_servers,omitempty"`
-	DNSSearch  []string          `json:"dns_search,omitempty"`
-	DNSCheck   string            `json:"dns_check_host,omitempty"`
-	NTPServers []string          `json:"ntp_servers,omitempty"`
-	Proxy      string            `json:"proxy,omitempty"`
-	MTU        int               `json:"mtu,omitempty"`
-	Origin     map[string]string `json:"origin,omitempty"` // property → source that set it
+	Hostname   string       `json:"hostname,omitempty"`
+	Mode       Mode         `json:"ipv4_mode"`
+	Address    netip.Prefix `json:"ipv4_address,omitzero"`
+	Gateway    netip.Addr   `json:"ipv4_gateway,omitzero"`
+	DNSServers []netip.Addr `json:"dns_servers,omitempty"`
+	DNSSearch  []string     `json:"dns_search,omitempty"`
+	DNSCheck   string       `json:"dns_check_host,omitempty"`
+	NTPServers []string     `json:"ntp_servers,omitempty"`
+	Proxy      string       `json:"proxy,omitempty"`
+	MTU        int          `json:"mtu,omitempty"`
+	// Warnings are safe repairs made to the values (e.g. quotes removed
+	// around the key), for the log.
+	Warnings []string          `json:"warnings,omitempty"`
+	Origin   map[string]string `json:"origin,omitempty"` // property → source that set it
 }
 
 // Value is one property's value and where it came from.
@@ -165,15 +168,31 @@ func Validate(props map[string]Value) (*Config, error) {
 
 	if v, ok := props[PropKey]; ok {
 		c.Origin[PropKey] = v.Source
-		// TODO(provkey.Check): once provkey.Check lands, use it here so that
-		// curly quotes, NBSP, zero-width spaces and wrapping are named with
-		// their column; until then only a trailing newline is forgiven.
-		text := strings.TrimRight(v.Text, "\r\n")
-		k, err := provkey.Parse(text)
-		if err != nil {
-			bad(PropKey, "%v; paste the key exactly as `outpost keys reveal` printed it", err)
+		// The key may have come through a console, a word processor or an
+		// e-mail: Check names each damaged character with its line and
+		// column, and repairs only what is safe (surrounding straight
+		// quotes, a trailing line break, wrap whitespace).
+		r := provkey.Check([]byte(v.Text))
+		if r.Valid() {
+			c.Key, c.HasKey, c.KeySource = r.Key, true, v.Source
+			for _, f := range r.Findings {
+				c.Warnings = append(c.Warnings, PropKey+" (from "+v.Source+"): "+f.String())
+			}
 		} else {
-			c.Key, c.HasKey, c.KeySource = k, true, v.Source
+			n := 0
+			for _, f := range r.Findings {
+				if f.Severity == provkey.Error {
+					n++
+					msg := f.String()
+					if f.Fix != "" {
+						msg += "; " + f.Fix
+					}
+					bad(PropKey, "%s", msg)
+				}
+			}
+			if n == 0 {
+				bad(PropKey, "not a provisioning key; paste the key exactly as `outpost keys reveal` printed it")
+			}
 		}
 	}
 	if v, ok := get(PropHostname); ok {

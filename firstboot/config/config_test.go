@@ -90,7 +90,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		`outpost.hostname (from ovf): "my connector": a host name cannot contain spaces`,
 		`outpost.ipv4.address (from ovf): "10.0.0.300/24" is not an IPv4 address`,
 		`outpost.dns.servers (from ovf): "dns.example" is not an IP address`,
-		`outpost.provision_key (from ovf): provisioning key checksum mismatch`,
+		`outpost.provision_key (from ovf): error: line 1, column 21: the blob is 4 characters, want 104: the end of the key was cut off`,
 		`outpost.colour (from ovf): unknown property`,
 		`nothing was changed`,
 	} {

@@ -69,8 +69,24 @@ func TestCurlyQuotedKeyRejectedNamingTheProperty(t *testing.T) {
 	if err == nil {
 		t.Fatal("a curly-quoted key was accepted")
 	}
-	want := "outpost.provision_key (from /opt/outpost/var/provision_key): "
+	want := "outpost.provision_key (from /opt/outpost/var/provision_key): error: line 1, column 1: U+201C LEFT DOUBLE QUOTATION MARK"
 	if got := err.Error(); !strings.Contains(got, want) || strings.Contains(got, key[10:]) {
 		t.Errorf("err = %v", err)
+	}
+}
+
+func TestQuotedKeyRepairedWithWarning(t *testing.T) {
+	key := testKey(t)
+	c, err := Validate(map[string]Value{PropKey: {Text: "\"" + key + "\"\r\n", Source: KeyFile}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.HasKey || c.Key.Reveal() != key || len(c.Warnings) == 0 {
+		t.Errorf("key not repaired: has=%v warnings=%v", c.HasKey, c.Warnings)
+	}
+	for _, w := range c.Warnings {
+		if strings.Contains(w, key[10:]) {
+			t.Errorf("warning holds the key: %s", w)
+		}
 	}
 }
