@@ -64,6 +64,8 @@ type Network interface {
 	Primary(name string) (*net.Interface, error)
 	DHCP(ctx context.Context, ifname string, timeout time.Duration) (*netconf.Lease, error)
 	Apply(ifname string, addr netip.Prefix, gw netip.Addr, mtu int) error
+	// Has reports whether ifname carries addr now.
+	Has(ifname string, addr netip.Prefix) bool
 }
 
 // HostNetwork is Network on the namespace the process runs in.
@@ -77,6 +79,23 @@ func (HostNetwork) DHCP(ctx context.Context, ifname string, timeout time.Duratio
 }
 func (HostNetwork) Apply(ifname string, addr netip.Prefix, gw netip.Addr, mtu int) error {
 	return netconf.Apply(ifname, addr, gw, mtu)
+}
+
+func (HostNetwork) Has(ifname string, addr netip.Prefix) bool {
+	ifc, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return false
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.String() == addr.String() {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *Env) log() *slog.Logger {

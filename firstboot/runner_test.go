@@ -39,6 +39,7 @@ type fakeNet struct {
 	mu      sync.Mutex
 	applied []string
 	noDHCP  bool
+	up      netip.Prefix
 }
 
 func (f *fakeNet) Primary(name string) (*net.Interface, error) {
@@ -57,7 +58,21 @@ func (f *fakeNet) Apply(ifname string, addr netip.Prefix, gw netip.Addr, mtu int
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.applied = append(f.applied, fmt.Sprintf("%s %s via %s", ifname, addr, gw))
+	f.up = addr
 	return nil
+}
+
+func (f *fakeNet) Has(ifname string, addr netip.Prefix) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.up == addr
+}
+
+// reboot forgets the addresses, as a power cut does.
+func (f *fakeNet) reboot() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.up = netip.Prefix{}
 }
 
 type rig struct {
@@ -174,7 +189,8 @@ func TestEnrollsAndConfigures(t *testing.T) {
 	if strings.Contains(string(state), strings.SplitN(k.Reveal(), "|", 3)[2][:20]) || strings.Contains(string(state), "PRIVATE KEY") {
 		t.Error("state file holds a secret")
 	}
-	// Again: nothing is sent, the state stays enrolled.
+	// Again: nothing is sent, the state stays enrolled, the network (now
+	// networkd's) is left alone.
 	if _, err := r.run(); err != nil {
 		t.Fatal(err)
 	}
@@ -194,11 +210,18 @@ func TestKilledAtEveryStageEnrollsOnce(t *testing.T) {
 			if _, err := r.run(stages...); !errors.Is(err, errKilled) {
 				t.Fatalf("first run: %v", err)
 			}
+			applied := len(r.net.applied)
+			r.net.reboot()
 			if _, err := r.run(); err != nil {
 				t.Fatalf("resumed run: %v", err)
 			}
 			if cp.Uses() != 1 || cp.Distinct() != 1 {
 				t.Errorf("uses = %d, distinct CSRs = %d; want exactly one enrollment", cp.Uses(), cp.Distinct())
+			}
+			// Killed before enrollment completed: the resumed run after
+			// the reboot brought the network up again.
+			if i < 5 && len(r.net.applied) != applied+1 {
+				t.Errorf("network applied %d times after the reboot, want once", len(r.net.applied)-applied)
 			}
 			if s := r.status(t); s.State != StateEnrolled || s.Name != "Melbourne-1" {
 				t.Errorf("status = %s %s", s.State, s.Name)
@@ -318,6 +341,9 @@ func TestKeyWrittenLaterIsPickedUp(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("key picked up after %v", d)
+	}
+	if len(r.net.applied) != 1 {
+		t.Errorf("network applied %d times in one boot, want once: %v", len(r.net.applied), r.net.applied)
 	}
 }
 

@@ -64,6 +64,12 @@ func (s configStage) Run(ctx context.Context, st *State) error {
 type networkStage struct{ env *Env }
 
 func (networkStage) Name() string { return "network" }
+
+// Repeat: addresses do not survive a reboot, and systemd-networkd starts
+// only after first boot, so a run resumed on the next boot must bring the
+// network up again (unless it is still up, as on a re-run in the same boot).
+func (networkStage) Repeat() bool { return true }
+
 func (s networkStage) Run(ctx context.Context, st *State) error {
 	e, c := s.env, st.cfg
 	n := e.Net
@@ -73,6 +79,10 @@ func (s networkStage) Run(ctx context.Context, st *State) error {
 	ifc, err := n.Primary(e.Interface)
 	if err != nil {
 		return err
+	}
+	if _, done := st.Done["network"]; done && st.Network != nil && st.Interface == ifc.Name && n.Has(ifc.Name, st.Network.Address) {
+		e.log().Debug("network already configured", "interface", ifc.Name, "address", st.Network.Address)
+		return nil
 	}
 	st.Interface, st.MAC = ifc.Name, ifc.HardwareAddr.String()
 	var lease *netconf.Lease
@@ -118,6 +128,7 @@ func (s networkStage) Run(ctx context.Context, st *State) error {
 type dnsStage struct{ env *Env }
 
 func (dnsStage) Name() string { return "dns" }
+func (dnsStage) Repeat() bool { return true } // follows a new lease
 
 func dnsSettings(st *State) ([]netip.Addr, []string) {
 	servers, search := st.cfg.DNSServers, st.cfg.DNSSearch
