@@ -191,6 +191,11 @@ func (s timeStage) Run(ctx context.Context, st *State) error {
 	}
 	r, err := sy.Sync(ctx)
 	st.Time = r
+	if err != nil && r != nil {
+		// A server answered but the clock could not be stepped: certificate
+		// checks use the corrected time all the same.
+		st.ClockCorrection = r.Offset
+	}
 	if err != nil {
 		// Not fatal: enrollment may still work if the clock is right. Say
 		// so in status; the TLS check will name the clock if it is wrong.
