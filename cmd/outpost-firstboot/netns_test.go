@@ -463,36 +463,30 @@ func TestNamespaceRealServer(t *testing.T) {
 		t.Errorf("certificate chain not stored: %q", crt)
 	}
 
-	// A second appliance with the same (now used) key is refused with the
-	// server's reason.
-	second := filepath.Join(r.dir, "root2")
-	os.MkdirAll(filepath.Join(second, "proc"), 0o755)
-	os.WriteFile(filepath.Join(second, "proc/meminfo"), []byte("MemTotal:        4028116 kB\n"), 0o644)
-	r2 := *r
-	r2.root = second
-	r2.writeKey(t, key)
-	res = r2.firstboot(t, "--dhcp-timeout", "10s", "--enroll-attempts", "3")
-	if res.code != 1 || !strings.Contains(res.stderr, "enrollment refused: key_exhausted") {
-		t.Errorf("second appliance: exit %d\n%s", res.code, res.stderr)
+	// Further appliances are refused with the server's reason: the same
+	// (now used) key, an expired key, a key the server does not know.
+	expiring, err := provkey.Parse(inSrv("keys", "create", "--name", "Brief", "--group", "melbourne", "--max-uses", "5", "--expires-in", "1s"))
+	if err != nil {
+		t.Fatal(err)
 	}
-}
-
-// BenchmarkNamespaceRig reports the whole first boot on the namespace rig:
-// DHCP from dnsmasq, NTP from chronyd, DNS, preflight and enrollment.
-func BenchmarkNamespaceRig(b *testing.B) {
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
-		r := newNSRig(b)
-		r.dnsmasq(b, true)
-		r.chronyd(b)
-		_, key := r.controlPlane(b, 1)
-		r.writeKey(b, key)
-		b.StartTimer()
-		res := r.firstboot(b, "--dhcp-timeout", "10s")
-		b.StopTimer()
-		if res.code != 0 {
-			b.Fatalf("exit %d\n%s", res.code, res.stderr)
+	unknown := enrolltest.Key(t, hostport, key.Pin)
+	time.Sleep(1100 * time.Millisecond)
+	for i, c := range []struct {
+		key  provkey.Key
+		code string
+	}{{key, "key_exhausted"}, {expiring, "key_expired"}, {unknown, "invalid_key"}} {
+		other := filepath.Join(r.dir, fmt.Sprintf("root%d", i+2))
+		os.MkdirAll(filepath.Join(other, "proc"), 0o755)
+		os.WriteFile(filepath.Join(other, "proc/meminfo"), []byte("MemTotal:        4028116 kB\n"), 0o644)
+		r2 := *r
+		r2.root = other
+		r2.writeKey(t, c.key)
+		res = r2.firstboot(t, "--dhcp-timeout", "10s", "--enroll-attempts", "3")
+		if res.code != 1 || !strings.Contains(res.stderr, "enrollment refused: "+c.code+" — ") {
+			t.Errorf("%s: exit %d\n%s", c.code, res.code, res.stderr)
 		}
-		b.ReportMetric(res.took.Seconds()*1000, "ms/boot")
+		if st := r2.status(t); st.State != firstboot.StateFailed || !strings.HasPrefix(st.LastError, "enrollment refused: "+c.code) {
+			t.Errorf("%s: status %s %q", c.code, st.State, st.LastError)
+		}
 	}
 }
