@@ -103,7 +103,11 @@ func (s networkStage) Run(ctx context.Context, st *State) error {
 		}
 		e.log().Info("DHCP lease", "address", lease.Address, "router", lease.Router, "dns", lease.DNS, "ntp", lease.NTP, "search", lease.Search, "lease", lease.LeaseTime)
 	}
-	if err := n.Apply(ifc.Name, lease.Address, lease.Router, c.MTU); err != nil {
+	mtu := c.MTU
+	if mtu == 0 {
+		mtu = lease.MTU
+	}
+	if err := n.Apply(ifc.Name, lease.Address, lease.Router, mtu); err != nil {
 		return err
 	}
 	st.Network = lease

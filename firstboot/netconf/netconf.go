@@ -32,6 +32,7 @@ type Lease struct {
 	NTP       []string      `json:"ntp,omitempty"`
 	Server    netip.Addr    `json:"server,omitzero"` // DHCP server
 	LeaseTime time.Duration `json:"lease_time,omitempty"`
+	MTU       int           `json:"mtu,omitempty"` // option 26, when sent
 }
 
 // ErrNoDHCP means no DHCP server answered in time.
@@ -130,6 +131,9 @@ func leaseFrom(ack *dhcpv4.DHCPv4) *Lease {
 		l.NTP = append(l.NTP, ip.String())
 	}
 	l.Server, _ = netip.AddrFromSlice(ack.ServerIdentifier().To4())
+	if b := ack.GetOneOption(dhcpv4.OptionInterfaceMTU); len(b) == 2 {
+		l.MTU = int(b[0])<<8 | int(b[1])
+	}
 	return l
 }
 

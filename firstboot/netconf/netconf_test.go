@@ -29,13 +29,14 @@ func TestLeaseFromACK(t *testing.T) {
 		dhcpv4.WithOption(dhcpv4.OptNTPServers(net.IPv4(10, 77, 0, 2))),
 		dhcpv4.WithOption(dhcpv4.OptDomainSearch(&rfc1035label.Labels{Labels: []string{"corp.test", "test"}})),
 		dhcpv4.WithLeaseTime(3600),
+		dhcpv4.WithOption(dhcpv4.Option{Code: dhcpv4.OptionInterfaceMTU, Value: dhcpv4.Uint16(1400)}),
 	)
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := leaseFrom(ack)
 	if l.Address != netip.MustParsePrefix("10.77.0.94/24") || l.Router.String() != "10.77.0.1" || l.Server.String() != "10.77.0.1" ||
-		len(l.DNS) != 1 || len(l.NTP) != 1 || l.NTP[0] != "10.77.0.2" || len(l.Search) != 2 || l.LeaseTime != time.Hour {
+		len(l.DNS) != 1 || len(l.NTP) != 1 || l.NTP[0] != "10.77.0.2" || len(l.Search) != 2 || l.LeaseTime != time.Hour || l.MTU != 1400 {
 		t.Errorf("lease = %+v", l)
 	}
 }
