@@ -4,6 +4,8 @@ package main
 // lives in its own cmd_*.go file.
 func commands() []entry {
 	return []entry{
+		imageBuildEntry,
+		imagePackEntry,
 		keyCheckEntry,
 	}
 }

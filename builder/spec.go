@@ -1,0 +1,458 @@
+package builder
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/outpost-appliance/outpost/mac"
+)
+
+// Spec is an appliance definition: what images/connector/image.yaml says.
+// Zero values mean "use the default"; SetDefaults fills them and Validate
+// checks the result.
+type Spec struct {
+	Name        string     `yaml:"name"`
+	Version     string     `yaml:"version"`
+	Description string     `yaml:"description,omitempty"`
+	Hardware    Hardware   `yaml:"hardware"`
+	NIC         NIC        `yaml:"nic"`
+	Properties  []Property `yaml:"properties,omitempty"`
+	Rootfs      Rootfs     `yaml:"rootfs"`
+
+	// Path is the file the spec was read from ("" for an in-memory spec);
+	// relative rootfs paths are resolved against its directory.
+	Path string `yaml:"-"`
+}
+
+// Hardware is the virtual hardware the images declare.
+type Hardware struct {
+	CPUs      int    `yaml:"cpus"`
+	MemoryMiB int    `yaml:"memory"` // MiB
+	Disk      Disk   `yaml:"disk"`
+	NICs      int    `yaml:"nics"`
+	Firmware  string `yaml:"firmware"` // "uefi"
+}
+
+// Disk is the appliance's single virtual disk.
+type Disk struct {
+	Size         Size   `yaml:"size"`         // e.g. "8GiB"
+	Provisioning string `yaml:"provisioning"` // "thin" or "thick"
+}
+
+// NIC configures the appliance's network interface.
+type NIC struct {
+	// MAC is the static MAC in VMware's manual range; empty means derived
+	// from the appliance name (mac.Derive).
+	MAC string `yaml:"mac,omitempty"`
+}
+
+// Property is a deployment-time setting the admin is prompted for at import
+// (an OVF ProductSection property). Keys are defined by the ova package
+// (outpost.provision_key, outpost.hostname, outpost.ipv4.mode, …).
+type Property struct {
+	Key         string `yaml:"key"`
+	Label       string `yaml:"label"`
+	Description string `yaml:"description,omitempty"`
+	Category    string `yaml:"category,omitempty"`
+	Type        string `yaml:"type,omitempty"` // string (default), boolean, int
+	Default     string `yaml:"default,omitempty"`
+	Password    bool   `yaml:"password,omitempty"`
+}
+
+// Rootfs names where the root filesystem comes from: a directory or a tar
+// archive (plain or gzip). Relative paths are relative to the spec file.
+// Both empty means it must be given on the command line.
+type Rootfs struct {
+	Dir string `yaml:"dir,omitempty"`
+	Tar string `yaml:"tar,omitempty"`
+}
+
+// Defaults of the connector appliance (DESIGN.md, "Appliance defaults").
+const (
+	DefaultCPUs      = 2
+	DefaultMemoryMiB = 4096
+	DefaultDiskSize  = Size(8 << 30)
+	DefaultNICs      = 1
+	DefaultFirmware  = "uefi"
+	DefaultDiskProv  = "thin"
+	// MinDiskSize leaves room for the ESP, the GPT and a usable root.
+	MinDiskSize = Size(1 << 30)
+	// MaxDiskSize keeps within what the disk writers and ESXi's default
+	// datastore block size handle.
+	MaxDiskSize = Size(2 << 40)
+	// LabMemoryMiB is the smallest memory accepted, with a warning.
+	LabMemoryMiB = 2048
+)
+
+// SetDefaults fills every unset field with the appliance default. It does
+// not validate.
+func (s *Spec) SetDefaults() {
+	h := &s.Hardware
+	if h.CPUs == 0 {
+		h.CPUs = DefaultCPUs
+	}
+	if h.MemoryMiB == 0 {
+		h.MemoryMiB = DefaultMemoryMiB
+	}
+	if h.Disk.Size == 0 {
+		h.Disk.Size = DefaultDiskSize
+	}
+	if h.Disk.Provisioning == "" {
+		h.Disk.Provisioning = DefaultDiskProv
+	}
+	if h.NICs == 0 {
+		h.NICs = DefaultNICs
+	}
+	if h.Firmware == "" {
+		h.Firmware = DefaultFirmware
+	}
+	for i := range s.Properties {
+		if s.Properties[i].Type == "" {
+			s.Properties[i].Type = "string"
+		}
+	}
+}
+
+// MAC returns the NIC's MAC: the one the spec sets, or the one derived from
+// the appliance name. Call it on a validated spec.
+func (s *Spec) MAC() (mac.MAC, error) {
+	if s.NIC.MAC == "" {
+		return mac.Derive(s.Name), nil
+	}
+	return mac.Parse(s.NIC.MAC)
+}
+
+// RootfsPath returns the rootfs source named by the spec, resolved against
+// the spec's directory, or "" when the spec names none.
+func (s *Spec) RootfsPath() string {
+	p := s.Rootfs.Dir
+	if p == "" {
+		p = s.Rootfs.Tar
+	}
+	if p == "" || filepath.IsAbs(p) || s.Path == "" {
+		return p
+	}
+	return filepath.Join(filepath.Dir(s.Path), p)
+}
+
+// Problem is one thing wrong with a spec, at a field path such as
+// "hardware.memory" or "properties[2].key".
+type Problem struct {
+	Field   string
+	Message string
+}
+
+// Problems is every problem found in a spec file; its Error lists them all,
+// one per line, as "FILE: FIELD: MESSAGE".
+type Problems struct {
+	File  string
+	Items []Problem
+}
+
+func (p *Problems) Error() string {
+	var b strings.Builder
+	for i, it := range p.Items {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		file := p.File
+		if file == "" {
+			file = "image spec"
+		}
+		if it.Field == "" {
+			fmt.Fprintf(&b, "%s: %s", file, it.Message)
+		} else {
+			fmt.Fprintf(&b, "%s: %s: %s", file, it.Field, it.Message)
+		}
+	}
+	return b.String()
+}
+
+func (p *Problems) add(field, format string, a ...any) {
+	p.Items = append(p.Items, Problem{Field: field, Message: fmt.Sprintf(format, a...)})
+}
+
+// LoadSpec reads, strictly decodes, defaults and validates the spec at path.
+// Warnings (valid but questionable settings) are returned alongside.
+func LoadSpec(path string) (*Spec, []string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading image spec: %w", err)
+	}
+	return ParseSpec(path, b)
+}
+
+// ParseSpec decodes data (named path in messages) like LoadSpec.
+func ParseSpec(path string, data []byte) (*Spec, []string, error) {
+	s, err := decode(path, data)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.SetDefaults()
+	warnings, err := s.Validate()
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, warnings, nil
+}
+
+func decode(path string, data []byte) (*Spec, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var s Spec
+	err := dec.Decode(&s)
+	if errors.Is(err, io.EOF) {
+		return nil, &Problems{File: path, Items: []Problem{{Message: "empty file; an image spec needs at least name and version"}}}
+	}
+	if err != nil {
+		var root yaml.Node
+		_ = yaml.Unmarshal(data, &root) // only to name fields in messages
+		lines := map[int]string{}
+		keyLines(&root, "", lines)
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			p := &Problems{File: path}
+			for _, e := range te.Errors {
+				p.Items = append(p.Items, yamlProblem(e, lines))
+			}
+			return nil, p
+		}
+		return nil, &Problems{File: path, Items: []Problem{yamlProblem(err.Error(), lines)}}
+	}
+	s.Path = path
+	return &s, nil
+}
+
+var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+// keyLines records, for each mapping key and sequence item, the field path
+// ("hardware.disk.size", "properties[1].key") at its line.
+func keyLines(n *yaml.Node, prefix string, out map[int]string) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			keyLines(c, prefix, out)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if prefix != "" {
+				p = prefix + "." + k.Value
+			}
+			out[k.Line] = p
+			if v.Line != k.Line || v.Kind != yaml.ScalarNode {
+				keyLines(v, p, out)
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := fmt.Sprintf("%s[%d]", prefix, i)
+			if _, ok := out[c.Line]; !ok {
+				out[c.Line] = p
+			}
+			keyLines(c, p, out)
+		}
+	}
+}
+
+// yamlProblem turns yaml.v3's "line 3: field cpu not found in type
+// builder.Hardware" into a problem naming the field path and line, without Go
+// types.
+func yamlProblem(msg string, lines map[int]string) Problem {
+	m := yamlLine.FindStringSubmatch(msg)
+	if m == nil {
+		return Problem{Message: strings.TrimPrefix(msg, "yaml: ")}
+	}
+	ln, _ := strconv.Atoi(m[1])
+	return Problem{Field: lines[ln], Message: yamlText(m[2]) + " (line " + m[1] + ")"}
+}
+
+func yamlText(text string) string {
+	if f, ok := strings.CutPrefix(text, "field "); ok {
+		if name, _, ok := strings.Cut(f, " not found in type "); ok {
+			text = fmt.Sprintf("unknown field %q (check the spelling against images/connector/image.yaml)", name)
+		}
+	}
+	if strings.Contains(text, "cannot unmarshal") {
+		text = strings.ReplaceAll(text, "!!str", "text")
+		text = strings.ReplaceAll(text, "!!int", "number")
+		text = strings.ReplaceAll(text, "!!seq", "list")
+		text = strings.ReplaceAll(text, "!!map", "mapping")
+		text = intoType.ReplaceAllString(text, "")
+	}
+	return text
+}
+
+var intoType = regexp.MustCompile(` into [\w.\[\]]+$`)
+
+var (
+	nameRe    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	versionRe = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+~_-]{0,63}$`)
+	keyRe     = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$`)
+)
+
+// Validate checks a defaulted spec and reports every problem at once.
+func (s *Spec) Validate() (warnings []string, err error) {
+	p := &Problems{File: s.Path}
+	switch {
+	case s.Name == "":
+		p.add("name", "missing; give the appliance a name such as outpost-connector")
+	case !nameRe.MatchString(s.Name):
+		p.add("name", "%q is not a valid name: use 1–63 lower-case letters, digits and '-', not starting or ending with '-'", s.Name)
+	}
+	switch {
+	case s.Version == "":
+		p.add("version", "missing; give a version such as 1.0.0")
+	case !versionRe.MatchString(s.Version):
+		p.add("version", "%q is not a valid version: use letters, digits and . + ~ _ - (at most 64)", s.Version)
+	}
+	h := s.Hardware
+	if h.CPUs < 1 || h.CPUs > 64 {
+		p.add("hardware.cpus", "%d vCPUs is impossible: use 1–64 (default %d)", h.CPUs, DefaultCPUs)
+	}
+	switch {
+	case h.MemoryMiB < LabMemoryMiB:
+		p.add("hardware.memory", "%d MiB is too little: the connector needs at least %d MiB (lab only) and %d MiB in production", h.MemoryMiB, LabMemoryMiB, DefaultMemoryMiB)
+	case h.MemoryMiB > 1<<20:
+		p.add("hardware.memory", "%d MiB is more than 1 TiB; memory is in MiB (4096 = 4 GiB)", h.MemoryMiB)
+	case h.MemoryMiB%4 != 0:
+		p.add("hardware.memory", "%d MiB is not a multiple of 4 MiB, which vSphere requires", h.MemoryMiB)
+	case h.MemoryMiB < DefaultMemoryMiB:
+		warnings = append(warnings, fmt.Sprintf("%s: hardware.memory: %d MiB is for labs only; production connectors need %d MiB", s.displayPath(), h.MemoryMiB, DefaultMemoryMiB))
+	}
+	if h.Disk.Size < MinDiskSize || h.Disk.Size > MaxDiskSize {
+		p.add("hardware.disk.size", "%s is impossible: use %s–%s", h.Disk.Size, MinDiskSize, MaxDiskSize)
+	}
+	if h.Disk.Provisioning != "thin" && h.Disk.Provisioning != "thick" {
+		p.add("hardware.disk.provisioning", "%q is not known: use thin or thick", h.Disk.Provisioning)
+	}
+	if h.NICs != 1 {
+		p.add("hardware.nics", "%d NICs: the connector appliance has exactly one NIC", h.NICs)
+	}
+	if h.Firmware != "uefi" {
+		p.add("hardware.firmware", "%q is not supported: the disk boots with systemd-boot, so firmware must be uefi", h.Firmware)
+	}
+	if s.NIC.MAC != "" {
+		if _, err := mac.Parse(s.NIC.MAC); err != nil {
+			p.add("nic.mac", "%v", err)
+		}
+	}
+	if s.Rootfs.Dir != "" && s.Rootfs.Tar != "" {
+		p.add("rootfs", "both dir and tar are set; give one")
+	}
+	seen := map[string]int{}
+	for i, pr := range s.Properties {
+		f := fmt.Sprintf("properties[%d]", i)
+		switch {
+		case pr.Key == "":
+			p.add(f+".key", "missing")
+		case !keyRe.MatchString(pr.Key):
+			p.add(f+".key", "%q is not a valid key: use dot-separated lower-case words such as outpost.hostname", pr.Key)
+		default:
+			if j, dup := seen[pr.Key]; dup {
+				p.add(f+".key", "%q is already defined by properties[%d]", pr.Key, j)
+			}
+			seen[pr.Key] = i
+		}
+		if pr.Label == "" {
+			p.add(f+".label", "missing; the admin sees the label when prompted at import")
+		}
+		switch pr.Type {
+		case "string":
+		case "boolean":
+			if pr.Default != "" && pr.Default != "true" && pr.Default != "false" {
+				p.add(f+".default", "%q is not a boolean: use true or false", pr.Default)
+			}
+		case "int":
+			if _, err := strconv.ParseInt(pr.Default, 10, 64); pr.Default != "" && err != nil {
+				p.add(f+".default", "%q is not an integer", pr.Default)
+			}
+		default:
+			p.add(f+".type", "%q is not known: use string, boolean or int", pr.Type)
+		}
+		if pr.Password {
+			if pr.Type != "string" {
+				p.add(f+".password", "only string properties can be passwords")
+			}
+			if pr.Default != "" {
+				p.add(f+".default", "a password property must not have a default: it would be visible in the OVF descriptor")
+			}
+		}
+	}
+	if len(p.Items) > 0 {
+		return warnings, p
+	}
+	return warnings, nil
+}
+
+func (s *Spec) displayPath() string {
+	if s.Path == "" {
+		return "image spec"
+	}
+	return s.Path
+}
+
+// Size is a byte count written in YAML as "8GiB", "512MiB" or a plain
+// number of bytes.
+type Size int64
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
+
+// ParseSize reads "8GiB", "512 MiB" or "1073741824".
+func ParseSize(s string) (Size, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range sizeUnits {
+		if v, ok := strings.CutSuffix(t, u.suffix); ok {
+			t, mult = strings.TrimSpace(v), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is not a size: write a whole number with KiB, MiB, GiB or TiB (e.g. 8GiB)", s)
+	}
+	return Size(n * mult), nil
+}
+
+func (z Size) String() string {
+	for _, u := range sizeUnits {
+		if int64(z) >= u.mult && int64(z)%u.mult == 0 {
+			if u.suffix == "B" {
+				return strconv.FormatInt(int64(z), 10)
+			}
+			return strconv.FormatInt(int64(z)/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(int64(z), 10)
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (z *Size) UnmarshalYAML(n *yaml.Node) error {
+	// A *yaml.TypeError lets the decoder carry on and report every problem.
+	if n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: a size must be text such as 8GiB", n.Line)}}
+	}
+	v, err := ParseSize(n.Value)
+	if err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
+	}
+	*z = v
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (z Size) MarshalYAML() (any, error) { return z.String(), nil }

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// runCLI runs outpost in-process and returns its exit code and streams.
+func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	var out, errb bytes.Buffer
+	err := run(context.Background(), args, strings.NewReader(""), &out, &errb)
+	code := exitCode(err, &errb)
+	return code, out.String(), errb.String()
+}
+
+// rootfsDir writes a minimal root filesystem: a kernel is all Build needs.
+func rootfsDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "boot"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "boot/vmlinuz-6.1.0-1-cloud-amd64"), []byte("kernel"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func writeSpec(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "image.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func listDir(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+const smallSpec = "name: lab\nversion: '2'\nhardware: {disk: {size: 1GiB}}\n"
+
+func TestImageBuildRaw(t *testing.T) {
+	if _, err := os.Stat("/usr/lib/systemd/boot/efi/systemd-bootx64.efi"); err != nil && os.Getenv("CI") == "" {
+		t.Skip("systemd-boot-efi not installed")
+	}
+	out := t.TempDir()
+	spec := writeSpec(t, smallSpec)
+	code, stdout, stderr := runCLI(t, map[string]string{"SOURCE_DATE_EPOCH": "1700000000"},
+		"image", "build", "-f", spec, "--rootfs", rootfsDir(t), "-o", out, "--mac", "00:50:56:01:02:03", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	if got := listDir(t, out); len(got) != 1 || got[0] != "lab-2.raw" {
+		t.Errorf("output directory holds %q, want only lab-2.raw", got)
+	}
+	if !strings.Contains(stdout, `"mac": "00:50:56:01:02:03"`) || !strings.Contains(stdout, filepath.Join(out, "lab-2.raw")) {
+		t.Errorf("stdout:\n%s", stdout)
+	}
+	if stderr != "" {
+		t.Errorf("not a terminal, yet stderr has:\n%s", stderr)
+	}
+	fi, err := os.Stat(filepath.Join(out, "lab-2.raw"))
+	if err != nil || fi.Size() != 1<<30 {
+		t.Fatalf("lab-2.raw: %v, %v", fi, err)
+	}
+
+	// pack wraps the same disk again; raw is a sparse copy.
+	dist := t.TempDir()
+	code, stdout, stderr = runCLI(t, nil, "image", "pack", "--disk", filepath.Join(out, "lab-2.raw"), "-f", spec, "--name", "lab-b", "-o", dist)
+	if code != 0 {
+		t.Fatalf("pack: exit %d\n%s", code, stderr)
+	}
+	if strings.TrimSpace(stdout) != filepath.Join(dist, "lab-b-2.raw") {
+		t.Errorf("pack stdout %q", stdout)
+	}
+	packed := filepath.Join(dist, "lab-b-2.raw")
+	if qemuImg, err := exec.LookPath("qemu-img"); err == nil {
+		if out, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "raw", filepath.Join(out, "lab-2.raw"), packed).CombinedOutput(); err != nil {
+			t.Errorf("qemu-img compare built and packed raw: %v\n%s", err, out)
+		}
+	} else if os.Getenv("CI") != "" {
+		t.Fatal("qemu-img missing (CI requires it)")
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(packed, &st); err != nil || st.Blocks*512 > 64<<20 || st.Nlink != 1 {
+		t.Errorf("packed raw: %d bytes allocated, %d links; want a sparse copy (err %v)", st.Blocks*512, st.Nlink, err)
+	}
+}
+
+func TestImageBuildRefuses(t *testing.T) {
+	tooBig := rootfsDir(t)
+	f, err := os.Create(filepath.Join(tooBig, "huge"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(2 << 30); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	tests := []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"missing spec", []string{"-f", "/nonexistent/image.yaml", "--rootfs", rootfsDir(t)}, 1, "reading image spec: open /nonexistent/image.yaml: no such file or directory"},
+		{"unknown field", []string{"-f", writeSpec(t, smallSpec+"colour: red\n"), "--rootfs", rootfsDir(t)}, 1, `image.yaml: colour: unknown field "colour"`},
+		{"bad mac", []string{"--mac", "00:50:56:40:00:00", "--rootfs", rootfsDir(t)}, 2, "--mac: invalid MAC address 00:50:56:40:00:00: outside VMware's manual range"},
+		{"unknown format", []string{"--format", "vhd", "--rootfs", rootfsDir(t)}, 2, `--format: unknown format "vhd"; available: raw`},
+		{"no rootfs", []string{"-f", writeSpec(t, smallSpec)}, 2, "no root filesystem: give --rootfs DIR|TAR"},
+		{"rootfs missing", []string{"--rootfs", "/nonexistent/rootfs"}, 1, "root filesystem: stat /nonexistent/rootfs: no such file or directory"},
+		{"no kernel", []string{"--rootfs", t.TempDir()}, 1, "has no boot/vmlinuz-*"},
+		{"too large", []string{"-f", writeSpec(t, smallSpec), "--rootfs", tooBig}, 1, "root filesystem does not fit the disk"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := t.TempDir()
+			args := append([]string{"image", "build", "-o", out}, tt.args...)
+			code, stdout, stderr := runCLI(t, nil, args...)
+			if code != tt.code || !strings.Contains(stderr, tt.msg) {
+				t.Errorf("exit %d, stderr:\n%s\nwant exit %d and %q", code, stderr, tt.code, tt.msg)
+			}
+			if stdout != "" {
+				t.Errorf("stdout %q, want nothing", stdout)
+			}
+			if left := listDir(t, out); len(left) != 0 {
+				t.Errorf("left behind in the output directory: %q", left)
+			}
+		})
+	}
+}
+
+func TestImageBuildUnwritableOutput(t *testing.T) {
+	if os.Geteuid() == 0 {
+		// root writes anywhere: use a path under a regular file instead.
+		file := filepath.Join(t.TempDir(), "file")
+		os.WriteFile(file, nil, 0o644)
+		code, _, stderr := runCLI(t, nil, "image", "build", "--rootfs", rootfsDir(t), "-o", filepath.Join(file, "out"))
+		if code != 1 || !strings.Contains(stderr, "output directory") {
+			t.Errorf("exit %d, stderr %q", code, stderr)
+		}
+		return
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o555)
+	code, _, stderr := runCLI(t, nil, "image", "build", "--rootfs", rootfsDir(t), "-o", dir)
+	if code != 1 || !strings.Contains(stderr, "is not writable") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}

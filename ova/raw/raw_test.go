@@ -1,0 +1,78 @@
+package raw_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/outpost-appliance/outpost/ova/disk"
+	"github.com/outpost-appliance/outpost/ova/disktest"
+	"github.com/outpost-appliance/outpost/ova/raw"
+)
+
+func TestWriteFile(t *testing.T) {
+	disktest.Prove(t, "raw", raw.WriteFile)
+}
+
+// The copy of a 1 GiB disk holding 3.5 MiB must use about that much space.
+func TestSparse(t *testing.T) {
+	var spec disktest.Spec
+	for _, s := range disktest.Disks() {
+		if s.Name == "sparse-1g" {
+			spec = s
+		}
+	}
+	img, err := disk.OpenRaw(disktest.MakeRaw(t, spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	out := filepath.Join(t.TempDir(), "copy.raw")
+	if err := raw.WriteFile(out, img); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := fi.Sys().(*syscall.Stat_t).Blocks * 512
+	if fi.Size() != 1<<30 || used > 8<<20 {
+		t.Errorf("copy of sparse-1g: size %d, %d bytes allocated; want 1 GiB and at most 8 MiB", fi.Size(), used)
+	}
+}
+
+// failing reads fail past an offset, as a disk on a failing device does.
+type failing struct {
+	*disk.Raw
+	after int64
+}
+
+var errDevice = errors.New("input/output error")
+
+func (f failing) ReadAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > f.after {
+		return 0, errDevice
+	}
+	return f.Raw.ReadAt(p, off)
+}
+
+func TestNoPartialOutput(t *testing.T) {
+	dir := t.TempDir()
+	img, err := disk.OpenRaw(disktest.MakeRaw(t, disktest.Spec{Name: "data", Size: 1 << 20, Regions: []disktest.Region{{Len: 1 << 20}}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	out := filepath.Join(dir, "out.raw")
+	if err := raw.WriteFile(out, failing{img, 512 << 10}); !errors.Is(err, errDevice) {
+		t.Fatalf("got %v, want the read error", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("failed write left %v behind", ents)
+	}
+	if err := raw.WriteFile(filepath.Join(dir, "missing", "out.raw"), img); err == nil {
+		t.Errorf("write into a missing directory succeeded")
+	}
+}
