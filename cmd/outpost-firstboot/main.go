@@ -1,0 +1,166 @@
+// Command outpost-firstboot configures the connector appliance at first boot
+// (network, DNS, time), checks its requirements and enrolls it with the
+// control plane; `outpost-firstboot status` shows where it stands. Everything
+// it does lives in package firstboot; this file parses flags.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+
+	"github.com/outpost-appliance/outpost/firstboot"
+	"github.com/outpost-appliance/outpost/firstboot/sysroot"
+	"github.com/outpost-appliance/outpost/firstboot/timesync"
+)
+
+// version is set at link time.
+var version = "dev"
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+	// exitNoKey: configured as far as possible, waiting for a key; the
+	// systemd path unit starts the service again when the key file appears.
+	exitNoKey = 3
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type usageError struct{ error }
+
+const usage = `Usage:
+  outpost-firstboot [--root DIR] [--interface NAME] [--config FILE] [flags]
+  outpost-firstboot status [--root DIR] [--json]
+
+Configures the appliance's network, DNS and clock from the values given at
+import time, checks its requirements and enrolls it with the control plane.
+Safe to run again: progress is kept in DIR/var/lib/outpost/firstboot.json and
+an appliance enrolls once.
+
+Examples:
+  outpost-firstboot                      # what the systemd unit runs
+  outpost-firstboot --root /mnt/sysroot --interface eth0 --config test.conf
+  outpost-firstboot status --json
+
+Flags:
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	code, err := dispatch(ctx, args, stdout, stderr)
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "outpost-firstboot: %v\nRun 'outpost-firstboot --help' for usage.\n", err)
+			return exitUsage
+		}
+		fmt.Fprintf(stderr, "outpost-firstboot: %v\n", err)
+		if code == exitOK {
+			code = exitFailure
+		}
+	}
+	return code
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	status := len(args) > 0 && args[0] == "status"
+	if status {
+		args = args[1:]
+	}
+	fs := pflag.NewFlagSet("outpost-firstboot", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	root := fs.String("root", "/", "treat DIR as the appliance's root: every file read or written is under it")
+	var (
+		jsonOut              *bool
+		iface, cfgFile       *string
+		dhcpTimeout, keyWait *time.Duration
+		verbose              *bool
+		attempts             *int
+	)
+	if status {
+		jsonOut = fs.Bool("json", false, "print the status as JSON")
+	} else {
+		iface = fs.String("interface", "", "the primary NIC (default: the first Ethernet interface)")
+		cfgFile = fs.String("config", "", "a property file or OVF environment with the highest precedence (a host path)")
+		dhcpTimeout = fs.Duration("dhcp-timeout", 30*time.Second, "how long to wait for a DHCP lease")
+		keyWait = fs.Duration("wait-key", 0, "how long to wait for a provisioning key to be written (0: exit with status 3)")
+		verbose = fs.BoolP("verbose", "v", false, "log debug detail")
+		attempts = fs.Int("enroll-attempts", 0, "enrollment requests before giving up (0: until interrupted); retries back off up to a minute")
+	}
+	help := fs.BoolP("help", "h", false, "show this help")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage, usageError{err}
+	}
+	if *help {
+		fmt.Fprint(stdout, usage+fs.FlagUsages())
+		return exitOK, nil
+	}
+	if fs.NArg() > 0 {
+		return exitUsage, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	r, err := sysroot.New(*root)
+	if err != nil {
+		return exitFailure, err
+	}
+	if status {
+		st, err := firstboot.ReadStatus(r)
+		if err != nil {
+			return exitFailure, err
+		}
+		if *jsonOut {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return exitOK, enc.Encode(st)
+		}
+		return exitOK, st.WriteText(stdout)
+	}
+
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	env := &firstboot.Env{
+		Root: r, Interface: *iface, ConfigFile: *cfgFile, DHCPTimeout: *dhcpTimeout, KeyWait: *keyWait, EnrollAttempts: *attempts,
+		Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+	}
+	if r.IsHost() {
+		// The real machine: step the clock, set the host name, and tell
+		// vSphere how it went. Under another root these stay untouched.
+		env.SetClock = timesync.SetSystemClock
+		env.SetHostname = func(h string) error { return unix.Sethostname([]byte(h)) }
+		if tool, err := exec.LookPath("vmware-rpctool"); err == nil {
+			env.RPCTool = func(ctx context.Context, cmd string) ([]byte, error) {
+				return exec.CommandContext(ctx, tool, cmd).Output()
+			}
+		}
+	}
+	env.Log.Info("outpost-firstboot starting", "version", version, "root", r.Dir())
+	st, err := (&firstboot.Runner{Env: env}).Run(ctx)
+	if err != nil {
+		if errors.Is(err, firstboot.ErrNoKey) {
+			fmt.Fprintf(stderr, "outpost-firstboot: %v\n", firstboot.ErrNoKey)
+			return exitNoKey, nil
+		}
+		return exitFailure, err
+	}
+	s := st.Status()
+	fmt.Fprintf(stdout, "enrolled as %s (group %s) with %s\n", s.Name, s.Group, s.ControlPlane)
+	return exitOK, nil
+}

@@ -1,0 +1,492 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/outpost-appliance/outpost/firstboot"
+	"github.com/outpost-appliance/outpost/firstboot/enroll/enrolltest"
+	"github.com/outpost-appliance/outpost/provkey"
+)
+
+// These tests run the real outpost-firstboot binary in a network namespace
+// the test creates, against dnsmasq (DHCP and DNS) and chronyd (NTP) in a
+// second namespace joined by a veth pair, and a control plane listening in
+// that second namespace.
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "outpost-firstboot-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "outpost-firstboot")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build outpost-firstboot: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func needTools(t testing.TB, tools ...string) {
+	t.Helper()
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root (network namespaces)")
+	}
+	for _, tool := range append([]string{"ip"}, tools...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("missing %s (CI is set: this test must run)", strings.Join(missing, ", "))
+	}
+	t.Skipf("missing %s; run scripts/setup.sh as root", strings.Join(missing, ", "))
+}
+
+const (
+	srvIP   = "10.77.0.1"
+	cliMAC  = "00:50:56:00:00:42"
+	cpName  = "cp.corp.test"
+	cpPort  = "8443"
+	nsLimit = 15 // interface name length
+)
+
+type nsRig struct {
+	srv, cli string // namespace names; the veth ends have the same names
+	dir      string
+	root     string
+}
+
+func sh(t testing.TB, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func newNSRig(t testing.TB) *nsRig {
+	needTools(t, "dnsmasq", "chronyd")
+	id := fmt.Sprintf("%d%d", os.Getpid()%100000, time.Now().UnixNano()%1000)
+	r := &nsRig{srv: "obs" + id, cli: "obc" + id, dir: t.TempDir()}
+	r.root = filepath.Join(r.dir, "root")
+	sh(t, "ip", "netns", "add", r.srv)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", r.srv).Run() })
+	sh(t, "ip", "netns", "add", r.cli)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", r.cli).Run() })
+	sh(t, "ip", "-n", r.srv, "link", "add", r.srv, "type", "veth", "peer", "name", r.cli, "netns", r.cli)
+	sh(t, "ip", "-n", r.srv, "addr", "add", srvIP+"/24", "dev", r.srv)
+	sh(t, "ip", "-n", r.srv, "link", "set", r.srv, "up")
+	sh(t, "ip", "-n", r.srv, "link", "set", "lo", "up")
+	sh(t, "ip", "-n", r.cli, "link", "set", r.cli, "address", cliMAC)
+	sh(t, "ip", "-n", r.cli, "link", "set", "lo", "up")
+	// The appliance's root: a memory size for preflight and the usual
+	// absolute resolv.conf link.
+	os.MkdirAll(filepath.Join(r.root, "proc"), 0o755)
+	os.WriteFile(filepath.Join(r.root, "proc/meminfo"), []byte("MemTotal:        4028116 kB\n"), 0o644)
+	os.MkdirAll(filepath.Join(r.root, "etc"), 0o755)
+	os.Symlink("/run/systemd/resolve/stub-resolv.conf", filepath.Join(r.root, "etc/resolv.conf"))
+	return r
+}
+
+// start runs a server program in the server namespace and stops it, by
+// PID, when the test ends.
+func (r *nsRig) start(t testing.TB, name string, args ...string) {
+	t.Helper()
+	r.startProg(t, name, name, args...)
+}
+
+func (r *nsRig) startProg(t testing.TB, name, prog string, args ...string) {
+	t.Helper()
+	log, _ := os.Create(filepath.Join(r.dir, name+".log"))
+	cmd := exec.Command("ip", append([]string{"netns", "exec", r.srv, prog}, args...)...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		log.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(log.Name())
+			t.Logf("%s log:\n%s", name, b)
+		}
+	})
+}
+
+func (r *nsRig) dnsmasq(t testing.TB, dhcp bool) {
+	args := []string{"--no-daemon", "--no-ping", "--conf-file=/dev/null", "--pid-file=" + filepath.Join(r.dir, "dnsmasq.pid"),
+		"--interface=" + r.srv, "--bind-interfaces", "--no-resolv", "--no-hosts",
+		"--host-record=" + cpName + "," + srvIP, "--host-record=intranet.corp.test,10.77.0.5",
+		"--dhcp-leasefile=" + filepath.Join(r.dir, "leases")}
+	if dhcp {
+		args = append(args, "--dhcp-range=10.77.0.50,10.77.0.99,255.255.255.0,1h",
+			"--dhcp-option=option:router,"+srvIP, "--dhcp-option=option:dns-server,"+srvIP,
+			"--dhcp-option=option:ntp-server,"+srvIP, "--dhcp-option=option:domain-search,corp.test")
+	}
+	r.start(t, "dnsmasq", args...)
+	waitFor(t, "dnsmasq", func() bool {
+		b, _ := os.ReadFile(filepath.Join(r.dir, "dnsmasq.log"))
+		return bytes.Contains(b, []byte("cleared cache")) || bytes.Contains(b, []byte("started"))
+	})
+}
+
+func (r *nsRig) chronyd(t testing.TB) {
+	conf := filepath.Join(r.dir, "chrony.conf")
+	pid := filepath.Join(r.dir, "chronyd.pid")
+	os.WriteFile(conf, []byte(fmt.Sprintf("allow 10.77.0.0/24\nlocal stratum 8\npidfile %s\ncmdport 0\nbindcmdaddress /\ndriftfile %s\n",
+		pid, filepath.Join(r.dir, "drift"))), 0o644)
+	r.start(t, "chronyd", "-f", conf, "-x", "-d", "-u", "root")
+	waitFor(t, "chronyd", func() bool { _, err := os.Stat(pid); return err == nil })
+}
+
+func waitFor(t testing.TB, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if ok() {
+			return
+		}
+	}
+	t.Fatalf("%s did not start", what)
+}
+
+// controlPlane serves enrollment on srvIP:8443 inside the server namespace.
+func (r *nsRig) controlPlane(t testing.TB, maxUses int, delay ...time.Duration) (*enrolltest.Server, provkey.Key) {
+	t.Helper()
+	l := listenIn(t, r.srv, net.JoinHostPort(srvIP, cpPort))
+	o := enrolltest.Options{MaxUses: maxUses, DNSNames: []string{cpName}, Listener: l}
+	if len(delay) > 0 {
+		o.Delay = delay[0]
+	}
+	cp := enrolltest.New(t, o)
+	return cp, enrolltest.Key(t, cpName+":"+cpPort, provkey.PinOf(cp.CA))
+}
+
+func listenIn(t testing.TB, ns, addr string) net.Listener {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := netns.Set(h); err != nil {
+		t.Fatal(err)
+	}
+	defer netns.Set(orig)
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func (r *nsRig) writeKey(t testing.TB, k provkey.Key) {
+	p := filepath.Join(r.root, "opt/outpost/var/provision_key")
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	if err := os.WriteFile(p, []byte(k.Reveal()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+	took           time.Duration
+}
+
+func (r *nsRig) firstboot(t testing.TB, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", r.cli, binary, "--root", r.root, "--interface", r.cli}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	res := result{stdout: out.String(), stderr: errb.String(), took: time.Since(start)}
+	if ee, ok := err.(*exec.ExitError); ok {
+		res.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func (r *nsRig) status(t testing.TB) firstboot.Status {
+	t.Helper()
+	out, err := exec.Command(binary, "status", "--json", "--root", r.root).Output()
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	var s firstboot.Status
+	if err := json.Unmarshal(out, &s); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	return s
+}
+
+func (r *nsRig) ip(t testing.TB, args ...string) string {
+	out, err := exec.Command("ip", append([]string{"-n", r.cli}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func TestNamespaceDHCPNTPEnroll(t *testing.T) {
+	r := newNSRig(t)
+	r.dnsmasq(t, true)
+	r.chronyd(t)
+	cp, key := r.controlPlane(t, 2)
+	r.writeKey(t, key)
+	os.WriteFile(filepath.Join(r.dir, "extra.conf"), []byte("outpost.dns.check_host=intranet.corp.test\n"), 0o644)
+
+	res := r.firstboot(t, "--dhcp-timeout", "10s", "--config", filepath.Join(r.dir, "extra.conf"))
+	if res.code != 0 {
+		t.Fatalf("exit %d\n%s", res.code, res.stderr)
+	}
+	t.Logf("first boot on the namespace rig took %v", res.took)
+	if !strings.Contains(res.stdout, "enrolled as Melbourne-1 (group Melbourne) with "+cpName+":"+cpPort) {
+		t.Errorf("stdout = %q", res.stdout)
+	}
+	if cp.Uses() != 1 {
+		t.Errorf("uses = %d", cp.Uses())
+	}
+	s := r.status(t)
+	if s.State != firstboot.StateEnrolled || s.TimeServer != srvIP || s.TimeSkew == "" || !strings.HasPrefix(s.Address, "10.77.0.") {
+		t.Errorf("status = %+v", s)
+	}
+	for _, c := range s.Preflight {
+		if c.Status == firstboot.Fail {
+			t.Errorf("preflight %s failed: %s", c.Name, c.Detail)
+		}
+	}
+	if addr := r.ip(t, "-4", "addr", "show", r.cli); !strings.Contains(addr, "inet "+s.Address) {
+		t.Errorf("lease not applied:\n%s", addr)
+	}
+	if route := r.ip(t, "route"); !strings.Contains(route, "default via "+srvIP) {
+		t.Errorf("no default route:\n%s", route)
+	}
+	resolv, _ := os.ReadFile(filepath.Join(r.root, "run/systemd/resolve/stub-resolv.conf"))
+	if string(resolv) != "# Written by outpost-firstboot.\nnameserver "+srvIP+"\nsearch corp.test\n" {
+		t.Errorf("resolv.conf (option 119 search list) = %q", resolv)
+	}
+	chrony, _ := os.ReadFile(filepath.Join(r.root, "etc/chrony/chrony.conf"))
+	if !strings.Contains(string(chrony), "server "+srvIP+" iburst") {
+		t.Errorf("chrony.conf (option 42) = %q", chrony)
+	}
+
+	// Again: nothing sent, still enrolled.
+	if res := r.firstboot(t); res.code != 0 || cp.Requests() != 1 {
+		t.Errorf("second run: exit %d, requests %d\n%s", res.code, cp.Requests(), res.stderr)
+	}
+}
+
+func TestNamespaceNoDHCPServer(t *testing.T) {
+	r := newNSRig(t)
+	res := r.firstboot(t, "--dhcp-timeout", "3s")
+	want := "no DHCP server answered on " + r.cli + " within 3s"
+	if res.code != 1 || !strings.Contains(res.stderr, want) {
+		t.Fatalf("exit %d, want 1 and %q in:\n%s", res.code, want, res.stderr)
+	}
+	if res.took > 10*time.Second {
+		t.Errorf("gave up after %v", res.took)
+	}
+	if s := r.status(t); s.State != firstboot.StateFailed || s.Stage != "network" || !strings.Contains(s.LastError, want) {
+		t.Errorf("status = %+v", s)
+	}
+}
+
+func TestNamespaceStaticNoNTP(t *testing.T) {
+	r := newNSRig(t)
+	r.dnsmasq(t, false) // DNS only
+	cp, key := r.controlPlane(t, 1)
+	conf := filepath.Join(r.dir, "static.conf")
+	os.WriteFile(conf, []byte(strings.Join([]string{
+		"outpost.ipv4.mode=Static", "outpost.ipv4.address=10.77.0.10/24", "outpost.ipv4.gateway=" + srvIP,
+		"outpost.dns.servers=" + srvIP, "outpost.dns.search=corp.test", "outpost.ntp.servers=10.77.0.123",
+		"outpost.hostname=conn-b", "outpost.mtu=1400", "outpost.provision_key=" + key.Reveal(), ""}, "\n")), 0o600)
+	res := r.firstboot(t, "--config", conf)
+	if res.code != 0 {
+		t.Fatalf("exit %d\n%s", res.code, res.stderr)
+	}
+	if cp.Uses() != 1 {
+		t.Errorf("uses = %d", cp.Uses())
+	}
+	if addr := r.ip(t, "-4", "addr", "show", r.cli); !strings.Contains(addr, "inet 10.77.0.10/24") {
+		t.Errorf("static address not applied:\n%s", addr)
+	}
+	if link := r.ip(t, "link", "show", r.cli); !strings.Contains(link, "mtu 1400") {
+		t.Errorf("MTU not applied:\n%s", link)
+	}
+	nw, _ := os.ReadFile(filepath.Join(r.root, "etc/systemd/network/10-outpost.network"))
+	for _, want := range []string{"MACAddress=" + cliMAC, "MTUBytes=1400", "Address=10.77.0.10/24", "Gateway=" + srvIP, "DNS=" + srvIP} {
+		if !bytes.Contains(nw, []byte(want)) {
+			t.Errorf("networkd file lacks %q:\n%s", want, nw)
+		}
+	}
+	s := r.status(t)
+	if !strings.Contains(s.TimeError, "no NTP server answered (10.77.0.123:") || !strings.Contains(s.TimeError, "certificate checks may fail") {
+		t.Errorf("NTP unreachable not reported: %q", s.TimeError)
+	}
+}
+
+// TestNamespaceKilledDuringEnrollment kills outpost-firstboot with SIGKILL
+// after the control plane has counted the use but before the answer
+// arrives; the next run sends the same CSR and nonce and the key is used once.
+func TestNamespaceKilledDuringEnrollment(t *testing.T) {
+	r := newNSRig(t)
+	r.dnsmasq(t, true)
+	cp, key := r.controlPlane(t, 1, 2*time.Second)
+	r.writeKey(t, key)
+	cmd := exec.Command("ip", "netns", "exec", r.cli, binary, "--root", r.root, "--interface", r.cli)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// `ip netns exec` execs the program: this PID is outpost-firstboot's.
+	waitFor(t, "the enrollment request", func() bool { return cp.Requests() == 1 })
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if s := r.status(t); s.State == firstboot.StateEnrolled || s.Stage != "enroll" {
+		t.Fatalf("after the kill: state %s at %s", s.State, s.Stage)
+	}
+	res := r.firstboot(t)
+	if res.code != 0 {
+		t.Fatalf("resumed run: exit %d\n%s", res.code, res.stderr)
+	}
+	if cp.Uses() != 1 || cp.Distinct() != 1 || cp.Requests() != 2 {
+		t.Errorf("uses %d, distinct CSRs %d, requests %d; want 1, 1, 2", cp.Uses(), cp.Distinct(), cp.Requests())
+	}
+	if n := cp.Nonces(); len(n) != 2 || n[0] != n[1] {
+		t.Errorf("nonces = %v, want the same nonce twice", n)
+	}
+}
+
+// outpostBinary builds cmd/outpost (or takes $OUTPOST_BIN) and reports
+// whether it has the control plane's `server` command.
+func outpostBinary(t *testing.T) string {
+	t.Helper()
+	bin := os.Getenv("OUTPOST_BIN")
+	if bin == "" {
+		bin = filepath.Join(t.TempDir(), "outpost")
+		build := exec.Command("go", "build", "-o", bin, "../outpost")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("build cmd/outpost: %v\n%s", err, out)
+		}
+	}
+	if err := exec.Command(bin, "server", "--help").Run(); err != nil {
+		// Not a missing tool: this tree does not have the control plane yet.
+		t.Skipf("%s has no `server` command in this tree (the control plane is not merged); set OUTPOST_BIN to an outpost binary that has it", bin)
+	}
+	return bin
+}
+
+// TestNamespaceRealServer enrolls against the real `outpost server` running
+// in the server namespace, then shows its refusal for a second appliance on
+// a key with one use.
+func TestNamespaceRealServer(t *testing.T) {
+	r := newNSRig(t)
+	outpost := outpostBinary(t)
+	r.dnsmasq(t, true)
+	r.chronyd(t)
+	data := filepath.Join(r.dir, "cp")
+	hostport := srvIP + ":" + cpPort
+	r.startProg(t, "outpost-server", outpost, "server", "--data", data, "--listen", hostport, "--hostname", hostport)
+	admin := filepath.Join(data, "admin.conf")
+	waitFor(t, "outpost server", func() bool {
+		if _, err := os.Stat(admin); err != nil {
+			return false
+		}
+		return exec.Command("ip", "netns", "exec", r.srv, outpost, "groups", "list", "--config", admin).Run() == nil
+	})
+	inSrv := func(args ...string) string {
+		cmd := exec.Command("ip", append([]string{"netns", "exec", r.srv, outpost}, append(args, "--config", admin)...)...)
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("outpost %v: %v\n%s", args, err, errb.String())
+		}
+		return strings.TrimSpace(string(out))
+	}
+	inSrv("groups", "create", "melbourne")
+	text := inSrv("keys", "create", "--name", "Melbourne", "--group", "melbourne", "--max-uses", "1")
+	key, err := provkey.Parse(text)
+	if err != nil {
+		t.Fatalf("key from outpost keys create: %v", err)
+	}
+	r.writeKey(t, key)
+	res := r.firstboot(t, "--dhcp-timeout", "10s", "--enroll-attempts", "3")
+	if res.code != 0 {
+		t.Fatalf("exit %d\n%s", res.code, res.stderr)
+	}
+	t.Logf("first boot against the real control plane took %v", res.took)
+	if !strings.Contains(res.stdout, "enrolled as Melbourne-1 (group melbourne)") {
+		t.Errorf("stdout = %q", res.stdout)
+	}
+	crt, _ := os.ReadFile(filepath.Join(r.root, "etc/outpost/tls/connector.crt"))
+	if !bytes.Contains(crt, []byte("BEGIN CERTIFICATE")) {
+		t.Errorf("certificate chain not stored: %q", crt)
+	}
+
+	// Further appliances are refused with the server's reason: the same
+	// (now used) key, an expired key, a key the server does not know.
+	expiring, err := provkey.Parse(inSrv("keys", "create", "--name", "Brief", "--group", "melbourne", "--max-uses", "5", "--expires-in", "1s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unknown := enrolltest.Key(t, hostport, key.Pin)
+	time.Sleep(1100 * time.Millisecond)
+	for i, c := range []struct {
+		key  provkey.Key
+		code string
+	}{{key, "key_exhausted"}, {expiring, "key_expired"}, {unknown, "invalid_key"}} {
+		other := filepath.Join(r.dir, fmt.Sprintf("root%d", i+2))
+		os.MkdirAll(filepath.Join(other, "proc"), 0o755)
+		os.WriteFile(filepath.Join(other, "proc/meminfo"), []byte("MemTotal:        4028116 kB\n"), 0o644)
+		r2 := *r
+		r2.root = other
+		r2.writeKey(t, c.key)
+		res = r2.firstboot(t, "--dhcp-timeout", "10s", "--enroll-attempts", "3")
+		if res.code != 1 || !strings.Contains(res.stderr, "enrollment refused: "+c.code+" — ") {
+			t.Errorf("%s: exit %d\n%s", c.code, res.code, res.stderr)
+		}
+		if st := r2.status(t); st.State != firstboot.StateFailed || !strings.HasPrefix(st.LastError, "enrollment refused: "+c.code) {
+			t.Errorf("%s: status %s %q", c.code, st.State, st.LastError)
+		}
+	}
+}

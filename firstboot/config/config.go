@@ -1,0 +1,336 @@
+// Package config is first boot's typed configuration: where the values come
+// from (image defaults, the OVF environment, QEMU fw_cfg, a seed ISO, the key
+// file), how they override each other, and the validation that runs, in
+// full, before first boot changes anything on the appliance.
+//
+// Every value is a property with a dotted name, the same names the OVF
+// descriptor declares (outpost.hostname, outpost.ipv4.mode, …), so a problem
+// is reported with the property and the source it came from. This package
+// reads; it never applies anything.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/outpost-appliance/outpost/provkey"
+)
+
+// Property names, as declared in the appliance's OVF descriptor.
+const (
+	PropKey        = "outpost.provision_key"
+	PropHostname   = "outpost.hostname"
+	PropIPv4Mode   = "outpost.ipv4.mode"
+	PropIPv4Addr   = "outpost.ipv4.address"
+	PropIPv4GW     = "outpost.ipv4.gateway"
+	PropDNSServers = "outpost.dns.servers"
+	PropDNSSearch  = "outpost.dns.search"
+	PropNTPServers = "outpost.ntp.servers"
+	PropProxy      = "outpost.proxy"
+	// Not in the OVF descriptor; settable from defaults, fw_cfg or a seed.
+	PropDNSCheck = "outpost.dns.check_host"
+	PropMTU      = "outpost.mtu"
+)
+
+var known = map[string]bool{
+	PropKey: true, PropHostname: true, PropIPv4Mode: true, PropIPv4Addr: true, PropIPv4GW: true,
+	PropDNSServers: true, PropDNSSearch: true, PropNTPServers: true, PropProxy: true,
+	PropDNSCheck: true, PropMTU: true,
+}
+
+// Mode is how IPv4 is configured.
+type Mode string
+
+// IPv4 modes.
+const (
+	DHCP   Mode = "dhcp"
+	Static Mode = "static"
+)
+
+// Config is the validated first-boot configuration.
+type Config struct {
+	// Key is the provisioning key; HasKey is false until one is given.
+	Key       provkey.Key `json:"-"`
+	HasKey    bool        `json:"has_key"`
+	KeySource string      `json:"key_source,omitempty"`
+
+	Hostname   string       `json:"hostname,omitempty"`
+	Mode       Mode         `json:"ipv4_mode"`
+	Address    netip.Prefix `json:"ipv4_address,omitzero"`
+	Gateway    netip.Addr   `json:"ipv4_gateway,omitzero"`
+	DNSServers []netip.Addr `json:"dns_servers,omitempty"`
+	DNSSearch  []string     `json:"dns_search,omitempty"`
+	DNSCheck   string       `json:"dns_check_host,omitempty"`
+	NTPServers []string     `json:"ntp_servers,omitempty"`
+	Proxy      string       `json:"proxy,omitempty"`
+	MTU        int          `json:"mtu,omitempty"`
+	// Warnings are safe repairs made to the values (e.g. quotes removed
+	// around the key), for the log.
+	Warnings []string          `json:"warnings,omitempty"`
+	Origin   map[string]string `json:"origin,omitempty"` // property → source that set it
+}
+
+// Value is one property's value and where it came from.
+type Value struct {
+	Text   string
+	Source string
+}
+
+// Problem is one thing wrong with the configuration.
+type Problem struct {
+	Property string
+	Source   string
+	Message  string
+}
+
+func (p Problem) String() string {
+	if p.Source != "" {
+		return fmt.Sprintf("%s (from %s): %s", p.Property, p.Source, p.Message)
+	}
+	return fmt.Sprintf("%s: %s", p.Property, p.Message)
+}
+
+// ValidationError lists every problem found, not only the first.
+type ValidationError struct {
+	Problems []Problem
+}
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "invalid configuration (%d problem", len(e.Problems))
+	if len(e.Problems) != 1 {
+		b.WriteString("s")
+	}
+	b.WriteString("; nothing was changed):")
+	for _, p := range e.Problems {
+		b.WriteString("\n  ")
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
+// ErrInvalid is matched by errors.Is for any *ValidationError.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *ValidationError) Is(target error) bool { return target == ErrInvalid }
+
+// Merge layers property sets, lowest precedence first. An empty value does
+// not override (vApp properties left blank at import are empty strings).
+func Merge(sets ...Set) map[string]Value {
+	out := map[string]Value{}
+	for _, s := range sets {
+		for k, v := range s.Props {
+			if strings.TrimSpace(v) == "" {
+				continue
+			}
+			out[k] = Value{Text: v, Source: s.Source}
+		}
+	}
+	return out
+}
+
+// Set is the properties read from one source.
+type Set struct {
+	Source string
+	Props  map[string]string
+}
+
+// Validate turns merged properties into a Config, reporting every problem.
+func Validate(props map[string]Value) (*Config, error) {
+	c := &Config{Mode: DHCP, Origin: map[string]string{}}
+	var probs []Problem
+	bad := func(prop, format string, a ...any) {
+		probs = append(probs, Problem{Property: prop, Source: props[prop].Source, Message: fmt.Sprintf(format, a...)})
+	}
+	get := func(prop string) (string, bool) {
+		v, ok := props[prop]
+		if ok {
+			c.Origin[prop] = v.Source
+		}
+		return strings.TrimSpace(v.Text), ok
+	}
+	names := make([]string, 0, len(props))
+	for k := range props {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if !known[k] {
+			bad(k, "unknown property; known properties are outpost.provision_key, outpost.hostname, outpost.ipv4.*, outpost.dns.*, outpost.ntp.servers, outpost.proxy, outpost.mtu")
+		}
+	}
+
+	if v, ok := props[PropKey]; ok {
+		c.Origin[PropKey] = v.Source
+		// The key may have come through a console, a word processor or an
+		// e-mail: Check names each damaged character with its line and
+		// column, and repairs only what is safe (surrounding straight
+		// quotes, a trailing line break, wrap whitespace).
+		r := provkey.Check([]byte(v.Text))
+		if r.Valid() {
+			c.Key, c.HasKey, c.KeySource = r.Key, true, v.Source
+			for _, f := range r.Findings {
+				c.Warnings = append(c.Warnings, PropKey+" (from "+v.Source+"): "+f.String())
+			}
+		} else {
+			n := 0
+			for _, f := range r.Findings {
+				if f.Severity == provkey.Error {
+					n++
+					msg := f.String()
+					if f.Fix != "" {
+						msg += "; " + f.Fix
+					}
+					bad(PropKey, "%s", msg)
+				}
+			}
+			if n == 0 {
+				bad(PropKey, "not a provisioning key; paste the key exactly as `outpost keys reveal` printed it")
+			}
+		}
+	}
+	if v, ok := get(PropHostname); ok {
+		if err := checkHostname(v); err != nil {
+			bad(PropHostname, "%q: %v", v, err)
+		}
+		c.Hostname = v
+	}
+	if v, ok := get(PropIPv4Mode); ok {
+		switch strings.ToLower(v) {
+		case "dhcp":
+			c.Mode = DHCP
+		case "static":
+			c.Mode = Static
+		default:
+			bad(PropIPv4Mode, "%q: want DHCP or Static", v)
+		}
+	}
+	if v, ok := get(PropIPv4Addr); ok {
+		p, err := netip.ParsePrefix(v)
+		switch {
+		case err != nil:
+			bad(PropIPv4Addr, "%q is not an IPv4 address with prefix length, such as 192.0.2.10/24", v)
+		case !p.Addr().Is4():
+			bad(PropIPv4Addr, "%q is not an IPv4 address", v)
+		case p.Bits() < 8 || p.Bits() > 30:
+			bad(PropIPv4Addr, "%q: prefix length /%d leaves no room for a host and a gateway; use /8 to /30", v, p.Bits())
+		case p.Addr() == p.Masked().Addr():
+			bad(PropIPv4Addr, "%q is the network address of its subnet, not a host address", v)
+		default:
+			c.Address = p
+		}
+	}
+	if v, ok := get(PropIPv4GW); ok {
+		a, err := netip.ParseAddr(v)
+		switch {
+		case err != nil || !a.Is4():
+			bad(PropIPv4GW, "%q is not an IPv4 address", v)
+		case c.Address.IsValid() && !c.Address.Masked().Contains(a):
+			bad(PropIPv4GW, "%s is outside the subnet %s of %s; correct the gateway or the prefix length", a, c.Address.Masked(), PropIPv4Addr)
+		case c.Address.IsValid() && a == c.Address.Addr():
+			bad(PropIPv4GW, "%s is the appliance's own address", a)
+		default:
+			c.Gateway = a
+		}
+	}
+	if c.Mode == Static {
+		if _, ok := props[PropIPv4Addr]; !ok {
+			bad(PropIPv4Addr, "required when %s is Static", PropIPv4Mode)
+		}
+		if _, ok := props[PropDNSServers]; !ok {
+			bad(PropDNSServers, "required when %s is Static (no DHCP server provides them)", PropIPv4Mode)
+		}
+	}
+	if v, ok := get(PropDNSServers); ok {
+		for _, f := range fields(v) {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				bad(PropDNSServers, "%q is not an IP address", f)
+				continue
+			}
+			c.DNSServers = append(c.DNSServers, a)
+		}
+	}
+	if v, ok := get(PropDNSSearch); ok {
+		for _, f := range fields(v) {
+			if err := checkDomain(f); err != nil {
+				bad(PropDNSSearch, "%q: %v", f, err)
+				continue
+			}
+			c.DNSSearch = append(c.DNSSearch, f)
+		}
+	}
+	if v, ok := get(PropDNSCheck); ok {
+		if err := checkDomain(v); err != nil {
+			bad(PropDNSCheck, "%q: %v", v, err)
+		}
+		c.DNSCheck = v
+	}
+	if v, ok := get(PropNTPServers); ok {
+		for _, f := range fields(v) {
+			if _, err := netip.ParseAddr(f); err != nil {
+				if err := checkDomain(f); err != nil {
+					bad(PropNTPServers, "%q is neither an IP address nor a host name", f)
+					continue
+				}
+			}
+			c.NTPServers = append(c.NTPServers, f)
+		}
+	}
+	if v, ok := get(PropProxy); ok {
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad(PropProxy, "%q: want a URL such as http://proxy.example.com:3128", v)
+		} else {
+			c.Proxy = u.String()
+		}
+	}
+	if v, ok := get(PropMTU); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 576 || n > 9216 {
+			bad(PropMTU, "%q: want a number from 576 to 9216", v)
+		}
+		c.MTU = n
+	}
+	if len(probs) > 0 {
+		return nil, &ValidationError{Problems: probs}
+	}
+	return c, nil
+}
+
+// fields splits a list given with commas and/or spaces.
+func fields(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == ';' })
+}
+
+func checkHostname(s string) error {
+	if strings.ContainsAny(s, " \t") {
+		return errors.New("a host name cannot contain spaces")
+	}
+	return checkDomain(s)
+}
+
+func checkDomain(s string) error {
+	if len(s) > 253 {
+		return errors.New("longer than 253 characters")
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if label == "" || len(label) > 63 {
+			return errors.New("empty or over-long label (use letters, digits and '-', labels of 1 to 63 characters)")
+		}
+		for i, c := range label {
+			ok := c == '-' && i > 0 && i < len(label)-1 ||
+				c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+			if !ok {
+				return fmt.Errorf("character %q at position %d is not allowed (use letters, digits and '-')", c, i+1)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,92 @@
+package config
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	diskfs "github.com/diskfs/go-diskfs"
+	"github.com/diskfs/go-diskfs/disk"
+	"github.com/diskfs/go-diskfs/filesystem"
+	"github.com/diskfs/go-diskfs/filesystem/iso9660"
+
+	"github.com/outpost-appliance/outpost/firstboot/sysroot"
+)
+
+// makeISO writes an ISO 9660 image holding files, as the OVF ISO transport
+// or a seed CD-ROM would.
+func makeISO(t *testing.T, path, label string, files map[string]string) {
+	t.Helper()
+	d, err := diskfs.Create(path, 4<<20, diskfs.SectorSizeDefault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.LogicalBlocksize = 2048
+	fsys, err := d.CreateFilesystem(disk.FilesystemSpec{Partition: 0, FSType: filesystem.TypeISO9660, VolumeLabel: label, WorkDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range files {
+		f, err := fsys.OpenFile("/"+name, os.O_CREATE|os.O_RDWR)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write([]byte(content)); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	if err := fsys.(*iso9660.FileSystem).Finalize(iso9660.FinalizeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+}
+
+func TestOVFTransportAndSeedISOs(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "dev"), 0o755)
+	makeISO(t, filepath.Join(dir, "dev/sr0"), "OVF ENV", map[string]string{OVFEnvFile: ovfEnvDoc})
+	makeISO(t, filepath.Join(dir, "dev/sr1"), "OUTPOST", map[string]string{SeedFile: "outpost.hostname=from-seed\noutpost.ntp.servers=192.0.2.123\n"})
+	root, _ := sysroot.New(dir)
+	c, sets, err := Loader{Root: root}.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sets) != 2 || sets[0].Source != "/dev/sr0/ovf-env.xml" || sets[1].Source != "/dev/sr1/outpost.cfg" {
+		t.Fatalf("sources = %+v", sets)
+	}
+	// The seed outranks the OVF environment; the OVF values it lacks stay.
+	if c.Hostname != "from-seed" || c.Address.String() != "192.0.2.10/24" || c.NTPServers[0] != "192.0.2.123" {
+		t.Errorf("config = %+v", c)
+	}
+}
+
+func TestCurlyQuotedKeyRejectedNamingTheProperty(t *testing.T) {
+	key := testKey(t)
+	_, err := Validate(map[string]Value{PropKey: {Text: "\u201c" + key + "\u201d", Source: KeyFile}})
+	if err == nil {
+		t.Fatal("a curly-quoted key was accepted")
+	}
+	want := "outpost.provision_key (from /opt/outpost/var/provision_key): error: line 1, column 1: U+201C LEFT DOUBLE QUOTATION MARK"
+	if got := err.Error(); !strings.Contains(got, want) || strings.Contains(got, key[10:]) {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestQuotedKeyRepairedWithWarning(t *testing.T) {
+	key := testKey(t)
+	c, err := Validate(map[string]Value{PropKey: {Text: "\"" + key + "\"\r\n", Source: KeyFile}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.HasKey || c.Key.Reveal() != key || len(c.Warnings) == 0 {
+		t.Errorf("key not repaired: has=%v warnings=%v", c.HasKey, c.Warnings)
+	}
+	for _, w := range c.Warnings {
+		if strings.Contains(w, key[10:]) {
+			t.Errorf("warning holds the key: %s", w)
+		}
+	}
+}

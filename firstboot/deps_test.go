@@ -1,0 +1,68 @@
+package firstboot
+
+import (
+	"encoding/json"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/outpost-appliance/outpost"
+
+// TestDependencies keeps what ships in the appliance free of the admin side:
+// first boot may use the key package and its own sub-packages, never
+// govmomi, the builder, the OVA packer or the control plane.
+func TestDependencies(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("go command not on PATH")
+	}
+	cmd := exec.Command("go", "list", "-deps", "-json=ImportPath,Doc,Standard,DepOnly",
+		module+"/firstboot/...", module+"/cmd/outpost-firstboot")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = new(strings.Builder)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(out)
+	allowed := []string{module + "/firstboot", module + "/cmd/outpost-firstboot", module + "/provkey"}
+	n := 0
+	for {
+		var p struct {
+			ImportPath, Doc   string
+			Standard, DepOnly bool
+		}
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if strings.Contains(p.ImportPath, "govmomi") {
+			t.Errorf("first boot depends on %s; it ships in the appliance and must not", p.ImportPath)
+		}
+		if strings.HasPrefix(p.ImportPath, module+"/") {
+			ok := false
+			for _, a := range allowed {
+				if p.ImportPath == a || strings.HasPrefix(p.ImportPath, a+"/") {
+					ok = true
+				}
+			}
+			if !ok {
+				t.Errorf("first boot depends on %s; only firstboot/... and provkey may be imported", p.ImportPath)
+			}
+			if p.Doc == "" {
+				t.Errorf("package %s has no package doc comment", p.ImportPath)
+			}
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("go list: %v\n%s", err, cmd.Stderr)
+	}
+	if n < 10 {
+		t.Fatalf("go list listed only %d packages", n)
+	}
+}

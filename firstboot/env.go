@@ -1,0 +1,159 @@
+package firstboot
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/beevik/ntp"
+
+	"github.com/outpost-appliance/outpost/firstboot/config"
+	"github.com/outpost-appliance/outpost/firstboot/netconf"
+	"github.com/outpost-appliance/outpost/firstboot/sysroot"
+)
+
+// Env is everything the stages touch outside their own logic: the root, the
+// network, the clock, the host. Zero fields get the real implementation,
+// except where noted; tests replace them.
+type Env struct {
+	Root       sysroot.Root
+	Interface  string // --interface; empty picks the first Ethernet NIC
+	ConfigFile string // --config, a host path
+	Log        *slog.Logger
+
+	// Config loads the configuration; default is config.Loader under Root.
+	Config func(ctx context.Context) (*config.Config, error)
+	// KeyWait is how long to wait for a provisioning key to appear before
+	// giving up with ErrNoKey; 0 does not wait.
+	KeyWait time.Duration
+
+	Net         Network
+	DHCPTimeout time.Duration // default 30s
+
+	// Now is the system clock; SetClock steps it. When SetClock is nil the
+	// clock is not touched and a correction is applied to certificate checks
+	// instead (the default under a --root other than "/").
+	Now         func() time.Time
+	SetClock    func(time.Time) error
+	SetHostname func(string) error // nil: only /etc/hostname is written
+	NTPQuery    func(host string, opt ntp.QueryOptions) (*ntp.Response, error)
+
+	// Resolver returns a resolver that asks servers; default uses the Go
+	// resolver dialling them directly, so it works before resolv.conf exists.
+	Resolver func(servers []netip.Addr) *net.Resolver
+	Dial     func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// Facts are the hardware facts preflight checks; default reads Root.
+	Facts func() (Facts, error)
+	// Rand is the source for the key pair and nonce (default crypto/rand).
+	Rand io.Reader
+	// Sleep is the enrollment backoff's wait; default a timer.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// EnrollAttempts bounds enrollment requests; 0 retries until ctx ends.
+	EnrollAttempts int
+	// RPCTool runs vmware-rpctool (guestinfo status); nil skips it.
+	RPCTool func(ctx context.Context, cmd string) ([]byte, error)
+}
+
+// Network is the part of the host's networking first boot changes.
+type Network interface {
+	Primary(name string) (*net.Interface, error)
+	DHCP(ctx context.Context, ifname string, timeout time.Duration) (*netconf.Lease, error)
+	Apply(ifname string, addr netip.Prefix, gw netip.Addr, mtu int) error
+	// Has reports whether ifname carries addr now.
+	Has(ifname string, addr netip.Prefix) bool
+}
+
+// HostNetwork is Network on the namespace the process runs in.
+type HostNetwork struct{}
+
+func (HostNetwork) Primary(name string) (*net.Interface, error) {
+	return netconf.PrimaryInterface(name)
+}
+func (HostNetwork) DHCP(ctx context.Context, ifname string, timeout time.Duration) (*netconf.Lease, error) {
+	return netconf.DHCP(ctx, ifname, timeout)
+}
+func (HostNetwork) Apply(ifname string, addr netip.Prefix, gw netip.Addr, mtu int) error {
+	return netconf.Apply(ifname, addr, gw, mtu)
+}
+
+func (HostNetwork) Has(ifname string, addr netip.Prefix) bool {
+	ifc, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return false
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.String() == addr.String() {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Env) log() *slog.Logger {
+	if e.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return e.Log
+}
+
+func (e *Env) now() time.Time {
+	if e.Now == nil {
+		return time.Now()
+	}
+	return e.Now()
+}
+
+func (e *Env) loadConfig(ctx context.Context) (*config.Config, error) {
+	if e.Config != nil {
+		return e.Config(ctx)
+	}
+	c, _, err := config.Loader{Root: e.Root, Extra: e.ConfigFile}.Load(ctx)
+	return c, err
+}
+
+func (e *Env) resolver(servers []netip.Addr) *net.Resolver {
+	if e.Resolver != nil {
+		return e.Resolver(servers)
+	}
+	if len(servers) == 0 {
+		return net.DefaultResolver
+	}
+	var i atomic.Uint32 // the Go resolver dials concurrently (A and AAAA)
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		s := servers[int(i.Add(1)-1)%len(servers)]
+		var d net.Dialer
+		return d.DialContext(ctx, network, netip.AddrPortFrom(s, 53).String())
+	}}
+}
+
+func (e *Env) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if e.Dial != nil {
+		return e.Dial(ctx, network, addr)
+	}
+	d := net.Dialer{Timeout: 10 * time.Second}
+	return d.DialContext(ctx, network, addr)
+}
+
+func (e *Env) readTrim(name string) string {
+	b, err := e.Root.ReadFile(name)
+	if err != nil {
+		return ""
+	}
+	return string(trimSpace(b))
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}

@@ -1,0 +1,283 @@
+package firstboot
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/outpost-appliance/outpost/firstboot/enroll"
+)
+
+// Check statuses.
+const (
+	Pass = "pass"
+	Warn = "warn"
+	Fail = "fail"
+	Skip = "skip"
+)
+
+// Check is one row of the preflight table.
+type Check struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	Detail string `json:"detail"`
+}
+
+// Facts are the hardware facts preflight checks.
+type Facts struct {
+	CPUs      int
+	MemBytes  uint64 // MemTotal: what the kernel sees, a little under the VM's RAM
+	DiskBytes uint64 // size of the filesystem holding the root
+	Vendor    string // SMBIOS sys_vendor
+}
+
+const gib = 1 << 30
+
+// Requirements. MemTotal is the RAM minus what the kernel reserves, so the
+// thresholds sit a little under 4 and 2 GiB.
+const (
+	minCPUs     = 2
+	memFull     = 3.5 * gib
+	memLab      = 1.75 * gib
+	minDisk     = 7 * gib // an 8 GiB disk less the ESP and filesystem overhead
+	vmwareOUI   = "00:50:56"
+	vmwareMaxB4 = 0x3f
+)
+
+func (e *Env) facts() (Facts, error) {
+	if e.Facts != nil {
+		return e.Facts()
+	}
+	f := Facts{CPUs: runtime.NumCPU(), Vendor: e.readTrim("/sys/class/dmi/id/sys_vendor")}
+	if b, err := e.Root.ReadFile("/proc/meminfo"); err == nil {
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		for sc.Scan() {
+			fs := strings.Fields(sc.Text())
+			if len(fs) >= 2 && fs[0] == "MemTotal:" {
+				kb, _ := strconv.ParseUint(fs[1], 10, 64)
+				f.MemBytes = kb * 1024
+			}
+		}
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(e.Root.Dir(), &sfs); err == nil {
+		f.DiskBytes = sfs.Blocks * uint64(sfs.Bsize)
+	}
+	return f, nil
+}
+
+func (e *Env) preflight(ctx context.Context, st *State) []Check {
+	var checks []Check
+	add := func(name, status, format string, a ...any) {
+		checks = append(checks, Check{Name: name, Status: status, Detail: fmt.Sprintf(format, a...)})
+	}
+	f, err := e.facts()
+	if err != nil {
+		add("hardware", Fail, "%v", err)
+	} else {
+		if f.CPUs >= minCPUs {
+			add("vCPU", Pass, "%d", f.CPUs)
+		} else {
+			add("vCPU", Fail, "%d; at least %d are required: raise the VM's CPU count", f.CPUs, minCPUs)
+		}
+		mem := fmt.Sprintf("%.1f GiB", float64(f.MemBytes)/gib)
+		switch {
+		case f.MemBytes >= memFull:
+			add("memory", Pass, "%s", mem)
+		case f.MemBytes >= memLab:
+			add("memory", Warn, "%s: lab only, unsupported; give the VM 4 GiB for production", mem)
+		default:
+			add("memory", Fail, "%s; at least 4 GiB are required (2 GiB for a lab)", mem)
+		}
+		disk := fmt.Sprintf("%.1f GiB", float64(f.DiskBytes)/gib)
+		if f.DiskBytes >= minDisk {
+			add("disk", Pass, "%s", disk)
+		} else {
+			add("disk", Fail, "%s; the appliance needs an 8 GiB disk", disk)
+		}
+		onVMware := strings.Contains(strings.ToLower(f.Vendor), "vmware")
+		mac := strings.ToLower(st.MAC)
+		switch {
+		case !onVMware:
+			add("static MAC", Pass, "%s (not on VMware: no manual range applies)", mac)
+		case strings.HasPrefix(mac, vmwareOUI+":") && macByte4(mac) <= vmwareMaxB4:
+			add("static MAC", Pass, "%s (VMware manual range)", mac)
+		default:
+			add("static MAC", Fail, "%s is not in VMware's manual range 00:50:56:00:00:00–00:50:56:3f:ff:ff; set a manual MAC on the NIC (the connector's identity includes it)", mac)
+		}
+	}
+
+	k := st.cfg.Key
+	host, port, err := net.SplitHostPort(k.Host)
+	if err != nil {
+		host, port = strings.Trim(k.Host, "[]"), "443"
+	}
+	servers, _ := dnsSettings(st)
+	var addrs []string
+	if ip := net.ParseIP(host); ip != nil {
+		addrs = []string{ip.String()}
+		add("DNS", Pass, "%s is an address", host)
+	} else {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		addrs, err = e.resolver(servers).LookupHost(rctx, host)
+		cancel()
+		if err != nil {
+			add("DNS", Fail, "%s does not resolve with %v: %v; check the DNS servers and that they resolve external names", host, servers, unwrapDNS(err))
+		} else {
+			add("DNS", Pass, "%s → %s", host, strings.Join(addrs, ", "))
+		}
+	}
+	if st.cfg.DNSCheck != "" {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		a, err := e.resolver(servers).LookupHost(rctx, st.cfg.DNSCheck)
+		cancel()
+		if err != nil {
+			add("DNS (internal)", Fail, "%s does not resolve: %v; the connector must resolve internal names", st.cfg.DNSCheck, unwrapDNS(err))
+		} else {
+			add("DNS (internal)", Pass, "%s → %s", st.cfg.DNSCheck, strings.Join(a, ", "))
+		}
+	}
+	target := ""
+	via := ""
+	if st.cfg.Proxy != "" {
+		// Through the proxy: TCP to the proxy, then CONNECT; the pin check
+		// below still runs end to end with the control plane.
+		u, err := url.Parse(st.cfg.Proxy)
+		if err != nil {
+			add("TCP "+port, Fail, "proxy %s: %v", st.cfg.Proxy, err)
+			return checks
+		}
+		target = u.Host
+		if u.Port() == "" {
+			p := "80"
+			if u.Scheme == "https" {
+				p = "443"
+			}
+			target = net.JoinHostPort(u.Hostname(), p)
+		}
+		via = " via proxy " + target
+	} else if len(addrs) == 0 {
+		add("TCP "+port, Skip, "no address for %s", host)
+		add("TLS pin", Skip, "no address for %s", host)
+		return checks
+	} else {
+		target = net.JoinHostPort(addrs[0], port)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	conn, err := e.dial(dctx, "tcp", target)
+	if err == nil && via != "" {
+		err = connect(dctx, conn, net.JoinHostPort(host, port))
+	}
+	cancel()
+	if err != nil {
+		if conn != nil {
+			conn.Close()
+		}
+		add("TCP "+port, Fail, "%s (%s)%s: %v; allow outbound TCP %s to the control plane", host, target, via, err, port)
+		add("TLS pin", Skip, "no connection")
+		return checks
+	}
+	add("TCP "+port, Pass, "%s (%s) reachable%s", host, target, via)
+	// The handshake alone, without sending anything: the key is only sent
+	// by enrollment, over a connection that passed this same check.
+	tc := tls.Client(conn, enroll.PinnedTLS(k.Host, k.Pin, e.clock(st)))
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = tc.HandshakeContext(hctx)
+	cancel()
+	tc.Close()
+	var ie *enroll.InterceptionError
+	switch {
+	case errors.As(err, &ie):
+		add("TLS pin", Fail, "%v", ie)
+	case err != nil:
+		add("TLS pin", Fail, "%s: %v", host, err)
+	default:
+		add("TLS pin", Pass, "%s presents the control plane CA (%s)", host, k.Pin.String()[:19]+"…")
+	}
+	return checks
+}
+
+// connect asks an HTTP proxy on conn for a tunnel to hostport.
+func connect(ctx context.Context, conn net.Conn, hostport string) error {
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+		defer conn.SetDeadline(time.Time{})
+	}
+	req := &http.Request{Method: http.MethodConnect, URL: &url.URL{Opaque: hostport}, Host: hostport, Header: http.Header{}}
+	if err := req.Write(conn); err != nil {
+		return fmt.Errorf("proxy CONNECT: %w", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		return fmt.Errorf("proxy CONNECT: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("proxy refused CONNECT %s: %s", hostport, resp.Status)
+	}
+	return nil
+}
+
+func macByte4(mac string) int {
+	parts := strings.Split(mac, ":")
+	if len(parts) != 6 {
+		return 256
+	}
+	n, err := strconv.ParseUint(parts[3], 16, 8)
+	if err != nil {
+		return 256
+	}
+	return int(n)
+}
+
+func unwrapDNS(err error) error {
+	var de *net.DNSError
+	if errors.As(err, &de) {
+		return errors.New(de.Err)
+	}
+	return err
+}
+
+// transport dials the control plane with the resolvers first boot
+// configured (not the host's, which under --root are someone else's).
+func (e *Env) transport(st *State) *http.Transport {
+	servers, _ := dnsSettings(st)
+	return &http.Transport{
+		ForceAttemptHTTP2:   true,
+		TLSHandshakeTimeout: 15 * time.Second,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			host, port, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, err
+			}
+			if net.ParseIP(host) != nil {
+				return e.dial(ctx, network, addr)
+			}
+			addrs, err := e.resolver(servers).LookupHost(ctx, host)
+			if err != nil {
+				return nil, err
+			}
+			var last error
+			for _, a := range addrs {
+				c, err := e.dial(ctx, network, net.JoinHostPort(a, port))
+				if err == nil {
+					return c, nil
+				}
+				last = err
+			}
+			return nil, last
+		},
+	}
+}
