@@ -67,7 +67,7 @@ func TestImageBuildRaw(t *testing.T) {
 	out := t.TempDir()
 	spec := writeSpec(t, smallSpec)
 	code, stdout, stderr := runCLI(t, map[string]string{"SOURCE_DATE_EPOCH": "1700000000"},
-		"image", "build", "-f", spec, "--rootfs", rootfsDir(t), "-o", out, "--mac", "00:50:56:01:02:03", "--json")
+		"image", "build", "-f", spec, "--rootfs", rootfsDir(t), "--format", "raw", "-o", out, "--mac", "00:50:56:01:02:03", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
@@ -87,7 +87,7 @@ func TestImageBuildRaw(t *testing.T) {
 
 	// pack wraps the same disk again; raw is a sparse copy.
 	dist := t.TempDir()
-	code, stdout, stderr = runCLI(t, nil, "image", "pack", "--disk", filepath.Join(out, "lab-2.raw"), "-f", spec, "--name", "lab-b", "-o", dist)
+	code, stdout, stderr = runCLI(t, nil, "image", "pack", "--disk", filepath.Join(out, "lab-2.raw"), "-f", spec, "--name", "lab-b", "--format", "raw", "-o", dist)
 	if code != 0 {
 		t.Fatalf("pack: exit %d\n%s", code, stderr)
 	}
@@ -127,7 +127,7 @@ func TestImageBuildRefuses(t *testing.T) {
 		{"missing spec", []string{"-f", "/nonexistent/image.yaml", "--rootfs", rootfsDir(t)}, 1, "reading image spec: open /nonexistent/image.yaml: no such file or directory"},
 		{"unknown field", []string{"-f", writeSpec(t, smallSpec+"colour: red\n"), "--rootfs", rootfsDir(t)}, 1, `image.yaml: colour: unknown field "colour"`},
 		{"bad mac", []string{"--mac", "00:50:56:40:00:00", "--rootfs", rootfsDir(t)}, 2, "--mac: invalid MAC address 00:50:56:40:00:00: outside VMware's manual range"},
-		{"unknown format", []string{"--format", "vhd", "--rootfs", rootfsDir(t)}, 2, `--format: unknown format "vhd"; available: raw`},
+		{"unknown format", []string{"--format", "vhd", "--rootfs", rootfsDir(t)}, 2, `--format: unknown format "vhd"; available: ova, qcow2, vmdk, raw`},
 		{"no rootfs", []string{"-f", writeSpec(t, smallSpec)}, 2, "no root filesystem: give --rootfs DIR|TAR"},
 		{"rootfs missing", []string{"--rootfs", "/nonexistent/rootfs"}, 1, "root filesystem: stat /nonexistent/rootfs: no such file or directory"},
 		{"no kernel", []string{"--rootfs", t.TempDir()}, 1, "has no boot/vmlinuz-*"},
@@ -167,5 +167,45 @@ func TestImageBuildUnwritableOutput(t *testing.T) {
 	code, _, stderr := runCLI(t, nil, "image", "build", "--rootfs", rootfsDir(t), "-o", dir)
 	if code != 1 || !strings.Contains(stderr, "is not writable") {
 		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestImageBuildReproducible builds the compressed formats twice (the raw
+// disk's reproducibility is the builder's test) with the same inputs
+// and SOURCE_DATE_EPOCH and expects byte-identical files; a third build with
+// another epoch must differ, so the comparison can fail.
+func TestImageBuildReproducible(t *testing.T) {
+	rootfs := rootfsDir(t)
+	if err := os.WriteFile(filepath.Join(rootfs, "etc-motd"), bytes.Repeat([]byte("outpost "), 40000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	build := func(epoch string) map[string][]byte {
+		out := t.TempDir()
+		code, _, stderr := runCLI(t, map[string]string{"SOURCE_DATE_EPOCH": epoch},
+			"image", "build", "--rootfs", rootfs, "--format", "ova,qcow2,vmdk", "-o", out)
+		if code != 0 {
+			t.Fatalf("image build: exit %d: %s", code, stderr)
+		}
+		files := map[string][]byte{}
+		for _, name := range listDir(t, out) {
+			b, err := os.ReadFile(filepath.Join(out, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			files[name] = b
+		}
+		if len(files) != 3 {
+			t.Fatalf("outputs %v, want 3 files", listDir(t, out))
+		}
+		return files
+	}
+	a, b, c := build("1700000000"), build("1700000000"), build("1800000000")
+	for name, data := range a {
+		if !bytes.Equal(data, b[name]) {
+			t.Errorf("%s differs between two builds with the same inputs", name)
+		}
+	}
+	if bytes.Equal(a["outpost-connector-0.1.0.ova"], c["outpost-connector-0.1.0.ova"]) {
+		t.Errorf("the OVA did not change with SOURCE_DATE_EPOCH; the comparison proves nothing")
 	}
 }
