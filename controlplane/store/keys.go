@@ -1,0 +1,341 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Key states.
+const (
+	KeyActive  = "active"
+	KeyRevoked = "revoked"
+)
+
+// Key is a provisioning key's record. The secret is present only as its
+// hash and sealed (encrypted by the service).
+type Key struct {
+	ID         string    `json:"id"`
+	Name       string    `json:"name"`
+	Group      string    `json:"group"`
+	SigningCA  string    `json:"signing_ca"`
+	Host       string    `json:"host"`
+	Pin        string    `json:"pin"`
+	MaxUses    int64     `json:"max_uses"`
+	UseCount   int64     `json:"use_count"`
+	Seq        int64     `json:"-"`
+	ExpiresAt  time.Time `json:"expires_at"` // zero: never
+	State      string    `json:"state"`
+	SecretHash string    `json:"-"`
+	Sealed     string    `json:"-"`
+	Generation int64     `json:"generation"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+const keyCols = "id, name, group_name, signing_ca, host, pin, max_uses, use_count, seq, expires_at, state, secret_hash, sealed_secret, generation, created_at"
+
+func scanKey(sc interface{ Scan(...any) error }) (Key, error) {
+	var k Key
+	var exp, created int64
+	err := sc.Scan(&k.ID, &k.Name, &k.Group, &k.SigningCA, &k.Host, &k.Pin, &k.MaxUses, &k.UseCount, &k.Seq, &exp, &k.State, &k.SecretHash, &k.Sealed, &k.Generation, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return k, ErrNotFound
+	}
+	k.ExpiresAt, k.CreatedAt = fromMS(exp), fromMS(created)
+	return k, err
+}
+
+// CreateKey adds a key. Naming of its connectors continues after any
+// connectors an earlier key of the same name enrolled.
+func (s *Store) CreateKey(ctx context.Context, k Key) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var g string
+	if err := tx.QueryRowContext(ctx, s.q("SELECT name FROM groups WHERE name = ?"), k.Group).Scan(&g); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("group %q: %w", k.Group, ErrNotFound)
+		}
+		return err
+	}
+	var seq int64
+	if err := tx.QueryRowContext(ctx, s.q("SELECT COUNT(*) FROM connectors WHERE key_name = ?"), k.Name).Scan(&seq); err != nil {
+		return err
+	}
+	res, err := tx.ExecContext(ctx, s.q("INSERT INTO keys ("+keyCols+") VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT (name) DO NOTHING"),
+		k.ID, k.Name, k.Group, k.SigningCA, k.Host, k.Pin, k.MaxUses, seq, ms(k.ExpiresAt), KeyActive, k.SecretHash, k.Sealed, ms(k.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("create key %s: %w", k.Name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrExists
+	}
+	return tx.Commit()
+}
+
+// KeyFilter selects keys; empty fields match everything.
+type KeyFilter struct{ Group, Name, State string }
+
+// Keys lists keys by name.
+func (s *Store) Keys(ctx context.Context, f KeyFilter) ([]Key, error) {
+	var where []string
+	var args []any
+	if f.Group != "" {
+		where, args = append(where, "group_name = ?"), append(args, f.Group)
+	}
+	if f.Name != "" {
+		where, args = append(where, "name = ?"), append(args, f.Name)
+	}
+	if f.State != "" {
+		where, args = append(where, "state = ?"), append(args, f.State)
+	}
+	q := "SELECT " + keyCols + " FROM keys"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	rows, err := s.db.QueryContext(ctx, s.q(q+" ORDER BY name"), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	defer rows.Close()
+	out := []Key{}
+	for rows.Next() {
+		k, err := scanKey(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// KeyByName returns a key or ErrNotFound.
+func (s *Store) KeyByName(ctx context.Context, name string) (Key, error) {
+	return scanKey(s.db.QueryRowContext(ctx, s.q("SELECT "+keyCols+" FROM keys WHERE name = ?"), name))
+}
+
+// KeyByID returns a key or ErrNotFound.
+func (s *Store) KeyByID(ctx context.Context, id string) (Key, error) {
+	return scanKey(s.db.QueryRowContext(ctx, s.q("SELECT "+keyCols+" FROM keys WHERE id = ?"), id))
+}
+
+// SetMaxUses changes a key's maximum; ErrConflict if it is below the count.
+func (s *Store) SetMaxUses(ctx context.Context, name string, max int64) error {
+	res, err := s.db.ExecContext(ctx, s.q("UPDATE keys SET max_uses = ? WHERE name = ? AND use_count <= ?"), max, name, max)
+	if err != nil {
+		return fmt.Errorf("edit key %s: %w", name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		if _, err := s.KeyByName(ctx, name); err != nil {
+			return err
+		}
+		return ErrConflict
+	}
+	return nil
+}
+
+// Regenerate replaces a key's secret and bumps its generation.
+func (s *Store) Regenerate(ctx context.Context, name, secretHash, sealed string) error {
+	res, err := s.db.ExecContext(ctx, s.q("UPDATE keys SET secret_hash = ?, sealed_secret = ?, generation = generation + 1 WHERE name = ?"), secretHash, sealed, name)
+	if err != nil {
+		return fmt.Errorf("regenerate key %s: %w", name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// SetKeyState sets a key's state (KeyRevoked).
+func (s *Store) SetKeyState(ctx context.Context, name, state string) error {
+	res, err := s.db.ExecContext(ctx, s.q("UPDATE keys SET state = ? WHERE name = ?"), state, name)
+	if err != nil {
+		return fmt.Errorf("change key %s: %w", name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// DeleteKey removes a key; its connectors stay.
+func (s *Store) DeleteKey(ctx context.Context, name string) error {
+	res, err := s.db.ExecContext(ctx, s.q("DELETE FROM keys WHERE name = ?"), name)
+	if err != nil {
+		return fmt.Errorf("delete key %s: %w", name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// Connector states.
+const (
+	ConnectorActive  = "active"
+	ConnectorBlocked = "blocked"
+	ConnectorRevoked = "revoked"
+)
+
+// Connector is an enrolled appliance.
+type Connector struct {
+	Name        string    `json:"name"`
+	KeyID       string    `json:"key_id"`
+	KeyName     string    `json:"key"`
+	Group       string    `json:"group"`
+	SigningCA   string    `json:"signing_ca"`
+	Fingerprint string    `json:"fingerprint"`
+	PubKeyHash  string    `json:"public_key_sha256"`
+	Nonce       string    `json:"nonce"`
+	Serial      string    `json:"serial"`
+	CertPEM     string    `json:"certificate"`
+	CertExpires time.Time `json:"certificate_expires"`
+	EnrolledAt  time.Time `json:"enrolled_at"`
+	LastSeen    time.Time `json:"last_seen"` // zero: never
+	Version     string    `json:"version"`
+	Uptime      int64     `json:"uptime_seconds"`
+	State       string    `json:"state"`
+	StateReason string    `json:"state_reason,omitempty"`
+}
+
+const connCols = "name, key_id, key_name, group_name, signing_ca, fingerprint, pubkey_hash, nonce, serial, cert_pem, cert_expires, enrolled_at, last_seen, version, uptime, state, state_reason"
+
+func scanConnector(sc interface{ Scan(...any) error }) (Connector, error) {
+	var c Connector
+	var exp, enr, seen int64
+	err := sc.Scan(&c.Name, &c.KeyID, &c.KeyName, &c.Group, &c.SigningCA, &c.Fingerprint, &c.PubKeyHash, &c.Nonce, &c.Serial, &c.CertPEM, &exp, &enr, &seen, &c.Version, &c.Uptime, &c.State, &c.StateReason)
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, ErrNotFound
+	}
+	c.CertExpires, c.EnrolledAt, c.LastSeen = fromMS(exp), fromMS(enr), fromMS(seen)
+	return c, err
+}
+
+// ConnectorByCSR finds the connector a key enrolled with this public key.
+func (s *Store) ConnectorByCSR(ctx context.Context, keyID, pubKeyHash string) (Connector, error) {
+	return scanConnector(s.db.QueryRowContext(ctx, s.q("SELECT "+connCols+" FROM connectors WHERE key_id = ? AND pubkey_hash = ?"), keyID, pubKeyHash))
+}
+
+// ConnectorByName returns a connector or ErrNotFound.
+func (s *Store) ConnectorByName(ctx context.Context, name string) (Connector, error) {
+	return scanConnector(s.db.QueryRowContext(ctx, s.q("SELECT "+connCols+" FROM connectors WHERE name = ?"), name))
+}
+
+// ConnectorBySerial returns the connector holding a certificate serial.
+func (s *Store) ConnectorBySerial(ctx context.Context, serial string) (Connector, error) {
+	return scanConnector(s.db.QueryRowContext(ctx, s.q("SELECT "+connCols+" FROM connectors WHERE serial = ?"), serial))
+}
+
+// Connectors lists connectors, optionally of one group, by enrollment time.
+func (s *Store) Connectors(ctx context.Context, group string) ([]Connector, error) {
+	q, args := "SELECT "+connCols+" FROM connectors", []any{}
+	if group != "" {
+		q, args = q+" WHERE group_name = ?", append(args, group)
+	}
+	rows, err := s.db.QueryContext(ctx, s.q(q+" ORDER BY enrolled_at, name"), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list connectors: %w", err)
+	}
+	defer rows.Close()
+	out := []Connector{}
+	for rows.Next() {
+		c, err := scanConnector(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// CountIssued returns how many connector certificates a key has issued.
+func (s *Store) CountIssued(ctx context.Context, keyID string) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, s.q("SELECT COUNT(*) FROM connectors WHERE key_id = ?"), keyID).Scan(&n)
+	return n, err
+}
+
+// Enrollment is what Enroll records.
+type Enrollment struct {
+	KeyID       string
+	Generation  int64 // the key generation whose secret was checked
+	Fingerprint string
+	PubKeyHash  string
+	Nonce       string
+	Now         time.Time
+	// Sign issues the certificate once the connector's name is known. It
+	// runs inside the transaction: if it fails nothing is counted.
+	Sign func(name string) (serial, certPEM string, expires time.Time, err error)
+}
+
+// Enroll counts one use of the key and records the connector in a single
+// transaction. The count is a conditional UPDATE, so concurrent enrollments
+// (in any number of processes) never exceed max_uses. It returns ErrNoUse
+// when the key is exhausted, revoked, expired or regenerated meanwhile, and
+// ErrExists when this key already enrolled the same public key.
+func (s *Store) Enroll(ctx context.Context, e Enrollment) (Connector, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Connector{}, fmt.Errorf("begin enrollment: %w", err)
+	}
+	defer tx.Rollback()
+	now := ms(e.Now)
+	var seq int64
+	var keyName, group, ca string
+	err = tx.QueryRowContext(ctx, s.q(`UPDATE keys SET use_count = use_count + 1, seq = seq + 1
+		WHERE id = ? AND use_count < max_uses AND state = 'active' AND generation = ? AND (expires_at = 0 OR expires_at > ?)
+		RETURNING seq, name, group_name, signing_ca`), e.KeyID, e.Generation, now).Scan(&seq, &keyName, &group, &ca)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Connector{}, ErrNoUse
+	}
+	if err != nil {
+		return Connector{}, fmt.Errorf("count key use: %w", err)
+	}
+	c := Connector{
+		Name: fmt.Sprintf("%s-%d", keyName, seq), KeyID: e.KeyID, KeyName: keyName, Group: group, SigningCA: ca,
+		Fingerprint: e.Fingerprint, PubKeyHash: e.PubKeyHash, Nonce: e.Nonce, EnrolledAt: fromMS(now), State: ConnectorActive,
+	}
+	c.Serial, c.CertPEM, c.CertExpires, err = e.Sign(c.Name)
+	if err != nil {
+		return Connector{}, err
+	}
+	res, err := tx.ExecContext(ctx, s.q("INSERT INTO connectors ("+connCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '', 0, ?, '') ON CONFLICT DO NOTHING"),
+		c.Name, c.KeyID, c.KeyName, c.Group, c.SigningCA, c.Fingerprint, c.PubKeyHash, c.Nonce, c.Serial, c.CertPEM, ms(c.CertExpires), now, c.State)
+	if err != nil {
+		return Connector{}, fmt.Errorf("record connector %s: %w", c.Name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return Connector{}, ErrExists
+	}
+	if err := tx.Commit(); err != nil {
+		return Connector{}, fmt.Errorf("commit enrollment: %w", err)
+	}
+	c.EnrolledAt = fromMS(now)
+	return c, nil
+}
+
+// SetConnectorState changes a connector's state and reason.
+func (s *Store) SetConnectorState(ctx context.Context, name, state, reason string) error {
+	res, err := s.db.ExecContext(ctx, s.q("UPDATE connectors SET state = ?, state_reason = ? WHERE name = ?"), state, reason, name)
+	if err != nil {
+		return fmt.Errorf("change connector %s: %w", name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// Heartbeat records a connector's report.
+func (s *Store) Heartbeat(ctx context.Context, name, version string, uptime int64, now time.Time) error {
+	_, err := s.db.ExecContext(ctx, s.q("UPDATE connectors SET last_seen = ?, version = ?, uptime = ? WHERE name = ?"), ms(now), version, uptime, name)
+	if err != nil {
+		return fmt.Errorf("record heartbeat of %s: %w", name, err)
+	}
+	return nil
+}
