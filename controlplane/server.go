@@ -95,7 +95,19 @@ func Open(ctx context.Context, cfg Config, addr net.Addr) (*Server, error) {
 	if tcp == nil {
 		return nil, fmt.Errorf("listen address %v is not TCP", addr)
 	}
-	names := append([]string(nil), cfg.Hostnames...)
+	// A hostname may carry the port appliances use (behind a load
+	// balancer or port mapping): keys then name exactly that.
+	var names, explicit []string
+	for _, h := range cfg.Hostnames {
+		if host, port, err := net.SplitHostPort(h); err == nil {
+			if _, err := strconv.Atoi(port); err == nil {
+				names = append(names, host)
+				explicit = append(explicit, h)
+				continue
+			}
+		}
+		names = append(names, h)
+	}
 	if tcp.IP.IsUnspecified() {
 		names = append(names, "localhost", "127.0.0.1", "::1")
 		if h, err := os.Hostname(); err == nil && h != "" {
@@ -110,6 +122,9 @@ func Open(ctx context.Context, cfg Config, addr net.Addr) (*Server, error) {
 	}
 	if tcp.Port != 443 {
 		keyHost += ":" + strconv.Itoa(tcp.Port)
+	}
+	if len(cfg.Hostnames) > 0 && len(explicit) > 0 && cfg.Hostnames[0] == explicit[0] {
+		keyHost = explicit[0]
 	}
 	if len(cfg.Hostnames) == 0 {
 		log.Warn("no --hostname given: new keys name " + keyHost + ", which appliances may not reach; pass --hostname NAME")
@@ -139,7 +154,7 @@ func Open(ctx context.Context, cfg Config, addr net.Addr) (*Server, error) {
 		st.Close()
 		return nil, fmt.Errorf("the database belongs to a control plane whose CA pin is %s, but %s holds CA %s; servers sharing a database must share one data directory (copy it from the first server)", got, cfg.DataDir, pin)
 	}
-	svc, err := NewService(st, auth, sealKey, keyHost, HostsFor(names, tcp.Port), log, now)
+	svc, err := NewService(st, auth, sealKey, keyHost, append(explicit, HostsFor(names, tcp.Port)...), log, now)
 	if err != nil {
 		st.Close()
 		return nil, err
