@@ -54,7 +54,11 @@ type groupsCreateCmd struct {
 	fs *pflag.FlagSet
 }
 
-func (c *groupsCreateCmd) Register(fs *pflag.FlagSet) { c.fs = fs; c.adminOpts.register(fs); c.groupFlags.register(fs) }
+func (c *groupsCreateCmd) Register(fs *pflag.FlagSet) {
+	c.fs = fs
+	c.adminOpts.register(fs)
+	c.groupFlags.register(fs)
+}
 func (c *groupsCreateCmd) Run(ctx context.Context, s streams, args []string) error {
 	name, err := oneName("groups create", args)
 	if err != nil {
