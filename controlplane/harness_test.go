@@ -22,8 +22,8 @@ import (
 	"time"
 
 	"github.com/outpost-appliance/outpost/controlplane"
-	"github.com/outpost-appliance/outpost/internal/pgtest"
 	"github.com/outpost-appliance/outpost/cpclient"
+	"github.com/outpost-appliance/outpost/internal/pgtest"
 	"github.com/outpost-appliance/outpost/pki"
 )
 

@@ -24,8 +24,8 @@ import (
 	"time"
 
 	"github.com/outpost-appliance/outpost/controlplane"
-	"github.com/outpost-appliance/outpost/internal/pgtest"
 	"github.com/outpost-appliance/outpost/cpclient"
+	"github.com/outpost-appliance/outpost/internal/pgtest"
 	"github.com/outpost-appliance/outpost/pki"
 )
 
@@ -117,7 +117,11 @@ type lockedWriter struct {
 	w  io.Writer
 }
 
-func (l *lockedWriter) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.w.Write(p) }
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
 
 // cli runs the outpost CLI in-process against dir's admin.conf.
 func cli(t *testing.T, dir string, args ...string) (stdout, stderr string, err error) {
