@@ -197,13 +197,14 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest, source string) 
 	if err != nil {
 		return fail(refuse(400, CodeBadCSR, "%v", err))
 	}
-	// A retry after a lost response: same key, same key pair.
-	if c, err := s.Store.ConnectorByCSR(ctx, keyID, csr.PublicKeyHash); err == nil {
-		return s.again(c, req, fail)
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return fail(s.internal(err))
-	}
+	// A retry after a lost response (same key, same key pair) gets the
+	// first answer. On the hot path Enroll detects it (the insert conflicts
+	// and the count rolls back); a key that cannot enroll more is checked
+	// here first.
 	if e := s.usable(k, now); e != nil {
+		if c, err := s.Store.ConnectorByCSR(ctx, keyID, csr.PublicKeyHash); err == nil {
+			return s.again(c, req, fail)
+		}
 		return fail(e)
 	}
 	ca := s.Authority.Signing[k.SigningCA]
@@ -222,6 +223,9 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest, source string) 
 	})
 	switch {
 	case errors.Is(err, store.ErrNoUse):
+		if c, err := s.Store.ConnectorByCSR(ctx, keyID, csr.PublicKeyHash); err == nil {
+			return s.again(c, req, fail)
+		}
 		// Changed between our read and the count: explain the current state.
 		k2, err2 := s.Store.KeyByID(ctx, keyID)
 		if err2 != nil {

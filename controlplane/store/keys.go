@@ -121,7 +121,11 @@ func (s *Store) KeyByName(ctx context.Context, name string) (Key, error) {
 
 // KeyByID returns a key or ErrNotFound.
 func (s *Store) KeyByID(ctx context.Context, id string) (Key, error) {
-	return scanKey(s.db.QueryRowContext(ctx, s.q("SELECT "+keyCols+" FROM keys WHERE id = ?"), id))
+	st, err := s.prepared(ctx, s.q("SELECT "+keyCols+" FROM keys WHERE id = ?"))
+	if err != nil {
+		return Key{}, err
+	}
+	return scanKey(st.QueryRowContext(ctx, id))
 }
 
 // SetMaxUses changes a key's maximum; ErrConflict if it is below the count.
@@ -279,6 +283,18 @@ type Enrollment struct {
 // when the key is exhausted, revoked, expired or regenerated meanwhile, and
 // ErrExists when this key already enrolled the same public key.
 func (s *Store) Enroll(ctx context.Context, e Enrollment) (Connector, error) {
+	// Prepare before BeginTx: with SQLite's single connection, preparing
+	// inside the transaction would wait for a connection forever.
+	count, err := s.prepared(ctx, s.q(`UPDATE keys SET use_count = use_count + 1, seq = seq + 1
+		WHERE id = ? AND use_count < max_uses AND state = 'active' AND generation = ? AND (expires_at = 0 OR expires_at > ?)
+		RETURNING seq, name, group_name, signing_ca`))
+	if err != nil {
+		return Connector{}, err
+	}
+	insert, err := s.prepared(ctx, s.q("INSERT INTO connectors ("+connCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '', 0, ?, '') ON CONFLICT DO NOTHING"))
+	if err != nil {
+		return Connector{}, err
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return Connector{}, fmt.Errorf("begin enrollment: %w", err)
@@ -287,9 +303,7 @@ func (s *Store) Enroll(ctx context.Context, e Enrollment) (Connector, error) {
 	now := ms(e.Now)
 	var seq int64
 	var keyName, group, ca string
-	err = tx.QueryRowContext(ctx, s.q(`UPDATE keys SET use_count = use_count + 1, seq = seq + 1
-		WHERE id = ? AND use_count < max_uses AND state = 'active' AND generation = ? AND (expires_at = 0 OR expires_at > ?)
-		RETURNING seq, name, group_name, signing_ca`), e.KeyID, e.Generation, now).Scan(&seq, &keyName, &group, &ca)
+	err = tx.StmtContext(ctx, count).QueryRowContext(ctx, e.KeyID, e.Generation, now).Scan(&seq, &keyName, &group, &ca)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Connector{}, ErrNoUse
 	}
@@ -304,7 +318,7 @@ func (s *Store) Enroll(ctx context.Context, e Enrollment) (Connector, error) {
 	if err != nil {
 		return Connector{}, err
 	}
-	res, err := tx.ExecContext(ctx, s.q("INSERT INTO connectors ("+connCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '', 0, ?, '') ON CONFLICT DO NOTHING"),
+	res, err := tx.StmtContext(ctx, insert).ExecContext(ctx,
 		c.Name, c.KeyID, c.KeyName, c.Group, c.SigningCA, c.Fingerprint, c.PubKeyHash, c.Nonce, c.Serial, c.CertPEM, ms(c.CertExpires), now, c.State)
 	if err != nil {
 		return Connector{}, fmt.Errorf("record connector %s: %w", c.Name, err)
