@@ -37,6 +37,11 @@ type Store struct {
 	db       *sql.DB
 	postgres bool
 	stmts    sync.Map // query → *sql.Stmt, for the enrollment hot path
+
+	enrollCh   chan *enrollReq
+	quit       chan struct{}
+	writerDone chan struct{}
+	closeOnce  sync.Once
 }
 
 // prepared returns a prepared statement for query (already rebound).
@@ -90,6 +95,8 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		s.db.Close()
 		return nil, err
 	}
+	s.enrollCh, s.quit, s.writerDone = make(chan *enrollReq), make(chan struct{}), make(chan struct{})
+	go s.writer()
 	return s, nil
 }
 
@@ -107,7 +114,13 @@ func redactDSN(dsn string) string {
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.quit)
+		<-s.writerDone
+	})
+	return s.db.Close()
+}
 
 // Postgres reports whether the store is PostgreSQL.
 func (s *Store) Postgres() bool { return s.postgres }
