@@ -137,7 +137,12 @@ func (c *keysListCmd) Run(ctx context.Context, s streams, args []string) error {
 	if c.json {
 		return printJSON(s.Out, keys)
 	}
-	tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
+	return printKeyTable(s.Out, keys)
+}
+
+// printKeyTable renders keys as the admin portal's table.
+func printKeyTable(w io.Writer, keys []controlplane.KeyInfo) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSIGNING CERTIFICATE\tMAX USES\tUTILIZATION\tGROUP\tEXPIRES\tSTATE\tKEY")
 	for _, k := range keys {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", k.Name, k.SigningCA, k.MaxUses, k.UseCount, k.Group, expiry(k.ExpiresAt), keyState(k), k.Redacted)

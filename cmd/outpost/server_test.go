@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -57,6 +58,9 @@ func binary(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
+	if flag.Lookup("update") == nil {
+		flag.Bool("update", false, "rewrite golden files under testdata/")
+	}
 	code := m.Run()
 	pgtest.StopShared()
 	if binPath != "" {
