@@ -117,3 +117,19 @@ func TestSignSaveLoadVerify(t *testing.T) {
 		t.Fatalf("openssl verify: %v\n%s", err, out)
 	}
 }
+
+func FuzzParseCSR(f *testing.F) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	good, _ := MakeCSR(k, "x", nil)
+	f.Add(good)
+	f.Add([]byte("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := ParseCSR(b)
+		if err == nil && len(c.PublicKeyHash) != 64 {
+			t.Fatalf("accepted CSR without a public key hash")
+		}
+		if err != nil && !errors.Is(err, ErrBadCSR) {
+			t.Fatalf("error %v does not wrap ErrBadCSR", err)
+		}
+	})
+}
