@@ -13,6 +13,15 @@
 // same key with the same CSR public key again (a retry after a lost answer)
 // returns the same name and certificate and consumes no use.
 //
+// Client notes. The server's TLS chain is the serving certificate followed
+// by the root CA: verify that the last certificate's SubjectPublicKeyInfo
+// has the key's pin (provkey.Pin.Matches) and that it signed the leaf; a
+// chain without that root means something in between (SSL inspection).
+// Keep the key pair and reuse the same CSR when retrying after a timeout or
+// a 5xx: the retry is recognised by the CSR's public key, not by the nonce,
+// and a new key pair would consume a second use. Unknown JSON fields are
+// refused (400), so send exactly these four.
+//
 // Every refusal is {"error": "<code>", "message": "<sentence for a person>"}:
 //
 //	400 bad_request     malformed JSON, unknown or missing fields
@@ -45,6 +54,11 @@
 //	POST /api/v1/keys/{name}/reveal | regenerate | revoke
 //	GET /api/v1/connectors[?group=], GET /api/v1/connectors/{name}, POST /api/v1/connectors/{name}/revoke
 //	GET /healthz (no token)
+//
+// Processes that share one PostgreSQL database act as one control plane
+// when they share the data directory's CAs and secrets (copy DATA to each);
+// a server refuses to start on a database initialised by another CA. The
+// rate limit is kept per process.
 //
 // A missing or wrong token answers 401 unauthorized. Other admin refusals:
 // 404 not_found, 409 exists, 409 conflict, 409 key_exhausted (reveal of a
