@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -374,6 +375,13 @@ func TestHeartbeatBlocksChangedFingerprint(t *testing.T) {
 		if c["state"] != "blocked" || !strings.Contains(c["state_reason"].(string), "mac changed") {
 			t.Fatalf("connector after changed MAC: %v", c)
 		}
+		if r := beat(mtls, orig); r.Status != 200 {
+			t.Fatalf("heartbeat with the original hardware again: %+v", r)
+		}
+		e.must("GET", "/api/v1/connectors/Alice-1", nil, &c)
+		if c["state"] != "active" {
+			t.Fatalf("connector with the original hardware again: %v", c)
+		}
 		if r := beat(e.http, orig); r.Status != 401 {
 			t.Fatalf("heartbeat without client certificate: %+v", r)
 		}
@@ -467,4 +475,17 @@ func newPG(t *testing.T) string {
 	return pgShared(t)
 }
 
-var _ = context.Background
+
+func TestServerRefusesDatabaseOfAnotherCA(t *testing.T) {
+	dsn := pgShared(t)
+	newEnv(t, dsn)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, err = controlplane.Open(context.Background(), controlplane.Config{DataDir: t.TempDir(), Database: dsn}, ln.Addr())
+	if err == nil || !strings.Contains(err.Error(), "must share one data directory") {
+		t.Fatalf("second CA on the same database: %v", err)
+	}
+}
