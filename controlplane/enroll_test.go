@@ -475,7 +475,6 @@ func newPG(t *testing.T) string {
 	return pgShared(t)
 }
 
-
 func TestServerRefusesDatabaseOfAnotherCA(t *testing.T) {
 	dsn := pgShared(t)
 	newEnv(t, dsn)
