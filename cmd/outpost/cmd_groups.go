@@ -82,6 +82,9 @@ func (c *groupsEditCmd) Run(ctx context.Context, s streams, args []string) error
 	if err != nil {
 		return err
 	}
+	if !c.fs.Changed("location") && !c.fs.Changed("window-day") && !c.fs.Changed("window-hour") {
+		return usagef("groups edit: nothing to change; pass --location, --window-day or --window-hour")
+	}
 	var g store.Group
 	if err := c.call(ctx, "PATCH", cpclient.Path("/api/v1/groups/%s", name), c.spec(c.fs, name), &g); err != nil {
 		return err
