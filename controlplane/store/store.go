@@ -116,8 +116,10 @@ func redactDSN(dsn string) string {
 // Close closes the database.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		close(s.quit)
-		<-s.writerDone
+		if s.quit != nil {
+			close(s.quit)
+			<-s.writerDone
+		}
 	})
 	return s.db.Close()
 }
