@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sort"
 	"sync"
 	"time"
 )
@@ -77,7 +78,19 @@ func (s *Store) writer() {
 				break drain
 			}
 		}
-		err := s.runBatch(batch)
+		// Lock keys in one order in every process, so that two servers
+		// sharing PostgreSQL never deadlock; a key's own enrollments keep
+		// their arrival order (names follow it).
+		sort.SliceStable(batch, func(i, j int) bool { return batch[i].e.KeyID < batch[j].e.KeyID })
+		var err error
+		for attempt := 0; attempt < 3; attempt++ {
+			for _, r := range batch {
+				r.c, r.err = Connector{}, nil
+			}
+			if err = s.runBatch(batch); err == nil {
+				break
+			}
+		}
 		for _, r := range batch {
 			if err != nil && r.err == nil {
 				r.err = err
