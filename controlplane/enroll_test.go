@@ -436,10 +436,12 @@ func TestTwoServersOnePostgres(t *testing.T) {
 	dir := t.TempDir()
 	a := newEnvDir(t, dir, dsn, "cp.example.com:443")
 	b := newEnvDir(t, dir, dsn, "cp.example.com:443")
-	text := a.key("Shared", 25, "")
-	// Both servers accept the same key (same CA, same data directory).
+	// Both servers accept the same keys (same CA, same data directory);
+	// enrollments on two keys interleave across both, so each server's
+	// batches lock both keys.
+	keys := []string{a.key("Shared", 25, ""), b.key("Other", 25, "")}
 	var wg sync.WaitGroup
-	res := make([]result, 200)
+	res := make([]result, 300)
 	csrs := make([]string, len(res))
 	for i := range csrs {
 		csrs[i] = csrFor(t, newSigner(t))
@@ -452,22 +454,26 @@ func TestTwoServersOnePostgres(t *testing.T) {
 			if i%2 == 1 {
 				e = b
 			}
-			res[i] = e.enroll(text, csrs[i], fp(i), "n")
+			res[i] = e.enroll(keys[(i/2)%2], csrs[i], fp(i), "n")
 		}()
 	}
 	wg.Wait()
-	_ = res
 	ok := 0
 	for _, r := range res {
-		if r.Status == 200 {
+		switch {
+		case r.Status == 200:
 			ok++
+		case r.Error != controlplane.CodeKeyExhausted:
+			t.Errorf("unexpected answer %+v", r)
 		}
 	}
-	if ok != 25 {
-		t.Fatalf("%d successes across two servers, want 25", ok)
+	if ok != 50 {
+		t.Fatalf("%d successes across two servers, want 50", ok)
 	}
-	if k := b.keyInfo("Shared"); k.UseCount != 25 {
-		t.Fatalf("use count %d, want 25", k.UseCount)
+	for _, name := range []string{"Shared", "Other"} {
+		if k := b.keyInfo(name); k.UseCount != 25 {
+			t.Fatalf("%s: use count %d, want 25", name, k.UseCount)
+		}
 	}
 }
 
