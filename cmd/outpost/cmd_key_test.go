@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/outpost-appliance/outpost/internal/pgtest"
+
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -39,6 +41,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	pgtest.StopShared()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -114,9 +117,10 @@ func assertNoLeak(t *testing.T, what, s, blob string) {
 	}
 }
 
+// golden compares got with testdata/NAME; -update rewrites the file.
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	file := filepath.Join("testdata", "keycheck", name+".golden")
+	file := filepath.Join("testdata", name)
 	if *update {
 		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 			t.Fatal(err)
@@ -162,7 +166,7 @@ func TestKeyCheckCorpus(t *testing.T) {
 			if r.stderr != "" {
 				t.Errorf("stderr not empty: %q", r.stderr)
 			}
-			golden(t, name, fmt.Sprintf("$ outpost key check %s.txt\nexit %d\n%s", name, r.code, r.stdout))
+			golden(t, "keycheck/"+name+".golden", fmt.Sprintf("$ outpost key check %s.txt\nexit %d\n%s", name, r.code, r.stdout))
 			assertNoLeak(t, "stdout", r.stdout, blob)
 
 			// The same from standard input, as JSON.
@@ -300,5 +304,5 @@ func TestKeyCheckHelp(t *testing.T) {
 	if r.code != 0 || r.stderr != "" {
 		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
 	}
-	golden(t, "help", r.stdout)
+	golden(t, "keycheck/help.golden", r.stdout)
 }

@@ -4,8 +4,26 @@ package main
 // lives in its own cmd_*.go file.
 func commands() []entry {
 	return []entry{
+		{Path: "connectors list", Summary: "List enrolled connectors and their health", Examples: "outpost connectors list --config /var/lib/outpost/admin.conf", New: func() command { return &connectorsListCmd{} }},
+		{Path: "connectors revoke", Args: "NAME", Summary: "Revoke a connector (also regenerates its group's keys)", Examples: "outpost connectors revoke Melbourne-2", New: func() command { return &connectorsRevokeCmd{} }},
+		{Path: "connectors show", Args: "NAME", Summary: "Show one connector", Examples: "outpost connectors show Melbourne-1 --json", New: func() command { return &connectorsShowCmd{} }},
+		{Path: "groups create", Args: "NAME", Summary: "Create a connector group", Examples: "outpost groups create melbourne --location 'Melbourne DC' --window-day sat --window-hour 1", New: func() command { return &groupsCreateCmd{} }},
+		{Path: "groups delete", Args: "NAME", Summary: "Delete a connector group", Long: "A group that still has keys or connectors is deleted only with --force: its keys are deleted and its connectors revoked.", Examples: "outpost groups delete melbourne --force", New: func() command { return &groupsDeleteCmd{} }},
+		{Path: "groups edit", Args: "NAME", Summary: "Change a group's location or upgrade window", Examples: "outpost groups edit melbourne --window-day sun --window-hour 3", New: func() command { return &groupsEditCmd{} }},
+		{Path: "groups list", Summary: "List connector groups", Examples: "outpost groups list", New: func() command { return &groupsListCmd{} }},
+		{Path: "groups show", Args: "NAME", Summary: "Show one connector group", Examples: "outpost groups show melbourne", New: func() command { return &groupsShowCmd{} }},
 		imageBuildEntry,
 		imagePackEntry,
 		keyCheckEntry,
+		{Path: "keys create", Summary: "Create a provisioning key (prints the key alone on stdout)", Long: "Details go to standard error, so KEY=$(outpost keys create …) captures only the key. The default expiry is 14 days.", Examples: "outpost keys create --name Melbourne --group melbourne --max-uses 2\noutpost keys create --name Lab --group lab --max-uses 50 --expires-in never", New: func() command { return &keysCreateCmd{} }},
+		{Path: "keys delete", Args: "NAME", Summary: "Delete a provisioning key (its connectors stay)", Examples: "outpost keys delete Melbourne", New: func() command { return &keysNameCmd{verb: "delete", method: "DELETE", route: "%s"} }},
+		{Path: "keys download", Args: "NAME", Summary: "Write a provisioning key to a file (mode 0600)", Examples: "outpost keys download Melbourne -o melbourne.key", New: func() command { return &keysDownloadCmd{} }},
+		{Path: "keys edit", Args: "NAME", Summary: "Change a key's maximum uses", Examples: "outpost keys edit Melbourne --max-uses 4", New: func() command { return &keysEditCmd{} }},
+		{Path: "keys list", Summary: "List provisioning keys (redacted)", Examples: "outpost keys list --group melbourne --state active", New: func() command { return &keysListCmd{} }},
+		{Path: "keys regenerate", Args: "NAME", Summary: "Give a key a new secret; the old text stops working", Examples: "outpost keys regenerate Melbourne", New: func() command { return &keysNameCmd{verb: "regenerate", method: "POST", route: "%s/regenerate"} }},
+		{Path: "keys reveal", Args: "NAME", Summary: "Print a provisioning key (refused once it is used up)", Examples: "outpost keys reveal Melbourne", New: func() command { return &keysNameCmd{verb: "reveal", method: "POST", route: "%s/reveal"} }},
+		{Path: "keys revoke", Args: "NAME", Summary: "Revoke a provisioning key", Examples: "outpost keys revoke Melbourne", New: func() command { return &keysNameCmd{verb: "revoke", method: "POST", route: "%s/revoke"} }},
+		{Path: "keys show", Args: "NAME", Summary: "Show one provisioning key (redacted)", Examples: "outpost keys show Melbourne --json", New: func() command { return &keysNameCmd{verb: "show", method: "GET", route: "%s"} }},
+		{Path: "server", Summary: "Run the control plane (HTTPS enrollment, heartbeat and admin API)", Long: "On first start it creates a root CA, the signing CA \"Connector\", an admin token and DATA/admin.conf (mode 0600) for the admin commands' --config. SQLite in DATA by default; --database postgres://… for PostgreSQL (servers sharing a database must share the data directory's CAs and secrets).", Examples: "outpost server --data /var/lib/outpost --hostname cp.example.com\noutpost server --data /var/lib/outpost --listen :443 --database postgres://outpost@db/outpost", New: func() command { return &serverCmd{} }},
 	}
 }

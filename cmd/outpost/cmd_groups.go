@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/url"
+	"text/tabwriter"
+
+	"github.com/outpost-appliance/outpost/controlplane"
+	"github.com/outpost-appliance/outpost/controlplane/store"
+	"github.com/outpost-appliance/outpost/cpclient"
+	"github.com/spf13/pflag"
+)
+
+type groupFlags struct {
+	location string
+	day      string
+	hour     int
+}
+
+func (g *groupFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&g.location, "location", "", "where the group's connectors run (free text)")
+	fs.StringVar(&g.day, "window-day", "", "day of the weekly 4-hour upgrade window: sun, mon, … sat (default sun)")
+	fs.IntVar(&g.hour, "window-hour", -1, "start hour (0-23, UTC) of the upgrade window (default 2)")
+}
+
+func (g *groupFlags) spec(fs *pflag.FlagSet, name string) controlplane.GroupSpec {
+	sp := controlplane.GroupSpec{Name: name}
+	if fs.Changed("location") {
+		sp.Location = &g.location
+	}
+	if fs.Changed("window-day") {
+		sp.WindowDay = &g.day
+	}
+	if fs.Changed("window-hour") {
+		sp.WindowHour = &g.hour
+	}
+	return sp
+}
+
+func printGroupDetail(w io.Writer, g store.Group) {
+	fmt.Fprintf(w, "Name:            %s\nLocation:        %s\nUpgrade window:  %s\nKeys:            %d\nConnectors:      %d\nCreated:         %s\n",
+		g.Name, g.Location, window(g), g.Keys, g.Connectors, g.CreatedAt.Format("2006-01-02 15:04 UTC"))
+}
+
+func window(g store.Group) string {
+	return fmt.Sprintf("%s %02d:00–%02d:00 UTC", controlplane.Days[g.WindowDay], g.WindowHour, (g.WindowHour+4)%24)
+}
+
+type groupsCreateCmd struct {
+	adminOpts
+	groupFlags
+	fs *pflag.FlagSet
+}
+
+func (c *groupsCreateCmd) Register(fs *pflag.FlagSet) {
+	c.fs = fs
+	c.adminOpts.register(fs)
+	c.groupFlags.register(fs)
+}
+func (c *groupsCreateCmd) Run(ctx context.Context, s streams, args []string) error {
+	name, err := oneName("groups create", args)
+	if err != nil {
+		return err
+	}
+	var g store.Group
+	if err := c.call(ctx, "POST", "/api/v1/groups", c.spec(c.fs, name), &g); err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(s.Out, g)
+	}
+	printGroupDetail(s.Out, g)
+	return nil
+}
+
+type groupsEditCmd struct{ groupsCreateCmd }
+
+func (c *groupsEditCmd) Run(ctx context.Context, s streams, args []string) error {
+	name, err := oneName("groups edit", args)
+	if err != nil {
+		return err
+	}
+	if !c.fs.Changed("location") && !c.fs.Changed("window-day") && !c.fs.Changed("window-hour") {
+		return usagef("groups edit: nothing to change; pass --location, --window-day or --window-hour")
+	}
+	var g store.Group
+	if err := c.call(ctx, "PATCH", cpclient.Path("/api/v1/groups/%s", name), c.spec(c.fs, name), &g); err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(s.Out, g)
+	}
+	printGroupDetail(s.Out, g)
+	return nil
+}
+
+type groupsListCmd struct{ adminOpts }
+
+func (c *groupsListCmd) Register(fs *pflag.FlagSet) { c.adminOpts.register(fs) }
+func (c *groupsListCmd) Run(ctx context.Context, s streams, args []string) error {
+	if len(args) > 0 {
+		return usagef("groups list takes no arguments")
+	}
+	var gs []store.Group
+	if err := c.call(ctx, "GET", "/api/v1/groups", nil, &gs); err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(s.Out, gs)
+	}
+	tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tLOCATION\tUPGRADE WINDOW\tKEYS\tCONNECTORS")
+	for _, g := range gs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\n", g.Name, g.Location, window(g), g.Keys, g.Connectors)
+	}
+	return tw.Flush()
+}
+
+type groupsShowCmd struct{ adminOpts }
+
+func (c *groupsShowCmd) Register(fs *pflag.FlagSet) { c.adminOpts.register(fs) }
+func (c *groupsShowCmd) Run(ctx context.Context, s streams, args []string) error {
+	name, err := oneName("groups show", args)
+	if err != nil {
+		return err
+	}
+	var g store.Group
+	if err := c.call(ctx, "GET", cpclient.Path("/api/v1/groups/%s", name), nil, &g); err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(s.Out, g)
+	}
+	printGroupDetail(s.Out, g)
+	return nil
+}
+
+type groupsDeleteCmd struct {
+	adminOpts
+	force bool
+}
+
+func (c *groupsDeleteCmd) Register(fs *pflag.FlagSet) {
+	c.adminOpts.register(fs)
+	fs.BoolVar(&c.force, "force", false, "delete even if the group has keys (deleted) or connectors (revoked)")
+}
+func (c *groupsDeleteCmd) Run(ctx context.Context, s streams, args []string) error {
+	name, err := oneName("groups delete", args)
+	if err != nil {
+		return err
+	}
+	path := cpclient.Path("/api/v1/groups/%s", name)
+	if c.force {
+		path += "?" + url.Values{"force": {"true"}}.Encode()
+	}
+	var out map[string]string
+	if err := c.call(ctx, "DELETE", path, nil, &out); err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(s.Out, out)
+	}
+	fmt.Fprintf(s.Err, "group %s deleted\n", name)
+	return nil
+}

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/outpost-appliance/outpost/controlplane"
+	"github.com/outpost-appliance/outpost/cpclient"
+	"github.com/outpost-appliance/outpost/pki"
+	"github.com/spf13/pflag"
+)
+
+// keyState is the state the portal shows: revoked, expired, exhausted or active.
+func keyState(k controlplane.KeyInfo) string {
+	switch {
+	case k.State == "revoked":
+		return "revoked"
+	case k.Expired:
+		return "expired"
+	case k.UseCount >= k.MaxUses:
+		return "exhausted"
+	}
+	return "active"
+}
+
+func expiry(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format("2006-01-02 15:04 UTC")
+}
+
+func printKeyDetail(w io.Writer, k controlplane.KeyInfo) {
+	fmt.Fprintf(w, "Name:                %s\nID:                  %s\nGroup:               %s\nSigning certificate: %s\nMaximum uses:        %d\nUtilization count:   %d\nExpires:             %s\nState:               %s\nControl plane:       %s\nCA pin:              %s\nGeneration:          %d\nCreated:             %s\nKey:                 %s\n",
+		k.Name, k.ID, k.Group, k.SigningCA, k.MaxUses, k.UseCount, expiry(k.ExpiresAt), keyState(k), k.Host, k.Pin, k.Generation, expiry(k.CreatedAt), k.Redacted)
+}
+
+// printKeyText prints the key alone on stdout and its details on stderr,
+// or everything as JSON.
+func printKeyText(s streams, asJSON bool, kt controlplane.KeyText) error {
+	if asJSON {
+		return printJSON(s.Out, kt)
+	}
+	printKeyDetail(s.Err, kt.KeyInfo)
+	fmt.Fprintln(s.Out, kt.Text)
+	return nil
+}
+
+type keysCreateCmd struct {
+	adminOpts
+	spec    controlplane.KeySpec
+	expires string
+}
+
+func (c *keysCreateCmd) Register(fs *pflag.FlagSet) {
+	fs.StringVar(&c.spec.Name, "name", "", "key name; connectors are named NAME-1, NAME-2, … (required)")
+	fs.StringVar(&c.spec.Group, "group", "", "connector group the key enrolls into (required)")
+	fs.Int64Var(&c.spec.MaxUses, "max-uses", 0, "how many connectors the key may enroll (required)")
+	fs.StringVar(&c.expires, "expires-in", "14d", "lifetime: a duration such as 14d, 36h, 1d12h, or never")
+	fs.StringVar(&c.spec.SigningCA, "signing-ca", "Connector", "signing CA for the connectors' certificates")
+	c.adminOpts.register(fs)
+}
+
+func (c *keysCreateCmd) Run(ctx context.Context, s streams, args []string) error {
+	if len(args) > 0 {
+		return usagef("keys create takes flags only (got %q); did you mean --name %s?", args, args[0])
+	}
+	var missing []string
+	if c.spec.Name == "" {
+		missing = append(missing, "--name")
+	}
+	if c.spec.Group == "" {
+		missing = append(missing, "--group")
+	}
+	if c.spec.MaxUses == 0 {
+		missing = append(missing, "--max-uses")
+	}
+	if len(missing) > 0 {
+		return usagef("keys create: missing %s", strings.Join(missing, ", "))
+	}
+	if _, _, err := controlplane.ParseExpiresIn(c.expires); err != nil {
+		return usagef("--expires-in: %v", err)
+	}
+	c.spec.ExpiresIn = c.expires
+	var kt controlplane.KeyText
+	if err := c.call(ctx, "POST", "/api/v1/keys", c.spec, &kt); err != nil {
+		return err
+	}
+	return printKeyText(s, c.json, kt)
+}
+
+type keysListCmd struct {
+	adminOpts
+	group, name, state string
+}
+
+func (c *keysListCmd) Register(fs *pflag.FlagSet) {
+	fs.StringVar(&c.group, "group", "", "only keys of this group")
+	fs.StringVar(&c.name, "name", "", "only the key with this name")
+	fs.StringVar(&c.state, "state", "", "only keys in this state: active, exhausted, expired, revoked")
+	c.adminOpts.register(fs)
+}
+
+func (c *keysListCmd) Run(ctx context.Context, s streams, args []string) error {
+	if len(args) > 0 {
+		return usagef("keys list takes no arguments; filter with --group, --name, --state")
+	}
+	switch c.state {
+	case "", "active", "exhausted", "expired", "revoked":
+	default:
+		return usagef("--state %q: use active, exhausted, expired or revoked", c.state)
+	}
+	q := url.Values{}
+	if c.group != "" {
+		q.Set("group", c.group)
+	}
+	if c.name != "" {
+		q.Set("name", c.name)
+	}
+	var all, keys []controlplane.KeyInfo
+	if err := c.call(ctx, "GET", "/api/v1/keys?"+q.Encode(), nil, &all); err != nil {
+		return err
+	}
+	keys = []controlplane.KeyInfo{}
+	for _, k := range all {
+		if c.state == "" || keyState(k) == c.state {
+			keys = append(keys, k)
+		}
+	}
+	if c.json {
+		return printJSON(s.Out, keys)
+	}
+	return printKeyTable(s.Out, keys)
+}
+
+// printKeyTable renders keys as the admin portal's table.
+func printKeyTable(w io.Writer, keys []controlplane.KeyInfo) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSIGNING CERTIFICATE\tMAX USES\tUTILIZATION\tGROUP\tEXPIRES\tSTATE\tKEY")
+	for _, k := range keys {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", k.Name, k.SigningCA, k.MaxUses, k.UseCount, k.Group, expiry(k.ExpiresAt), keyState(k), k.Redacted)
+	}
+	return tw.Flush()
+}
+
+// keysNameCmd is a key command that takes one NAME and calls one route.
+type keysNameCmd struct {
+	adminOpts
+	verb   string // "show", "reveal", …
+	method string
+	route  string // "%s" or "%s/reveal"
+}
+
+func (c *keysNameCmd) Register(fs *pflag.FlagSet) { c.adminOpts.register(fs) }
+
+func (c *keysNameCmd) Run(ctx context.Context, s streams, args []string) error {
+	name, err := oneName("keys "+c.verb, args)
+	if err != nil {
+		return err
+	}
+	path := cpclient.Path("/api/v1/keys/"+c.route, name)
+	switch c.verb {
+	case "reveal", "regenerate":
+		var kt controlplane.KeyText
+		if err := c.call(ctx, c.method, path, nil, &kt); err != nil {
+			if ae, ok := err.(*cpclient.APIError); ok && ae.Code == controlplane.CodeKeyExhausted {
+				fmt.Fprintf(s.Err, "warning: %s\n", ae.Message)
+				return silentExit(exitFailure)
+			}
+			return err
+		}
+		if c.verb == "regenerate" {
+			fmt.Fprintf(s.Err, "key %s regenerated: the old text no longer works; enrolled connectors are unaffected\n", name)
+		}
+		return printKeyText(s, c.json, kt)
+	case "delete":
+		var out map[string]string
+		if err := c.call(ctx, c.method, path, nil, &out); err != nil {
+			return err
+		}
+		if c.json {
+			return printJSON(s.Out, out)
+		}
+		fmt.Fprintf(s.Err, "key %s deleted; connectors it enrolled stay\n", name)
+		return nil
+	}
+	var k controlplane.KeyInfo
+	if err := c.call(ctx, c.method, path, nil, &k); err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(s.Out, k)
+	}
+	printKeyDetail(s.Out, k)
+	return nil
+}
+
+type keysEditCmd struct {
+	adminOpts
+	maxUses int64
+	fs      *pflag.FlagSet
+}
+
+func (c *keysEditCmd) Register(fs *pflag.FlagSet) {
+	c.fs = fs
+	fs.Int64Var(&c.maxUses, "max-uses", 0, "new maximum uses (not below the utilization count)")
+	c.adminOpts.register(fs)
+}
+
+func (c *keysEditCmd) Run(ctx context.Context, s streams, args []string) error {
+	name, err := oneName("keys edit", args)
+	if err != nil {
+		return err
+	}
+	if !c.fs.Changed("max-uses") {
+		return usagef("keys edit: nothing to change; pass --max-uses N")
+	}
+	var k controlplane.KeyInfo
+	if err := c.call(ctx, "PATCH", cpclient.Path("/api/v1/keys/%s", name), map[string]int64{"max_uses": c.maxUses}, &k); err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(s.Out, k)
+	}
+	printKeyDetail(s.Out, k)
+	return nil
+}
+
+type keysDownloadCmd struct {
+	adminOpts
+	out string
+}
+
+func (c *keysDownloadCmd) Register(fs *pflag.FlagSet) {
+	fs.StringVarP(&c.out, "output", "o", "", "file to write the key to, mode 0600 (required)")
+	c.adminOpts.register(fs)
+}
+
+func (c *keysDownloadCmd) Run(ctx context.Context, s streams, args []string) error {
+	name, err := oneName("keys download", args)
+	if err != nil {
+		return err
+	}
+	if c.out == "" {
+		return usagef("keys download: missing -o FILE")
+	}
+	var kt controlplane.KeyText
+	if err := c.call(ctx, "POST", cpclient.Path("/api/v1/keys/%s/reveal", name), nil, &kt); err != nil {
+		if ae, ok := err.(*cpclient.APIError); ok && ae.Code == controlplane.CodeKeyExhausted {
+			fmt.Fprintf(s.Err, "warning: %s\n", ae.Message)
+			return silentExit(exitFailure)
+		}
+		return err
+	}
+	path, _ := filepath.Abs(c.out)
+	if err := pki.WriteFileAtomic(path, []byte(kt.Text+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(s.Out, map[string]string{"key": name, "file": path})
+	}
+	fmt.Fprintf(s.Err, "key %s written to %s (mode 0600)\n", name, path)
+	return nil
+}

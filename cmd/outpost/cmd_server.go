@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+
+	"github.com/outpost-appliance/outpost/controlplane"
+	"github.com/outpost-appliance/outpost/cpclient"
+	"github.com/spf13/pflag"
+)
+
+type serverCmd struct {
+	data      string
+	listen    string
+	hostnames []string
+	database  string
+	debug     bool
+}
+
+func (c *serverCmd) Register(fs *pflag.FlagSet) {
+	fs.StringVar(&c.data, "data", envDefault("OUTPOST_DATA", ""), "data directory: CAs, admin token, admin.conf, SQLite database (env OUTPOST_DATA)")
+	fs.StringVar(&c.listen, "listen", ":8443", "address to serve HTTPS on")
+	fs.StringArrayVar(&c.hostnames, "hostname", nil, "name appliances use to reach this server, NAME or NAME:PORT (repeatable; the first goes into new keys)")
+	fs.StringVar(&c.database, "database", envDefault("OUTPOST_DATABASE", ""), "postgres://… URL; default SQLite in the data directory (env OUTPOST_DATABASE)")
+	fs.BoolVar(&c.debug, "debug", false, "log debug messages")
+}
+
+func (c *serverCmd) Run(ctx context.Context, s streams, args []string) error {
+	if len(args) > 0 {
+		return usagef("server takes no arguments (got %q)", args)
+	}
+	if c.data == "" {
+		return usagef("missing --data DIR: where the server keeps its CAs, token and database")
+	}
+	level := slog.LevelInfo
+	if c.debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(s.Err, &slog.HandlerOptions{Level: level}))
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another server running there? choose another --listen)", c.listen, err)
+	}
+	defer ln.Close()
+	srv, err := controlplane.Open(ctx, controlplane.Config{DataDir: c.data, Hostnames: c.hostnames, Database: c.database, Log: log}, ln.Addr())
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	log.Info("admin config written", "file", filepath.Join(c.data, controlplane.AdminConfFile))
+	return srv.Serve(ctx, ln)
+}
+
+// adminOpts are the flags every admin command shares.
+type adminOpts struct {
+	config string
+	json   bool
+}
+
+func (o *adminOpts) register(fs *pflag.FlagSet) {
+	fs.StringVar(&o.config, "config", envDefault("OUTPOST_CONFIG", "admin.conf"), "admin config written by 'outpost server' (env OUTPOST_CONFIG)")
+	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
+}
+
+func (o *adminOpts) client() (*cpclient.Client, error) {
+	cfg, err := cpclient.LoadConfig(o.config)
+	if err != nil {
+		return nil, err
+	}
+	return cpclient.New(cfg)
+}
+
+// call runs one API request with the config's client.
+func (o *adminOpts) call(ctx context.Context, method, path string, in, out any) error {
+	c, err := o.client()
+	if err != nil {
+		return err
+	}
+	return c.Do(ctx, method, path, in, out)
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// oneName checks that a command got exactly one NAME argument.
+func oneName(cmd string, args []string) (string, error) {
+	if len(args) != 1 {
+		return "", usagef("%s takes exactly one NAME (got %d arguments)", cmd, len(args))
+	}
+	return args[0], nil
+}

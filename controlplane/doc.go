@@ -1,0 +1,66 @@
+// Package controlplane is the outpost control plane: connector groups,
+// provisioning keys, enrollment of appliances and their heartbeats, served
+// over HTTPS as JSON. Its state lives in package store; its CAs in pki.
+//
+// # Enrollment API (for appliances; no admin token)
+//
+// POST /api/v1/enroll, over TLS verified against the pin in the key:
+//
+//	{"key": "<provisioning key>", "csr": "<PEM PKCS#10>", "fingerprint": "mac=…;uuid=…", "nonce": "<string>"}
+//
+// 200 answers {"name": "Melbourne-1", "group": "…", "certificate": "<PEM: leaf, signing CA, root>"}.
+// The use is counted in the transaction that records the certificate. The
+// same key with the same CSR public key again (a retry after a lost answer)
+// returns the same name and certificate and consumes no use.
+//
+// Client notes. The server's TLS chain is the serving certificate followed
+// by the root CA: verify that the last certificate's SubjectPublicKeyInfo
+// has the key's pin (provkey.Pin.Matches) and that it signed the leaf; a
+// chain without that root means something in between (SSL inspection).
+// Keep the key pair and reuse the same CSR when retrying after a timeout or
+// a 5xx: the retry is recognised by the CSR's public key, not by the nonce,
+// and a new key pair would consume a second use. Unknown JSON fields are
+// refused (400), so send exactly these four.
+//
+// Every refusal is {"error": "<code>", "message": "<sentence for a person>"}:
+//
+//	400 bad_request     malformed JSON, unknown or missing fields
+//	413 too_large       body over 64 KiB
+//	401 invalid_key     malformed key, unknown key id, or an old secret (regenerated)
+//	400 wrong_host      the key names another control plane (host or CA pin)
+//	403 key_revoked     the key was revoked
+//	403 key_expired     the key's expiry has passed
+//	403 key_exhausted   use_count reached max_uses
+//	400 bad_csr         not PEM PKCS#10, bad signature, RSA < 2048, unsupported curve
+//	403 connector_revoked  the same key pair enrolled before and was revoked
+//	429 rate_limited    10 invalid_key failures from one IP within a minute
+//	500 internal        see the server log
+//
+// # Heartbeat (mutual TLS with the enrolled certificate chain)
+//
+// POST /api/v1/heartbeat {"fingerprint": "…", "version": "…", "uptime": SECONDS}
+// answers 200 {"name", "state": "active"}. A fingerprint different from the
+// enrolled one answers 403 {"error": "blocked", "message": "… mac changed
+// from X to Y …"} and marks the connector blocked (fingerprints are
+// key=value pairs separated by ';'); the enrolled fingerprint again makes it
+// active. A revoked connector gets 403 connector_revoked; no client
+// certificate gets 401 unauthorized.
+//
+// # Admin API (Authorization: Bearer TOKEN from DATA/admin.conf)
+//
+//	GET/POST /api/v1/groups, GET/PATCH/DELETE /api/v1/groups/{name}[?force=true]
+//	GET /api/v1/keys[?group=&name=&state=], POST /api/v1/keys {name, group, max_uses, expires_in, signing_ca}
+//	GET/PATCH {max_uses}/DELETE /api/v1/keys/{name}
+//	POST /api/v1/keys/{name}/reveal | regenerate | revoke
+//	GET /api/v1/connectors[?group=], GET /api/v1/connectors/{name}, POST /api/v1/connectors/{name}/revoke
+//	GET /healthz (no token)
+//
+// Processes that share one PostgreSQL database act as one control plane
+// when they share the data directory's CAs and secrets (copy DATA to each);
+// a server refuses to start on a database initialised by another CA. The
+// rate limit is kept per process.
+//
+// A missing or wrong token answers 401 unauthorized. Other admin refusals:
+// 404 not_found, 409 exists, 409 conflict, 409 key_exhausted (reveal of a
+// used-up key), 400 bad_request.
+package controlplane

@@ -1,0 +1,453 @@
+package controlplane
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/outpost-appliance/outpost/controlplane/store"
+	"github.com/outpost-appliance/outpost/pki"
+	"github.com/outpost-appliance/outpost/provkey"
+)
+
+// Error is a refusal: an HTTP status, a stable code scripts branch on, and a
+// sentence for a person.
+type Error struct {
+	Status  int    `json:"-"`
+	Code    string `json:"error"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+func refuse(status int, code, format string, a ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, a...)}
+}
+
+// Refusal codes.
+const (
+	CodeBadRequest   = "bad_request"
+	CodeTooLarge     = "too_large"
+	CodeInvalidKey   = "invalid_key"
+	CodeWrongHost    = "wrong_host"
+	CodeKeyExhausted = "key_exhausted"
+	CodeKeyRevoked   = "key_revoked"
+	CodeKeyExpired   = "key_expired"
+	CodeBadCSR       = "bad_csr"
+	CodeRateLimited  = "rate_limited"
+	CodeBlocked      = "blocked"
+	CodeRevoked      = "connector_revoked"
+	CodeUnauthorized = "unauthorized"
+	CodeNotFound     = "not_found"
+	CodeExists       = "exists"
+	CodeConflict     = "conflict"
+	CodeInternal     = "internal"
+)
+
+// Service is the control plane's logic, independent of HTTP.
+type Service struct {
+	Store     *store.Store
+	Authority *pki.Authority
+	// KeyHost is the HOST[:PORT] written into new keys; Hosts are every
+	// HOST[:PORT] a key may name to be accepted here.
+	KeyHost string
+	Hosts   []string
+	Log     *slog.Logger
+	Now     func() time.Time
+
+	aead    cipher.AEAD
+	limiter limiter
+}
+
+// NewService wires a service. sealKey (32 bytes) encrypts key secrets at rest.
+func NewService(st *store.Store, a *pki.Authority, sealKey []byte, keyHost string, hosts []string, log *slog.Logger, now func() time.Time) (*Service, error) {
+	block, err := aes.NewCipher(sealKey)
+	if err != nil {
+		return nil, fmt.Errorf("secret sealing key: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{Store: st, Authority: a, KeyHost: keyHost, Hosts: hosts, Log: log, Now: now, aead: aead,
+		limiter: limiter{max: 10, window: time.Minute, fails: map[string][]time.Time{}}}, nil
+}
+
+func (s *Service) seal(id provkey.ID, secret []byte) (string, error) {
+	nonce := make([]byte, s.aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(s.aead.Seal(nonce, nonce, secret, id[:])), nil
+}
+
+func (s *Service) unseal(k store.Key) (provkey.Key, error) {
+	id, err := provkey.ParseID(k.ID)
+	if err != nil {
+		return provkey.Key{}, err
+	}
+	raw, err := base64.StdEncoding.DecodeString(k.Sealed)
+	if err != nil || len(raw) < s.aead.NonceSize() {
+		return provkey.Key{}, fmt.Errorf("key %s: sealed secret is damaged", k.Name)
+	}
+	secret, err := s.aead.Open(nil, raw[:s.aead.NonceSize()], raw[s.aead.NonceSize():], id[:])
+	if err != nil {
+		return provkey.Key{}, fmt.Errorf("key %s: cannot unseal its secret with this server's secrets.key (was the data directory replaced?)", k.Name)
+	}
+	pk := s.skeleton(k)
+	copy(pk.Secret[:], secret)
+	return pk, nil
+}
+
+// skeleton is the key without its secret: enough for the redacted form.
+func (s *Service) skeleton(k store.Key) provkey.Key {
+	pk := provkey.Key{Version: provkey.Version, Host: k.Host}
+	id, _ := provkey.ParseID(k.ID)
+	pk.ID = id
+	if b, err := hex.DecodeString(strings.TrimPrefix(k.Pin, "sha256:")); err == nil {
+		copy(pk.Pin[:], b)
+	}
+	return pk
+}
+
+// EnrollRequest is the body of POST /api/v1/enroll.
+type EnrollRequest struct {
+	Key         string `json:"key"`
+	CSR         string `json:"csr"`
+	Fingerprint string `json:"fingerprint"`
+	Nonce       string `json:"nonce"`
+}
+
+// EnrollResponse is the answer to a successful enrollment.
+type EnrollResponse struct {
+	Name        string `json:"name"`
+	Group       string `json:"group"`
+	Certificate string `json:"certificate"`
+}
+
+// Enroll checks a key and CSR, counts one use and issues a certificate.
+// source identifies the client for rate limiting (its IP address).
+func (s *Service) Enroll(ctx context.Context, req EnrollRequest, source string) (EnrollResponse, error) {
+	now := s.Now()
+	var keyID string
+	fail := func(e *Error) (EnrollResponse, error) {
+		s.Log.Warn("enrollment refused", "code", e.Code, "reason", e.Message, "key_id", keyID,
+			"nonce", req.Nonce, "fingerprint", req.Fingerprint, "source", source)
+		return EnrollResponse{}, e
+	}
+	if s.limiter.limited(source, now) {
+		return fail(refuse(429, CodeRateLimited, "too many failed enrollments from %s; wait a minute before trying again, and check that the provisioning key was copied completely", source))
+	}
+	var missing []string
+	for _, f := range []struct{ name, v string }{{"key", req.Key}, {"csr", req.CSR}, {"fingerprint", req.Fingerprint}, {"nonce", req.Nonce}} {
+		if strings.TrimSpace(f.v) == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) > 0 {
+		return fail(refuse(400, CodeBadRequest, "the request is missing %s; send a JSON object with key, csr, fingerprint and nonce", strings.Join(missing, ", ")))
+	}
+	pk, err := provkey.Parse(req.Key)
+	if err != nil {
+		s.limiter.fail(source, now)
+		return fail(refuse(401, CodeInvalidKey, "the provisioning key is not valid (%v); copy the key again from 'outpost keys reveal' and check it with 'outpost key check'", err))
+	}
+	keyID = pk.ID.String()
+	if !s.acceptsHost(pk.Host) {
+		return fail(refuse(400, CodeWrongHost, "this provisioning key was issued for the control plane at %s, but this server is %s; enroll against %s or create a key on this server", pk.Host, s.KeyHost, pk.Host))
+	}
+	if pk.Pin != provkey.PinOf(s.Authority.Root.Cert) {
+		return fail(refuse(400, CodeWrongHost, "this provisioning key was issued by another control plane (its CA pin %s is not this server's %s); create a key on this server", pk.Pin, provkey.PinOf(s.Authority.Root.Cert)))
+	}
+	k, err := s.Store.KeyByID(ctx, keyID)
+	if errors.Is(err, store.ErrNotFound) {
+		s.limiter.fail(source, now)
+		return fail(refuse(401, CodeInvalidKey, "this control plane does not know the provisioning key %s; it may have been deleted — ask the admin for a current key", keyID))
+	}
+	if err != nil {
+		return fail(s.internal(err))
+	}
+	hash, _ := hex.DecodeString(k.SecretHash)
+	if !pk.SecretMatches(hash) {
+		s.limiter.fail(source, now)
+		return fail(refuse(401, CodeInvalidKey, "the provisioning key %s (%s) has been regenerated and this copy no longer works; get the current text with 'outpost keys reveal %s'", k.Name, keyID, k.Name))
+	}
+	if k.State == store.KeyRevoked {
+		return fail(refuse(403, CodeKeyRevoked, "the provisioning key %s was revoked; create a new key with 'outpost keys create'", k.Name))
+	}
+	csr, err := pki.ParseCSR([]byte(req.CSR))
+	if err != nil {
+		return fail(refuse(400, CodeBadCSR, "%v", err))
+	}
+	// A retry after a lost response (same key, same key pair) gets the
+	// first answer. On the hot path Enroll detects it (the insert conflicts
+	// and the count rolls back); a key that cannot enroll more is checked
+	// here first.
+	if e := s.usable(k, now); e != nil {
+		if c, err := s.Store.ConnectorByCSR(ctx, keyID, csr.PublicKeyHash); err == nil {
+			return s.again(c, req, fail)
+		}
+		return fail(e)
+	}
+	ca := s.Authority.Signing[k.SigningCA]
+	if ca == nil {
+		return fail(s.internal(fmt.Errorf("key %s names signing CA %q, which this server does not have", k.Name, k.SigningCA)))
+	}
+	c, err := s.Store.Enroll(ctx, store.Enrollment{
+		KeyID: keyID, Generation: k.Generation, Fingerprint: req.Fingerprint, PubKeyHash: csr.PublicKeyHash, Nonce: req.Nonce, Now: now,
+		Sign: func(name string) (string, string, time.Time, error) {
+			iss, err := ca.Sign(csr, name, now)
+			if err != nil {
+				return "", "", time.Time{}, err
+			}
+			return iss.Serial, string(iss.ChainPEM), iss.Cert.NotAfter, nil
+		},
+	})
+	switch {
+	case errors.Is(err, store.ErrNoUse):
+		if c, err := s.Store.ConnectorByCSR(ctx, keyID, csr.PublicKeyHash); err == nil {
+			return s.again(c, req, fail)
+		}
+		// Changed between our read and the count: explain the current state.
+		k2, err2 := s.Store.KeyByID(ctx, keyID)
+		if err2 != nil {
+			return fail(refuse(401, CodeInvalidKey, "the provisioning key %s was deleted meanwhile; ask the admin for a current key", k.Name))
+		}
+		if k2.State == store.KeyRevoked {
+			return fail(refuse(403, CodeKeyRevoked, "the provisioning key %s was revoked; create a new key with 'outpost keys create'", k.Name))
+		}
+		if e := s.usable(k2, now); e != nil {
+			return fail(e)
+		}
+		return fail(refuse(401, CodeInvalidKey, "the provisioning key %s was regenerated meanwhile and this copy no longer works; get the current text with 'outpost keys reveal %s'", k.Name, k.Name))
+	case errors.Is(err, store.ErrExists):
+		if c, err := s.Store.ConnectorByCSR(ctx, keyID, csr.PublicKeyHash); err == nil {
+			return s.again(c, req, fail)
+		}
+		return fail(s.internal(fmt.Errorf("connector name collision for key %s", k.Name)))
+	case err != nil:
+		return fail(s.internal(err))
+	}
+	s.Log.Info("connector enrolled", "connector", c.Name, "group", c.Group, "key_id", keyID, "nonce", req.Nonce, "fingerprint", req.Fingerprint, "serial", c.Serial)
+	return EnrollResponse{Name: c.Name, Group: c.Group, Certificate: c.CertPEM}, nil
+}
+
+func (s *Service) again(c store.Connector, req EnrollRequest, fail func(*Error) (EnrollResponse, error)) (EnrollResponse, error) {
+	if c.State == store.ConnectorRevoked {
+		return fail(refuse(403, CodeRevoked, "connector %s, enrolled earlier with this key pair, was revoked; generate a new key pair on the appliance and enroll with a current key", c.Name))
+	}
+	s.Log.Info("enrollment repeated", "connector", c.Name, "key_id", c.KeyID, "nonce", req.Nonce, "fingerprint", req.Fingerprint)
+	return EnrollResponse{Name: c.Name, Group: c.Group, Certificate: c.CertPEM}, nil
+}
+
+// usable says why a key cannot enroll one more connector now, or nil.
+func (s *Service) usable(k store.Key, now time.Time) *Error {
+	if k.State == store.KeyRevoked {
+		return refuse(403, CodeKeyRevoked, "the provisioning key %s was revoked; create a new key with 'outpost keys create'", k.Name)
+	}
+	if !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt) {
+		return refuse(403, CodeKeyExpired, "the provisioning key %s expired at %s; create a new key, or a key that never expires with --expires-in never", k.Name, k.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	if k.UseCount >= k.MaxUses {
+		return refuse(403, CodeKeyExhausted, "%s has been used %d of %d times; raise its maximum uses (outpost keys edit %s --max-uses N) or use another key", k.Name, k.UseCount, k.MaxUses, k.Name)
+	}
+	return nil
+}
+
+func (s *Service) internal(err error) *Error {
+	s.Log.Error("internal error", "err", err)
+	return refuse(500, CodeInternal, "the control plane failed (%v); see its log, and try again", err)
+}
+
+func (s *Service) acceptsHost(h string) bool {
+	for _, a := range s.Hosts {
+		if strings.EqualFold(a, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// HostsFor lists the HOST[:PORT] forms a key may carry for a server whose
+// certificate covers names and which listens on port: "name:port" always,
+// and the bare name when the port is 443.
+func HostsFor(names []string, port int) []string {
+	var out []string
+	for _, n := range names {
+		h := n
+		if strings.Contains(n, ":") {
+			h = "[" + n + "]"
+		}
+		out = append(out, h+":"+strconv.Itoa(port))
+		if port == 443 {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// limiter counts failed enrollments per source in a sliding window.
+type limiter struct {
+	mu     sync.Mutex
+	max    int
+	window time.Duration
+	fails  map[string][]time.Time
+}
+
+func (l *limiter) prune(src string, now time.Time) []time.Time {
+	ts := l.fails[src]
+	i := 0
+	for i < len(ts) && now.Sub(ts[i]) >= l.window {
+		i++
+	}
+	ts = ts[i:]
+	if len(ts) == 0 {
+		delete(l.fails, src)
+	} else {
+		l.fails[src] = ts
+	}
+	return ts
+}
+
+func (l *limiter) limited(src string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.prune(src, now)) >= l.max
+}
+
+func (l *limiter) fail(src string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.fails) > 100000 { // bound memory under a flood of sources
+		l.fails = map[string][]time.Time{}
+	}
+	l.fails[src] = append(l.prune(src, now), now)
+}
+
+// SourceOf returns the IP address part of a remote address.
+func SourceOf(remoteAddr string) string {
+	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {
+		return h
+	}
+	return remoteAddr
+}
+
+// HeartbeatRequest is the body of POST /api/v1/heartbeat.
+type HeartbeatRequest struct {
+	Fingerprint string `json:"fingerprint"`
+	Version     string `json:"version"`
+	Uptime      int64  `json:"uptime"`
+}
+
+// HeartbeatResponse acknowledges a heartbeat.
+type HeartbeatResponse struct {
+	Name  string `json:"name"`
+	State string `json:"state"`
+}
+
+// Heartbeat records a report from the connector holding the certificate
+// with serial. A fingerprint different from the enrolled one blocks it.
+func (s *Service) Heartbeat(ctx context.Context, serial string, req HeartbeatRequest) (HeartbeatResponse, error) {
+	c, err := s.Store.ConnectorBySerial(ctx, serial)
+	if errors.Is(err, store.ErrNotFound) {
+		return HeartbeatResponse{}, refuse(403, CodeRevoked, "no connector holds the certificate with serial %s; it was deleted — enroll again with a current key", serial)
+	}
+	if err != nil {
+		return HeartbeatResponse{}, s.internal(err)
+	}
+	if c.State == store.ConnectorRevoked {
+		return HeartbeatResponse{}, refuse(403, CodeRevoked, "connector %s was revoked; enroll the appliance again with a current key", c.Name)
+	}
+	if req.Fingerprint != c.Fingerprint {
+		why := "the hardware fingerprint changed: " + FingerprintChange(c.Fingerprint, req.Fingerprint)
+		if c.State != store.ConnectorBlocked || c.StateReason != why {
+			if err := s.Store.SetConnectorState(ctx, c.Name, store.ConnectorBlocked, why); err != nil {
+				return HeartbeatResponse{}, s.internal(err)
+			}
+		}
+		s.Log.Warn("connector blocked", "connector", c.Name, "reason", why)
+		return HeartbeatResponse{}, refuse(403, CodeBlocked, "connector %s is blocked: %s. Restore the original hardware (a VM's MAC address must stay fixed), or revoke the connector and enroll the appliance again", c.Name, why)
+	}
+	state := store.ConnectorActive
+	if c.State == store.ConnectorBlocked { // the original hardware is back
+		if err := s.Store.SetConnectorState(ctx, c.Name, store.ConnectorActive, ""); err != nil {
+			return HeartbeatResponse{}, s.internal(err)
+		}
+	}
+	if err := s.Store.Heartbeat(ctx, c.Name, req.Version, req.Uptime, s.Now()); err != nil {
+		return HeartbeatResponse{}, s.internal(err)
+	}
+	return HeartbeatResponse{Name: c.Name, State: state}, nil
+}
+
+// FingerprintChange describes how fingerprint "a=1;b=2" became another one,
+// naming each changed part: `mac changed from X to Y`.
+func FingerprintChange(old, cur string) string {
+	po, pn := parseFingerprint(old), parseFingerprint(cur)
+	if po == nil || pn == nil {
+		return fmt.Sprintf("was %q, now %q", old, cur)
+	}
+	names := map[string]bool{}
+	for k := range po {
+		names[k] = true
+	}
+	for k := range pn {
+		names[k] = true
+	}
+	var sorted []string
+	for k := range names {
+		sorted = append(sorted, k)
+	}
+	sort.Strings(sorted)
+	var parts []string
+	for _, k := range sorted {
+		o, okO := po[k]
+		n, okN := pn[k]
+		switch {
+		case okO && okN && o != n:
+			parts = append(parts, fmt.Sprintf("%s changed from %s to %s", k, o, n))
+		case okO && !okN:
+			parts = append(parts, fmt.Sprintf("%s %s is missing", k, o))
+		case !okO && okN:
+			parts = append(parts, fmt.Sprintf("%s %s is new", k, n))
+		}
+	}
+	if len(parts) == 0 {
+		return fmt.Sprintf("was %q, now %q", old, cur)
+	}
+	return strings.Join(parts, "; ")
+}
+
+func parseFingerprint(s string) map[string]string {
+	m := map[string]string{}
+	for _, p := range strings.Split(s, ";") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(p, "=")
+		if !ok {
+			return nil
+		}
+		m[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return m
+}

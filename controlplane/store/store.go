@@ -1,0 +1,359 @@
+// Package store keeps the control plane's state — connector groups,
+// provisioning keys and connectors — in SQL through database/sql. It speaks
+// to an embedded SQLite file (modernc.org/sqlite, no cgo) or to PostgreSQL
+// (pgx) with the same schema and the same queries.
+//
+// The store never sees a provisioning key's secret in clear: it keeps the
+// SHA-256 of the secret (to check it) and the secret sealed by the caller (to
+// reveal it to an admin). It makes the one guarantee enrollment relies on:
+// a use is counted in the same transaction that records the certificate, and
+// never beyond the key's maximum, across any number of server processes.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver "pgx"
+	_ "modernc.org/sqlite"             // SQLite driver "sqlite"
+)
+
+// Errors callers branch on.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	ErrNoUse    = errors.New("key has no use left") // the conditional count did not apply
+	ErrConflict = errors.New("concurrent change")
+)
+
+// Store is the control plane database.
+type Store struct {
+	db       *sql.DB
+	postgres bool
+	stmts    sync.Map // query → *sql.Stmt, for the enrollment hot path
+
+	enrollCh   chan *enrollReq
+	quit       chan struct{}
+	writerDone chan struct{}
+	closeOnce  sync.Once
+}
+
+// prepared returns a prepared statement for query (already rebound).
+func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := s.stmts.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := s.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := s.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+// Open opens the database: a postgres:// or postgresql:// URL, otherwise the
+// path of a SQLite file (created if missing). It creates the schema.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	s := &Store{}
+	var err error
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		s.postgres = true
+		s.db, err = sql.Open("pgx", dsn)
+		if err != nil {
+			return nil, fmt.Errorf("open PostgreSQL database: %w", err)
+		}
+		s.db.SetMaxOpenConns(32)
+		s.db.SetMaxIdleConns(32)
+	} else {
+		// WAL lets readers run beside the writer; synchronous=NORMAL in WAL
+		// mode stays consistent after a crash (a commit may be lost on power
+		// failure, never half-applied). One connection serialises writers so
+		// SQLite never answers SQLITE_BUSY to an upgrade from read to write.
+		q := "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_txlock=immediate"
+		s.db, err = sql.Open("sqlite", "file:"+dsn+q)
+		if err != nil {
+			return nil, fmt.Errorf("open SQLite database %s: %w", dsn, err)
+		}
+		s.db.SetMaxOpenConns(1)
+		s.db.SetConnMaxIdleTime(0)
+		s.db.SetConnMaxLifetime(0)
+	}
+	if err := s.db.PingContext(ctx); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("connect to database %s: %w", redactDSN(dsn), err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		s.db.Close()
+		return nil, err
+	}
+	s.enrollCh, s.quit, s.writerDone = make(chan *enrollReq), make(chan struct{}), make(chan struct{})
+	go s.writer()
+	return s, nil
+}
+
+// redactDSN drops a password from a URL so it can appear in an error.
+func redactDSN(dsn string) string {
+	if i := strings.Index(dsn, "://"); i >= 0 {
+		if at := strings.LastIndex(dsn, "@"); at > i {
+			userinfo := dsn[i+3 : at]
+			if c := strings.Index(userinfo, ":"); c >= 0 {
+				return dsn[:i+3] + userinfo[:c] + ":xxxxx" + dsn[at:]
+			}
+		}
+	}
+	return dsn
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		if s.quit != nil {
+			close(s.quit)
+			<-s.writerDone
+		}
+	})
+	return s.db.Close()
+}
+
+// Postgres reports whether the store is PostgreSQL.
+func (s *Store) Postgres() bool { return s.postgres }
+
+// q rewrites ? placeholders to $n for PostgreSQL.
+func (s *Store) q(query string) string {
+	if !s.postgres {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for _, c := range query {
+		if c == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS settings (
+	name  TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS groups (
+	name        TEXT PRIMARY KEY,
+	location    TEXT NOT NULL,
+	window_day  INTEGER NOT NULL,
+	window_hour INTEGER NOT NULL,
+	created_at  BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS keys (
+	id            TEXT PRIMARY KEY,
+	name          TEXT NOT NULL UNIQUE,
+	group_name    TEXT NOT NULL REFERENCES groups(name),
+	signing_ca    TEXT NOT NULL,
+	host          TEXT NOT NULL,
+	pin           TEXT NOT NULL,
+	max_uses      BIGINT NOT NULL,
+	use_count     BIGINT NOT NULL DEFAULT 0,
+	seq           BIGINT NOT NULL DEFAULT 0,
+	expires_at    BIGINT NOT NULL,
+	state         TEXT NOT NULL,
+	secret_hash   TEXT NOT NULL,
+	sealed_secret TEXT NOT NULL,
+	generation    BIGINT NOT NULL DEFAULT 1,
+	created_at    BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS connectors (
+	name          TEXT PRIMARY KEY,
+	key_id        TEXT NOT NULL,
+	key_name      TEXT NOT NULL,
+	group_name    TEXT NOT NULL,
+	signing_ca    TEXT NOT NULL,
+	fingerprint   TEXT NOT NULL,
+	pubkey_hash   TEXT NOT NULL,
+	nonce         TEXT NOT NULL,
+	serial        TEXT NOT NULL UNIQUE,
+	cert_pem      TEXT NOT NULL,
+	cert_expires  BIGINT NOT NULL,
+	enrolled_at   BIGINT NOT NULL,
+	last_seen     BIGINT NOT NULL DEFAULT 0,
+	version       TEXT NOT NULL DEFAULT '',
+	uptime        BIGINT NOT NULL DEFAULT 0,
+	state         TEXT NOT NULL,
+	state_reason  TEXT NOT NULL DEFAULT '',
+	UNIQUE (key_id, pubkey_hash)
+);
+CREATE INDEX IF NOT EXISTS connectors_group ON connectors(group_name);
+`
+
+func (s *Store) migrate(ctx context.Context) error {
+	if s.postgres {
+		// Two servers starting at once must not race on CREATE TABLE.
+		conn, err := s.db.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock(727001)"); err != nil {
+			return fmt.Errorf("lock schema: %w", err)
+		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(727001)")
+		if _, err := conn.ExecContext(ctx, schema); err != nil {
+			return fmt.Errorf("create schema: %w", err)
+		}
+		return nil
+	}
+	if _, err := s.db.ExecContext(ctx, schema); err != nil {
+		return fmt.Errorf("create schema: %w", err)
+	}
+	return nil
+}
+
+// Setting returns a setting's value, or ErrNotFound.
+func (s *Store) Setting(ctx context.Context, name string) (string, error) {
+	var v string
+	err := s.db.QueryRowContext(ctx, s.q("SELECT value FROM settings WHERE name = ?"), name).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	return v, err
+}
+
+// InitSetting stores value under name unless a value exists, and returns
+// the stored value either way.
+func (s *Store) InitSetting(ctx context.Context, name, value string) (string, error) {
+	if _, err := s.db.ExecContext(ctx, s.q("INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING"), name, value); err != nil {
+		return "", fmt.Errorf("store setting %s: %w", name, err)
+	}
+	return s.Setting(ctx, name)
+}
+
+// Group is a connector group.
+type Group struct {
+	Name       string    `json:"name"`
+	Location   string    `json:"location"`
+	WindowDay  int       `json:"upgrade_window_day"`  // 0 Sunday … 6 Saturday
+	WindowHour int       `json:"upgrade_window_hour"` // start hour, UTC; the window lasts 4 hours
+	CreatedAt  time.Time `json:"created_at"`
+	Keys       int       `json:"keys"`
+	Connectors int       `json:"connectors"`
+}
+
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v).UTC()
+}
+
+// CreateGroup adds a group; ErrExists if the name is taken.
+func (s *Store) CreateGroup(ctx context.Context, g Group) error {
+	res, err := s.db.ExecContext(ctx, s.q("INSERT INTO groups (name, location, window_day, window_hour, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING"),
+		g.Name, g.Location, g.WindowDay, g.WindowHour, ms(g.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("create group %s: %w", g.Name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrExists
+	}
+	return nil
+}
+
+const groupCols = `g.name, g.location, g.window_day, g.window_hour, g.created_at,
+	(SELECT COUNT(*) FROM keys k WHERE k.group_name = g.name),
+	(SELECT COUNT(*) FROM connectors c WHERE c.group_name = g.name AND c.state <> 'revoked')`
+
+func scanGroup(sc interface{ Scan(...any) error }) (Group, error) {
+	var g Group
+	var created int64
+	err := sc.Scan(&g.Name, &g.Location, &g.WindowDay, &g.WindowHour, &created, &g.Keys, &g.Connectors)
+	g.CreatedAt = fromMS(created)
+	return g, err
+}
+
+// Groups lists all groups by name.
+func (s *Store) Groups(ctx context.Context) ([]Group, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT "+groupCols+" FROM groups g ORDER BY g.name")
+	if err != nil {
+		return nil, fmt.Errorf("list groups: %w", err)
+	}
+	defer rows.Close()
+	out := []Group{}
+	for rows.Next() {
+		g, err := scanGroup(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, g)
+	}
+	return out, rows.Err()
+}
+
+// Group returns one group or ErrNotFound.
+func (s *Store) Group(ctx context.Context, name string) (Group, error) {
+	g, err := scanGroup(s.db.QueryRowContext(ctx, s.q("SELECT "+groupCols+" FROM groups g WHERE g.name = ?"), name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return g, ErrNotFound
+	}
+	return g, err
+}
+
+// UpdateGroup replaces a group's location and window.
+func (s *Store) UpdateGroup(ctx context.Context, g Group) error {
+	res, err := s.db.ExecContext(ctx, s.q("UPDATE groups SET location = ?, window_day = ?, window_hour = ? WHERE name = ?"), g.Location, g.WindowDay, g.WindowHour, g.Name)
+	if err != nil {
+		return fmt.Errorf("update group %s: %w", g.Name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// DeleteGroup deletes a group. With force it first deletes the group's keys
+// and revokes its connectors; without, the caller has checked it is empty.
+func (s *Store) DeleteGroup(ctx context.Context, name string, force bool, now time.Time) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if force {
+		if _, err := tx.ExecContext(ctx, s.q("DELETE FROM keys WHERE group_name = ?"), name); err != nil {
+			return fmt.Errorf("delete keys of group %s: %w", name, err)
+		}
+		if _, err := tx.ExecContext(ctx, s.q("UPDATE connectors SET state = 'revoked', state_reason = ? WHERE group_name = ? AND state <> 'revoked'"),
+			"its group "+name+" was deleted", name); err != nil {
+			return fmt.Errorf("revoke connectors of group %s: %w", name, err)
+		}
+	}
+	res, err := tx.ExecContext(ctx, s.q("DELETE FROM groups WHERE name = ?"), name)
+	if err != nil {
+		return fmt.Errorf("delete group %s: %w", name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return tx.Commit()
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
