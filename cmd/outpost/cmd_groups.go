@@ -22,7 +22,7 @@ type groupFlags struct {
 func (g *groupFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&g.location, "location", "", "where the group's connectors run (free text)")
 	fs.StringVar(&g.day, "window-day", "", "day of the weekly 4-hour upgrade window: sun, mon, … sat (default sun)")
-	fs.IntVar(&g.hour, "window-hour", -1, "start hour (0-23, UTC) of the upgrade window (default 2)")
+	fs.IntVar(&g.hour, "window-hour", 2, "start hour (0-23, UTC) of the upgrade window")
 }
 
 func (g *groupFlags) spec(fs *pflag.FlagSet, name string) controlplane.GroupSpec {

@@ -31,7 +31,7 @@ func formatNames() []string {
 var (
 	imageBuildEntry = entry{
 		Path:    "image build",
-		Summary: "build appliance disk images from an image spec and a root filesystem",
+		Summary: "Build appliance disk images from an image spec and a root filesystem",
 		Long: `Builds a bootable GPT disk (EFI system partition with systemd-boot, ext4
 root) from the image spec and the root filesystem, without mounting or root
 privileges, then writes each requested format to OUTDIR as NAME-VERSION.EXT.
@@ -45,7 +45,7 @@ SOURCE_DATE_EPOCH=1700000000 outpost image build --rootfs rootfs.tar --mac 00:50
 	}
 	imagePackEntry = entry{
 		Path:     "image pack",
-		Summary:  "wrap an existing raw disk image in the appliance's output formats",
+		Summary:  "Wrap an existing raw disk image in the appliance's output formats",
 		Long:     `Writes the requested formats from a raw disk built earlier (or by other tools), with the hardware, MAC and properties of the image spec.`,
 		Examples: `outpost image pack --disk out/outpost-connector-0.1.0.raw --format raw -o dist/`,
 		New:      func() command { return &imagePackCmd{} },
