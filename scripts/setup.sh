@@ -14,6 +14,12 @@ if ((${#missing[@]})); then
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+# The boot tests download Debian's cloud kernel with apt-get download, which
+# needs the package lists.
+if ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
+  sudo=""; [[ $(id -u) -eq 0 ]] || sudo=sudo
+  $sudo apt-get update -q
+fi
 if ! command -v go >/dev/null 2>&1; then
   echo "setup: Go is not on PATH; install Go 1.26 (/usr/local/go/bin)" >&2
   exit 1
