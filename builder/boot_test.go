@@ -1,10 +1,8 @@
 package builder
 
 import (
-	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,8 +12,8 @@ import (
 )
 
 const (
-	ovmfCode = "/usr/share/OVMF/OVMF_CODE.fd"
-	ovmfVars = "/usr/share/OVMF/OVMF_VARS.fd"
+	ovmfCode = testrootfs.OVMFCode
+	ovmfVars = testrootfs.OVMFVars
 )
 
 // needFile is needTool for data files installed by packages.
@@ -37,7 +35,7 @@ func TestBootUnderQEMU(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a VM (about 30 s under TCG)")
 	}
-	qemu := needTool(t, "qemu-system-x86_64")
+	needTool(t, "qemu-system-x86_64")
 	needFile(t, ovmfCode, "ovmf")
 	needFile(t, ovmfVars, "ovmf")
 	needFile(t, HostBootloader, "systemd-boot-efi")
@@ -70,28 +68,11 @@ func TestBootUnderQEMU(t *testing.T) {
 		t.Fatalf("Build chose kernel %s, want %s", res.Kernel, kver)
 	}
 	t.Logf("disk built in %s", time.Since(t0).Round(time.Millisecond))
-	vars := filepath.Join(work, "OVMF_VARS.fd")
-	data, err := os.ReadFile(ovmfVars)
-	must(t, err)
-	must(t, os.WriteFile(vars, data, 0o644))
-
 	bootCtx, stop := context.WithTimeout(ctx, 90*time.Second)
 	defer stop()
-	cmd := exec.CommandContext(bootCtx, qemu,
-		"-machine", "q35", "-cpu", "max", "-m", "512", "-smp", "1",
-		"-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio",
-		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+ovmfCode,
-		"-drive", "if=pflash,format=raw,unit=1,file="+vars,
-		"-drive", "file="+raw+",format=raw,if=virtio",
-		"-net", "none",
-	)
-	var console bytes.Buffer
-	cmd.Stdout = &console
-	cmd.Stderr = &console
 	start := time.Now()
-	runErr := cmd.Run()
-	out := console.String()
-	if !strings.Contains(out, "OUTPOST-MARKER: "+marker) {
+	out, runErr := testrootfs.Boot(bootCtx, raw, "raw", work)
+	if !strings.Contains(out, testrootfs.MarkerLine(marker)) {
 		t.Fatalf("marker not on the serial console after %s (qemu: %v); console:\n%s", time.Since(start).Round(time.Second), runErr, tail(out, 4000))
 	}
 	if runErr != nil {

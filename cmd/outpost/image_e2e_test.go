@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -13,11 +12,6 @@ import (
 
 	"github.com/outpost-appliance/outpost/internal/govctest"
 	"github.com/outpost-appliance/outpost/internal/testrootfs"
-)
-
-const (
-	ovmfCode = "/usr/share/OVMF/OVMF_CODE.fd"
-	ovmfVars = "/usr/share/OVMF/OVMF_VARS.fd"
 )
 
 // needTools skips when a tool is missing outside CI, and fails in CI.
@@ -49,7 +43,7 @@ func TestImageBuildEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a VM")
 	}
-	needTools(t, "qemu-system-x86_64", "qemu-img", "dpkg-deb", ovmfCode, ovmfVars)
+	needTools(t, "qemu-system-x86_64", "qemu-img", "dpkg-deb", testrootfs.OVMFCode, testrootfs.OVMFVars)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
@@ -81,32 +75,14 @@ func TestImageBuildEndToEnd(t *testing.T) {
 	}
 
 	// Boot the qcow2 as a homelab user would.
-	vars := filepath.Join(t.TempDir(), "OVMF_VARS.fd")
-	data, err := os.ReadFile(ovmfVars)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(vars, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
 	bootCtx, stop := context.WithTimeout(ctx, 2*time.Minute)
 	defer stop()
-	cmd := exec.CommandContext(bootCtx, "qemu-system-x86_64",
-		"-machine", "q35", "-cpu", "max", "-m", "512", "-smp", "1",
-		"-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio",
-		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+ovmfCode,
-		"-drive", "if=pflash,format=raw,unit=1,file="+vars,
-		"-drive", "file="+qcow+",format=qcow2,if=virtio",
-		"-net", "none")
-	var console bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &console, &console
-	runErr := cmd.Run()
-	if !strings.Contains(console.String(), "OUTPOST-MARKER: "+marker) {
-		c := console.String()
-		if len(c) > 4000 {
-			c = c[len(c)-4000:]
+	console, runErr := testrootfs.Boot(bootCtx, qcow, "qcow2", t.TempDir())
+	if !strings.Contains(console, testrootfs.MarkerLine(marker)) {
+		if len(console) > 4000 {
+			console = console[len(console)-4000:]
 		}
-		t.Fatalf("marker not on the serial console (qemu: %v); console:\n%s", runErr, c)
+		t.Fatalf("marker not on the serial console (qemu: %v); console:\n%s", runErr, console)
 	}
 
 	// Import the OVA into vcsim with the real govc, setting properties.
