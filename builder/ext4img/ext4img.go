@@ -116,15 +116,11 @@ type Image struct {
 
 // New returns an empty image of size bytes (rounded down to 4 KiB blocks)
 // holding only the root directory and lost+found.
-func New(size int64, opts Options) *Image {
-	if opts.BytesPerInode <= 0 {
-		opts.BytesPerInode = 16384
-	}
-	im := &Image{opts: opts, size: size, byPath: map[string]int32{}}
-	t := opts.Time.Unix()
+func New(size int64) *Image {
+	im := &Image{size: size, byPath: map[string]int32{}}
 	im.nodes = []*node{
-		{path: "", mode: fs.ModeDir | 0o755, mtime: t, ino: rootIno, nlink: 2},
-		{path: "lost+found", mode: fs.ModeDir | 0o700, mtime: t, ino: firstIno, nlink: 2},
+		{path: "", mode: fs.ModeDir | 0o755, mtime: unsetTime, ino: rootIno, nlink: 2},
+		{path: "lost+found", mode: fs.ModeDir | 0o700, mtime: unsetTime, ino: firstIno, nlink: 2},
 	}
 	im.byPath[""] = 0
 	im.byPath["lost+found"] = 1
@@ -133,8 +129,13 @@ func New(size int64, opts Options) *Image {
 	return im
 }
 
-// Add adds an entry; its parent directory must have been added before.
-// The root ("") and lost+found may be added to set their attributes.
+// unsetTime marks the root's and lost+found's times until Layout gives them
+// Options.Time.
+const unsetTime = -1 << 62
+
+// Add adds an entry; its parent directory must have been added before. A
+// directory added again (the root "" and lost+found exist from the start)
+// takes the new attributes and keeps its entries.
 func (im *Image) Add(e Entry) error {
 	if im.laidOut {
 		return errors.New("ext4img: Add after Layout")
@@ -143,7 +144,7 @@ func (im *Image) Add(e Entry) error {
 	if p != "" && (!fs.ValidPath(p) || p == ".") {
 		return fmt.Errorf("/%s: not a clean relative path", p)
 	}
-	if i, ok := im.byPath[p]; ok && (p == "" || p == "lost+found") && e.Mode.IsDir() && !e.Hardlink {
+	if i, ok := im.byPath[p]; ok && im.nodes[i].mode.IsDir() && e.Mode.IsDir() && !e.Hardlink {
 		n := im.nodes[i]
 		n.mode, n.uid, n.gid, n.mtime = e.Mode, e.UID, e.GID, e.ModTime.Unix()
 		return nil
@@ -247,11 +248,20 @@ func (im *Image) groupEnd(g uint32) uint32 {
 	return min(groupStart(g+1), im.blocks)
 }
 
-// Layout assigns inode numbers and blocks. It fails with ErrTooLarge when
-// the entries do not fit.
-func (im *Image) Layout() error {
+// Layout assigns inode numbers and blocks, after the last Add and before
+// Write. It fails with ErrTooLarge when the entries do not fit.
+func (im *Image) Layout(opts Options) error {
 	if im.laidOut {
-		return nil
+		return errors.New("ext4img: Layout called twice")
+	}
+	if opts.BytesPerInode <= 0 {
+		opts.BytesPerInode = 16384
+	}
+	im.opts = opts
+	for _, n := range im.nodes[:2] {
+		if n.mtime == unsetTime {
+			n.mtime = opts.Time.Unix()
+		}
 	}
 	blocks := im.size / blockSize
 	if blocks > 1<<32-1 {
@@ -480,12 +490,12 @@ func (im *Image) groupUsed(g uint32) uint32 {
 // added.
 type Open func(path string) (io.ReadCloser, error)
 
-// Write writes the filesystem to dst at offset off. The region must read as
-// zeros (a new or truncated file): all-zero blocks are skipped, so a sparse
-// file stays sparse.
+// Write writes the laid-out filesystem to dst at offset off. The region
+// must read as zeros (a new or truncated file): all-zero blocks are
+// skipped, so a sparse file stays sparse.
 func (im *Image) Write(dst io.WriterAt, off int64, open Open) error {
-	if err := im.Layout(); err != nil {
-		return err
+	if !im.laidOut {
+		return errors.New("ext4img: Write before Layout")
 	}
 	w := &writer{im: im, dst: dst, off: off, buf: make([]byte, 4<<20)}
 	for _, n := range im.nodes {

@@ -134,7 +134,7 @@ func TestTreeRoundTrip(t *testing.T) {
 	src := t.TempDir()
 	writeTree(t, src)
 	const size = 300 << 20 // three groups, the last one short
-	im := New(size, Options{Label: "root", Time: time.Unix(1700000000, 0)})
+	im := New(size)
 	open := addTree(t, im, src)
 	// Nodes a user cannot make without privileges.
 	must(t, im.Add(Entry{Path: "dev", Mode: fs.ModeDir | 0o755}))
@@ -142,6 +142,8 @@ func TestTreeRoundTrip(t *testing.T) {
 	must(t, im.Add(Entry{Path: "dev/big", Mode: fs.ModeDevice | 0o660, GID: 6, Major: 259, Minor: 300}))
 	must(t, im.Add(Entry{Path: "dev/sock", Mode: fs.ModeSocket | 0o600}))
 	must(t, im.Add(Entry{Path: "dev/owned", Mode: 0o640, UID: 70000, GID: 70001}))
+	must(t, im.Add(Entry{Path: "dev", Mode: fs.ModeDir | 0o750})) // again: new attributes, same entries
+	must(t, im.Layout(Options{Label: "root", Time: time.Unix(1700000000, 0)}))
 	img := writeImage(t, im, open, size)
 	e2fsck(t, img)
 
@@ -158,6 +160,7 @@ func TestTreeRoundTrip(t *testing.T) {
 	for p, want := range map[string][]string{
 		"/usr/bin/tool":      {"Mode:  04755", "Type: regular"},
 		"/tmp":               {"Mode:  01777", "Type: directory"},
+		"/dev":               {"Mode:  0750", "Links: 2"},
 		"/usr/bin/link":      {"Type: symlink", `Fast link dest: "tool"`},
 		"/usr/bin/longlink":  {"Type: symlink", "Size: 107"},
 		"/etc/hostname":      {"Links: 2", "mtime: 0x5e0d5da5", "ctime: 0x5e0d5da5", "crtime: 0x5e0d5da5"},
@@ -196,9 +199,10 @@ func TestDeepExtents(t *testing.T) {
 	}
 	const size = 1 << 30
 	const fileSize = 600<<20 + 123
-	im := New(size, Options{})
+	im := New(size)
 	must(t, im.Add(Entry{Path: "big", Mode: 0o644, Size: fileSize}))
 	must(t, im.Add(Entry{Path: "after", Mode: 0o644, Size: 5}))
+	must(t, im.Layout(Options{}))
 	want := sha256.New()
 	gen := func() io.Reader { return io.LimitReader(&pattern{}, fileSize) }
 	if _, err := io.Copy(want, gen()); err != nil {
@@ -241,12 +245,12 @@ func (p *pattern) Read(b []byte) (int, error) {
 }
 
 func TestRefuses(t *testing.T) {
-	im := New(64<<20, Options{})
+	im := New(64 << 20)
 	must(t, im.Add(Entry{Path: "huge", Mode: 0o644, Size: 100 << 20}))
-	if err := im.Layout(); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "/huge") {
+	if err := im.Layout(Options{}); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "/huge") {
 		t.Errorf("Layout = %v, want ErrTooLarge naming /huge", err)
 	}
-	im = New(64<<20, Options{})
+	im = New(64 << 20)
 	for _, tt := range []struct {
 		e   Entry
 		msg string
@@ -266,8 +270,10 @@ func TestReproducible(t *testing.T) {
 	writeTree(t, src)
 	const size = 64 << 20
 	img := func(seed byte) [32]byte {
-		im := New(size, Options{UUID: [16]byte{1, 2, seed}, HashSeed: [16]byte{seed}, Time: time.Unix(1700000000, 0)})
-		p := writeImage(t, im, addTree(t, im, src), size)
+		im := New(size)
+		open := addTree(t, im, src)
+		must(t, im.Layout(Options{UUID: [16]byte{1, 2, seed}, HashSeed: [16]byte{seed}, Time: time.Unix(1700000000, 0)}))
+		p := writeImage(t, im, open, size)
 		b, err := os.ReadFile(p)
 		must(t, err)
 		return sha256.Sum256(b)
