@@ -6,9 +6,9 @@
 // source tree.
 //
 // The filesystem is what mkfs.ext4 would make with the features
-// filetype, extent, sparse_super, large_file, huge_file, dir_nlink and
-// extra_isize: 4 KiB blocks, 256-byte inodes, no journal, no metadata
-// checksums, linear directories (no htree), lost+found in inode 11. Files
+// has_journal, filetype, extent, sparse_super, large_file, huge_file,
+// dir_nlink and extra_isize: 4 KiB blocks, 256-byte inodes, a journal of
+// mkfs's default size in inode 8 (empty and clean), no metadata checksums, linear directories (no htree), lost+found in inode 11. Files
 // are allocated contiguously, so most have one extent. Regular files,
 // directories, symlinks (fast and slow), hard links, character and block
 // devices, FIFOs and sockets are stored with their modes, owners and
@@ -58,6 +58,8 @@ type Options struct {
 	// BytesPerInode sizes the inode tables as mkfs's -i does; 0 means
 	// 16384. More inodes are made when the entries need them.
 	BytesPerInode int64
+	// NoJournal leaves the journal out (mkfs -O ^has_journal).
+	NoJournal bool
 }
 
 const (
@@ -67,6 +69,7 @@ const (
 	extraIsize     = 32
 	descSize       = 32
 	firstIno       = 11 // lost+found; added entries follow
+	journalIno     = 8
 	rootIno        = 2
 	maxExtentLen   = 32768
 	extentsPerLeaf = (blockSize - 12) / 12
@@ -112,6 +115,7 @@ type Image struct {
 	itBlocks  uint32 // inode table blocks per group
 	gdtBlocks uint32
 	cursor    uint32 // next free block
+	journal   *node  // inode 8; nil without a journal
 }
 
 // New returns an empty image of size bytes (rounded down to 4 KiB blocks)
@@ -299,6 +303,13 @@ func (im *Image) Layout(opts Options) error {
 	}
 	// lost+found has room for entries without growing, as mkfs makes it.
 	im.cursor = im.metaBlocks(0)
+	if jb := journalBlocks(im.blocks); jb > 0 && !opts.NoJournal {
+		im.journal = &node{path: "<journal>", mode: 0o600, mtime: opts.Time.Unix(), ino: journalIno, nlink: 1,
+			size: int64(jb) * blockSize}
+		if err := im.allocNode(im.journal, jb); err != nil {
+			return err
+		}
+	}
 	for _, n := range im.nodes {
 		var nb uint32
 		switch {
@@ -319,22 +330,61 @@ func (im *Image) Layout(opts Options) error {
 		if nb == 0 {
 			continue
 		}
-		var err error
-		if n.runs, err = im.alloc(nb); err != nil {
-			return fmt.Errorf("/%s: %w", n.path, err)
-		}
-		if ne := extentCount(n.runs); ne > 4 {
-			leaves := (ne + extentsPerLeaf - 1) / extentsPerLeaf
-			if leaves > 4 {
-				return fmt.Errorf("/%s: %d extents need a deeper extent tree than this writer makes", n.path, ne)
-			}
-			if n.leaves, err = im.alloc(uint32(leaves)); err != nil {
-				return fmt.Errorf("/%s: %w", n.path, err)
-			}
+		if err := im.allocNode(n, nb); err != nil {
+			return err
 		}
 	}
 	im.laidOut = true
 	return nil
+}
+
+// allocNode gives n nb data blocks and, past four extents, leaf blocks for
+// a depth-1 extent tree.
+func (im *Image) allocNode(n *node, nb uint32) error {
+	var err error
+	if n.runs, err = im.alloc(nb); err != nil {
+		return fmt.Errorf("/%s: %w", n.path, err)
+	}
+	if ne := extentCount(n.runs); ne > 4 {
+		leaves := (ne + extentsPerLeaf - 1) / extentsPerLeaf
+		if leaves > 4 {
+			return fmt.Errorf("/%s: %d extents need a deeper extent tree than this writer makes", n.path, ne)
+		}
+		if n.leaves, err = im.alloc(uint32(leaves)); err != nil {
+			return fmt.Errorf("/%s: %w", n.path, err)
+		}
+	}
+	return nil
+}
+
+// journalBlocks is mkfs's default journal size for a filesystem of blocks
+// 4 KiB blocks (ext2fs_default_journal_size).
+func journalBlocks(blocks uint32) uint32 {
+	for _, s := range []struct{ below, size uint32 }{
+		{2048, 0}, {32768, 1024}, {256 << 10, 4096}, {512 << 10, 8192}, {4096 << 10, 16384},
+		{8192 << 10, 32768}, {16384 << 10, 65536}, {32768 << 10, 131072},
+	} {
+		if blocks < s.below {
+			return s.size
+		}
+	}
+	return 262144
+}
+
+// journalSuper is the first block of an empty, clean jbd2 journal, as
+// mkfs writes it (big-endian).
+func (im *Image) journalSuper() []byte {
+	be := binary.BigEndian
+	b := make([]byte, blockSize)
+	be.PutUint32(b[0x00:], 0xC03B3998) // JBD2 magic
+	be.PutUint32(b[0x04:], 4)          // superblock v2
+	be.PutUint32(b[0x0C:], blockSize)
+	be.PutUint32(b[0x10:], uint32(im.journal.size/blockSize))
+	be.PutUint32(b[0x14:], 1) // first log block
+	be.PutUint32(b[0x18:], 1) // first expected transaction
+	copy(b[0x30:0x40], im.opts.UUID[:])
+	be.PutUint32(b[0x40:], 1) // users
+	return b
 }
 
 // alloc takes n blocks from the cursor, skipping group metadata.
@@ -528,6 +578,16 @@ func (im *Image) Write(dst io.WriterAt, off int64, open Open) error {
 		if len(n.leaves) > 0 {
 			if err := w.runs(n.leaves, im.leafBlocks(n), false); err != nil {
 				return fmt.Errorf("/%s: %w", n.path, err)
+			}
+		}
+	}
+	if j := im.journal; j != nil {
+		if err := w.write(im.journalSuper(), j.runs[0].start, false); err != nil {
+			return fmt.Errorf("writing the journal: %w", err)
+		}
+		if len(j.leaves) > 0 {
+			if err := w.runs(j.leaves, im.leafBlocks(j), false); err != nil {
+				return fmt.Errorf("writing the journal's extent tree: %w", err)
 			}
 		}
 	}
@@ -767,6 +827,9 @@ func (w *writer) inodeTables() error {
 	byIno := make(map[uint32]*node, 2)
 	byIno[rootIno] = im.nodes[0]
 	byIno[firstIno] = im.nodes[1]
+	if im.journal != nil {
+		byIno[journalIno] = im.journal
+	}
 	buf := make([]byte, int(im.itBlocks)*blockSize)
 	for g := uint32(0); g < im.groups; g++ {
 		first := g*im.ipg + 1
@@ -910,7 +973,16 @@ func (im *Image) superblock(freeBlocks, freeInodes uint64) []byte {
 	le.PutUint32(sb[0x4C:], 1) // dynamic revision
 	le.PutUint32(sb[0x54:], firstIno)
 	le.PutUint16(sb[0x58:], inodeSize)
-	le.PutUint32(sb[0x5C:], 0)                     // compat
+	if im.journal != nil {
+		le.PutUint32(sb[0x5C:], 0x4) // compat: has_journal
+		le.PutUint32(sb[0xE0:], journalIno)
+		sb[0xFD] = 1 // s_jnl_blocks holds a copy of the journal inode's i_block
+		ino := make([]byte, inodeSize)
+		im.putInode(ino, im.journal)
+		copy(sb[0x10C:0x10C+60], ino[0x28:0x28+60])
+		le.PutUint32(sb[0x10C+60:], uint32(im.journal.size>>32))
+		le.PutUint32(sb[0x10C+64:], uint32(im.journal.size))
+	}
 	le.PutUint32(sb[0x60:], 0x2|0x40)              // incompat: filetype, extent
 	le.PutUint32(sb[0x64:], 0x1|0x2|0x8|0x20|0x40) // ro_compat: sparse_super, large_file, huge_file, dir_nlink, extra_isize
 	copy(sb[0x68:0x78], im.opts.UUID[:])
