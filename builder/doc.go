@@ -29,6 +29,12 @@
 // link members in a tar) and owners. Extended attributes (file
 // capabilities, SELinux labels) are not copied.
 //
+// Speed (BenchmarkRootfsToOVA in cmd/outpost, a 1 GiB tree of 53k entries
+// on a loaded 2-core machine): Build takes about 3.6 s and 75 MiB, mostly
+// reading the tree; the whole OVA about 14 s, 5.5x faster than mkfs.ext4
+// -d, qemu-img convert, sha256sum and tar (76 s), most of it deflating the
+// VMDK.
+//
 // The package does not write VMDK, qcow2 or OVA; package ova does, from the
 // raw disk.
 package builder
