@@ -110,8 +110,8 @@ func Build(ctx context.Context, spec *Spec, rootfs string, outRawPath string, op
 	}
 	if err := img.Layout(ext4img.Options{UUID: l.fsUUID, HashSeed: l.hashSeed, Label: "root", Time: epoch}); err != nil {
 		if errors.Is(err, ext4img.ErrTooLarge) {
-			return nil, fmt.Errorf("%w: %s: %v; the root partition of a %s disk holds about %s; raise hardware.disk.size",
-				ErrTooLarge, src, err, Size(size), human(l.rootSize))
+			return nil, fmt.Errorf("%w: %s: %v (the root partition of a %s disk); raise hardware.disk.size",
+				ErrTooLarge, src, err, Size(size))
 		}
 		return nil, fmt.Errorf("laying out the root filesystem: %w", err)
 	}

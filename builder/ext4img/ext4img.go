@@ -276,14 +276,14 @@ func (im *Image) Layout(opts Options) error {
 	inodes := uint64(len(im.nodes)) - 2 + firstIno // root and lost+found are reserved numbers
 	for {
 		if im.groups == 0 {
-			return fmt.Errorf("ext4img: %d bytes: %w", im.size, ErrTooLarge)
+			return fmt.Errorf("%d bytes: %w", im.size, ErrTooLarge)
 		}
 		im.gdtBlocks = (im.groups*descSize + blockSize - 1) / blockSize
 		want := uint64(im.blocks) * blockSize / uint64(im.opts.BytesPerInode)
 		ipg := max((want+uint64(im.groups)-1)/uint64(im.groups), (inodes+uint64(im.groups)-1)/uint64(im.groups), 16)
 		ipg = (ipg + 15) / 16 * 16
 		if ipg > blocksPerGroup {
-			return fmt.Errorf("ext4img: %d files and directories: %w (at most %d inodes)", inodes, ErrTooLarge, uint64(im.groups)*blocksPerGroup)
+			return fmt.Errorf("%d files and directories: %w (at most %d inodes)", inodes, ErrTooLarge, uint64(im.groups)*blocksPerGroup)
 		}
 		im.ipg = uint32(ipg)
 		im.itBlocks = im.ipg * inodeSize / blockSize
@@ -393,7 +393,7 @@ func (im *Image) alloc(n uint32) ([]run, error) {
 	for n > 0 {
 		g := im.cursor / blocksPerGroup
 		if g >= im.groups {
-			return nil, fmt.Errorf("out of space in a filesystem of %d MiB: %w", int64(im.blocks)*blockSize>>20, ErrTooLarge)
+			return nil, fmt.Errorf("%w of %d MiB", ErrTooLarge, int64(im.blocks)*blockSize>>20)
 		}
 		if ds := groupStart(g) + im.metaBlocks(g); im.cursor < ds {
 			im.cursor = ds
