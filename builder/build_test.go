@@ -77,6 +77,10 @@ func writeTree(t *testing.T, dir string) {
 	must(t, os.Symlink("/"+strings.Repeat("long/", 20)+"target", filepath.Join(dir, "usr/bin/longlink")))
 	must(t, os.MkdirAll(filepath.Join(dir, "tmp"), 0o755))
 	must(t, os.Chmod(filepath.Join(dir, "tmp"), os.ModeSticky|0o777))
+	// A hard link inside the tree and a FIFO, which go-diskfs could not store.
+	must(t, os.Link(filepath.Join(dir, "etc/hostname"), filepath.Join(dir, "etc/hostname.orig")))
+	must(t, os.MkdirAll(filepath.Join(dir, "run"), 0o755))
+	must(t, unix.Mkfifo(filepath.Join(dir, "run/initctl"), 0o600))
 	old := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
 	must(t, os.Chtimes(filepath.Join(dir, "etc/hostname"), old, old))
 }
@@ -182,14 +186,16 @@ func TestBuildDirVerifiedByTools(t *testing.T) {
 		return string(out)
 	}
 	for p, want := range map[string][]string{
-		"/usr/bin/tool":     {"Mode:  04755", "Type: regular"},
-		"/tmp":              {"Mode:  01777", "Type: directory"},
-		"/usr/bin":          {"Mode:  0755", "Type: directory", "User:     0   Group:     0"},
-		"/usr/big":          {"Mode:  0600", "Size: 4800000"},
-		"/usr/bin/link":     {"Type: symlink", `Fast link dest: "tool"`},
-		"/usr/bin/longlink": {"Type: symlink"},
-		"/etc/hostname":     {"mtime: 0x5e0d5da5", "ctime: 0x5e0d5da5"},
-		"/etc/empty":        {"Size: 0"},
+		"/usr/bin/tool":      {"Mode:  04755", "Type: regular"},
+		"/tmp":               {"Mode:  01777", "Type: directory"},
+		"/usr/bin":           {"Mode:  0755", "Type: directory", "User:     0   Group:     0"},
+		"/usr/big":           {"Mode:  0600", "Size: 4800000"},
+		"/usr/bin/link":      {"Type: symlink", `Fast link dest: "tool"`},
+		"/usr/bin/longlink":  {"Type: symlink"},
+		"/etc/hostname":      {"mtime: 0x5e0d5da5", "ctime: 0x5e0d5da5", "Links: 2"},
+		"/etc/hostname.orig": {"Links: 2", "Size: 8"},
+		"/run/initctl":       {"Type: FIFO", "Mode:  0600"},
+		"/etc/empty":         {"Size: 0"},
 	} {
 		s := stat(p)
 		for _, w := range want {
