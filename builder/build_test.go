@@ -45,7 +45,7 @@ func testSpec(t *testing.T) *Spec {
 	return s
 }
 
-// writeTree makes a small root filesystem with the things go-diskfs must
+// writeTree makes a small root filesystem with the things the builder must
 // keep: modes, owners, symlinks (short and long), a setuid file, an empty
 // file, a large file, and a fake kernel and initrd.
 func writeTree(t *testing.T, dir string) {
