@@ -1,6 +1,7 @@
 package builder
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -14,10 +15,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/diskfs/go-diskfs/filesystem/ext4"
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/google/uuid"
+	"github.com/outpost-appliance/outpost/builder/ext4img"
 )
 
 // HostBootloader is where Debian's systemd-boot-efi package puts systemd-boot;
@@ -31,9 +32,6 @@ const (
 	// ESPIndex and RootIndex are the GPT partition numbers.
 	ESPIndex  = 1
 	RootIndex = 2
-	// maxChunk bounds the memory used to copy one file: go-diskfs allocates
-	// extents per Write, so fewer, larger writes give contiguous files.
-	maxChunk = 64 << 20
 )
 
 // Options tune Build. The zero value is usable: quiet, epoch 0.
@@ -68,8 +66,9 @@ type Result struct {
 	Files         int
 	Dirs          int
 	Symlinks      int
-	// Skipped lists what go-diskfs cannot represent and Build left out or
-	// changed (device nodes, FIFOs, hard links copied, symlink owners).
+	// Skipped lists what Build left out or changed. The ext4 writer stores
+	// every file type, hard links and owners, so it is empty today;
+	// extended attributes are not copied and not listed.
 	Skipped []string
 }
 
@@ -92,22 +91,29 @@ func Build(ctx context.Context, spec *Spec, rootfs string, outRawPath string, op
 	}
 	size := (int64(spec.Hardware.Disk.Size) + alignment - 1) / alignment * alignment
 	p := &progress{w: opts.Progress}
+	// The root partition's size does not depend on the epoch.
+	l := newLayout(spec, size, opts.Epoch)
+	img := ext4img.New(l.rootSize)
 
 	p.printf("scanning %s\n", src)
-	scan, err := scanSource(ctx, src)
+	scan, err := scanSource(ctx, src, img, opts.Epoch)
 	if err != nil {
 		return nil, err
 	}
 	if opts.Epoch.IsZero() {
 		opts.Epoch = scan.newest
 	}
-	l := newLayout(spec, size, opts.Epoch)
+	epoch := clampEpoch(opts.Epoch)
+	l = newLayout(spec, size, epoch)
 	if scan.kernel == "" {
 		return nil, fmt.Errorf("%w: %s has no boot/vmlinuz-*; install a kernel package (e.g. linux-image-cloud-amd64) in it", ErrNoKernel, src)
 	}
-	if avail := ext4Capacity(l.rootSize); scan.need > avail {
-		return nil, fmt.Errorf("%w: %s needs about %s but the root partition of a %s disk holds about %s; raise hardware.disk.size",
-			ErrTooLarge, src, human(scan.need), Size(size), human(avail))
+	if err := img.Layout(ext4img.Options{UUID: l.fsUUID, HashSeed: l.hashSeed, Label: "root", Time: epoch}); err != nil {
+		if errors.Is(err, ext4img.ErrTooLarge) {
+			return nil, fmt.Errorf("%w: %s: %v (the root partition of a %s disk); raise hardware.disk.size",
+				ErrTooLarge, src, err, Size(size))
+		}
+		return nil, fmt.Errorf("laying out the root filesystem: %w", err)
 	}
 
 	f, err := os.OpenFile(outRawPath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
@@ -133,6 +139,7 @@ func Build(ctx context.Context, spec *Spec, rootfs string, outRawPath string, op
 		DiskGUID: l.diskGUID, ESPPartUUID: l.espGUID, RootPartUUID: l.rootGUID,
 		RootFSUUID: l.fsUUID.String(), ESPVolumeID: l.volumeID,
 		Kernel: scan.kernel, Initrd: scan.initrd,
+		Files: scan.files, Dirs: scan.dirs, Symlinks: scan.symlinks,
 	}
 
 	table := &gpt.Table{
@@ -151,45 +158,80 @@ func Build(ctx context.Context, spec *Spec, rootfs string, outRawPath string, op
 		return nil, fmt.Errorf("writing partition table: %w", err)
 	}
 
-	p.printf("writing root filesystem (%s)\n", human(scan.need))
-	rootFS, err := ext4.Create(d, l.rootSize, l.rootStart, sectorSize, &ext4.Params{
-		UUID:       &l.fsUUID,
-		VolumeName: "root",
+	p.printf("writing root filesystem (%s)\n", human(img.Used()))
+	boot := &bootFiles{want: map[string][]byte{}}
+	for _, name := range []string{scan.kernel, scan.initrd, rootBootloader} {
+		if name != "" {
+			boot.want[scan.resolve(name)] = nil
+		}
+	}
+	open, stop := contents(ctx, src)
+	defer stop()
+	var done int64
+	err = img.Write(f, l.rootStart, func(name string) (io.ReadCloser, error) {
+		r, size, err := open(name)
+		if err != nil {
+			return nil, err
+		}
+		done += size
+		p.percent("root filesystem", done, scan.bytes)
+		return boot.capture(name, r)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("creating ext4 root filesystem: %w", err)
-	}
-	w := &rootWriter{fs: rootFS, epoch: clampEpoch(opts.Epoch), res: res, p: p, total: scan.need}
-	if err := src.Walk(func(e *entry) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		return w.add(e)
-	}); err != nil {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("writing root filesystem: %w", err)
 	}
-	if err := w.finish(); err != nil {
-		return nil, err
-	}
 
 	p.printf("writing EFI system partition\n")
-	if err := writeESP(d, l, spec, rootFS, res, opts); err != nil {
+	kernel, _ := boot.get(scan.resolve(scan.kernel))
+	var initrd []byte
+	if scan.initrd != "" {
+		initrd, _ = boot.get(scan.resolve(scan.initrd))
+	}
+	bl, hasBL := boot.get(scan.resolve(rootBootloader))
+	if err := writeESP(d, l, spec, kernel, initrd, bl, hasBL && scan.hasBootloader, res, opts); err != nil {
 		return nil, err
 	}
 	if err := d.Flush(); err != nil {
 		return nil, fmt.Errorf("writing disk image %s: %w", outRawPath, err)
-	}
-	if err := normalizeExt4(f, l.rootStart, clampEpoch(opts.Epoch), l.hashSeed); err != nil {
-		return nil, fmt.Errorf("making the root filesystem reproducible: %w", err)
 	}
 	if err := f.Sync(); err != nil {
 		return nil, fmt.Errorf("writing disk image %s: %w", outRawPath, err)
 	}
 	p.printf("wrote %s (%s virtual)\n", outRawPath, Size(size))
 	return res, nil
+}
+
+// rootBootloader is where a root filesystem with systemd-boot-efi installed
+// carries it.
+const rootBootloader = "usr/lib/systemd/boot/efi/systemd-bootx64.efi"
+
+// bootFiles keeps copies of the files the ESP needs (kernel, initrd,
+// systemd-boot) as they stream into the root filesystem, so nothing is read
+// twice.
+type bootFiles struct {
+	want map[string][]byte
+}
+
+func (b *bootFiles) capture(name string, r io.ReadCloser) (io.ReadCloser, error) {
+	if _, ok := b.want[name]; !ok {
+		return r, nil
+	}
+	defer r.Close()
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("reading /%s: %w", name, err)
+	}
+	b.want[name] = data
+	return io.NopCloser(bytes.NewReader(data)), nil
+}
+
+// get returns a wanted file's content; empty files were never opened.
+func (b *bootFiles) get(name string) ([]byte, bool) {
+	data, ok := b.want[name]
+	return data, ok
 }
 
 // layout is where things go on the disk and what they are called; every
@@ -238,39 +280,61 @@ func clampEpoch(t time.Time) time.Time {
 	return t.UTC().Truncate(time.Second)
 }
 
-// ext4Capacity estimates the bytes go-diskfs's ext4 can hold in a partition
-// of size bytes: minus inode tables (256 bytes per 8 KiB), the journal, group
-// metadata.
-func ext4Capacity(size int64) int64 {
-	return size - size/32 - size/64 - 128<<20
-}
-
 type scanResult struct {
-	need           int64 // bytes the tree needs, in 4 KiB blocks
-	kernel, initrd string
-	newest         time.Time
+	bytes                 int64 // regular file data
+	kernel, initrd        string
+	newest                time.Time
+	files, dirs, symlinks int
+	hasBootloader         bool
+	hardlinks             map[string]string // link path → target path
 }
 
-// scanSource sums what the tree needs and finds the newest kernel and its
-// initrd in boot/.
-func scanSource(ctx context.Context, src source) (*scanResult, error) {
-	var r scanResult
+// resolve follows a hard link to the path whose content is written.
+func (r *scanResult) resolve(p string) string {
+	if t, ok := r.hardlinks[p]; ok {
+		return t
+	}
+	return p
+}
+
+// scanSource adds every entry to img, times clamped to epoch (when given;
+// otherwise the newest modification time becomes the epoch, which clamps
+// nothing), and finds the newest kernel and its initrd in boot/.
+func scanSource(ctx context.Context, src source, img *ext4img.Image, epoch time.Time) (*scanResult, error) {
+	r := scanResult{hardlinks: map[string]string{}}
 	var kernels []string
 	initrds := map[string]bool{}
+	limit := clampEpoch(epoch)
 	err := src.Walk(func(e *entry) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		switch {
+		case e.Hardlink:
+			r.hardlinks[e.Path] = e.Link
 		case e.Mode.IsDir():
-			r.need += 4096
+			r.dirs++
 		case e.Mode.IsRegular():
-			r.need += (e.Size + 4095) / 4096 * 4096
-		case e.Mode&fs.ModeSymlink != 0 && len(e.Link) >= 60:
-			r.need += 4096
+			r.files++
+			r.bytes += e.Size
+		case e.Mode&fs.ModeSymlink != 0:
+			r.symlinks++
 		}
 		if e.ModTime.After(r.newest) {
 			r.newest = e.ModTime
+		}
+		t := e.ModTime
+		if !epoch.IsZero() && t.After(limit) {
+			t = limit
+		}
+		if err := img.Add(ext4img.Entry{
+			Path: e.Path, Mode: e.Mode, UID: uint32(e.UID), GID: uint32(e.GID), ModTime: t,
+			Size: e.Size, Link: e.Link, Hardlink: e.Hardlink, Major: e.Major, Minor: e.Minor,
+		}); err != nil {
+			return fmt.Errorf("root filesystem %s: %w", src, err)
+		}
+		if e.Path == rootBootloader && (e.Mode.IsRegular() || e.Hardlink) {
+			r.hasBootloader = true
 		}
 		if dir, name := path.Split(e.Path); dir == "boot/" && (e.Mode.IsRegular() || e.Hardlink) {
 			if v, ok := strings.CutPrefix(name, "vmlinuz-"); ok {
@@ -319,205 +383,19 @@ func versionLess(a, b string) bool {
 	return len(as) < len(bs)
 }
 
-// rootWriter copies entries into the ext4 filesystem.
-type rootWriter struct {
-	fs    *ext4.FileSystem
-	epoch time.Time
-	res   *Result
-	p     *progress
-	total int64
-	done  int64
-	dirs  []*entry // timestamps set last: adding children changes them
-	buf   []byte
-	// attrOf is each written directory's owner and mode: go-diskfs gives a
-	// new entry its parent's, so equal ones need no Chown or Chmod (each a
-	// path lookup that re-reads directories).
-	attrOf map[string]attr
-}
-
-type attr struct {
-	uid, gid int
-	mode     fs.FileMode
-}
-
-func (w *rootWriter) clamp(t time.Time) time.Time {
-	if t.IsZero() || t.After(w.epoch) {
-		return w.epoch
-	}
-	return t.Truncate(time.Second)
-}
-
-func (w *rootWriter) skip(format string, a ...any) {
-	w.res.Skipped = append(w.res.Skipped, fmt.Sprintf(format, a...))
-}
-
-func (w *rootWriter) add(e *entry) error {
-	p := e.Path
-	switch {
-	case e.Mode.IsDir():
-		if p != "" {
-			if err := w.fs.Mkdir(p); err != nil {
-				return fmt.Errorf("/%s: %w", p, err)
-			}
-			if err := w.attrs(e); err != nil {
-				return err
-			}
-		}
-		w.dirs = append(w.dirs, e)
-		w.res.Dirs++
-		w.done += 4096
-	case e.Mode&fs.ModeSymlink != 0:
-		if err := w.fs.Symlink(e.Link, p); err != nil {
-			return fmt.Errorf("/%s: symlink: %w", p, err)
-		}
-		if e.UID != 0 || e.GID != 0 {
-			w.skip("/%s: symlink owner %d:%d not kept (go-diskfs cannot chown a link; it is owned by its directory's owner)", p, e.UID, e.GID)
-		}
-		t := w.clamp(e.ModTime)
-		if err := w.fs.Chtimes(p, t, t, t); err != nil {
-			return fmt.Errorf("/%s: %w", p, err)
-		}
-		w.res.Symlinks++
-	case e.Mode.IsRegular() && e.Hardlink:
-		// go-diskfs has no Link: copy the target's content into a new inode.
-		r, err := w.fs.OpenFile(e.Link, os.O_RDONLY)
-		if err != nil {
-			return fmt.Errorf("/%s: hard link to /%s: %w", p, e.Link, err)
-		}
-		fi, err := w.fs.Stat(e.Link)
-		if err != nil {
-			return fmt.Errorf("/%s: hard link to /%s: %w", p, e.Link, err)
-		}
-		e.Size = fi.Size()
-		e.Mode = fi.Mode()
-		if st, ok := fi.Sys().(*ext4.StatT); ok {
-			e.UID, e.GID = int(st.UID), int(st.GID)
-		}
-		e.open = func() (io.ReadCloser, error) { return io.NopCloser(r), nil }
-		w.skip("/%s: hard link to /%s stored as a copy (go-diskfs has no hard links)", p, e.Link)
-		return w.file(e)
-	case e.Mode.IsRegular():
-		return w.file(e)
-	default:
-		w.skip("/%s: %s not stored (go-diskfs cannot create device nodes, FIFOs or sockets)", p, kind(e.Mode))
-	}
-	return nil
-}
-
-func kind(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeCharDevice != 0:
-		return "character device"
-	case m&fs.ModeDevice != 0:
-		return "block device"
-	case m&fs.ModeNamedPipe != 0:
-		return "FIFO"
-	case m&fs.ModeSocket != 0:
-		return "socket"
-	}
-	return "special file"
-}
-
-func (w *rootWriter) file(e *entry) error {
-	p := e.Path
-	out, err := w.fs.OpenFile(p, os.O_CREATE|os.O_RDWR)
-	if err != nil {
-		return fmt.Errorf("/%s: %w", p, err)
-	}
-	in, err := e.open()
-	if err != nil {
-		return fmt.Errorf("/%s: %w", p, err)
-	}
-	defer in.Close()
-	if want := min(e.Size, maxChunk); int64(len(w.buf)) < want {
-		w.buf = make([]byte, want)
-	}
-	for n := int64(0); n < e.Size; {
-		chunk := w.buf[:min(e.Size-n, int64(len(w.buf)))]
-		if _, err := io.ReadFull(in, chunk); err != nil {
-			return fmt.Errorf("/%s: reading: %w", p, err)
-		}
-		if _, err := out.Write(chunk); err != nil {
-			// go-diskfs has no sentinel for a full filesystem; scanSource's
-			// estimate catches most cases before anything is written.
-			if strings.Contains(err.Error(), "could not allocate") {
-				return fmt.Errorf("%w: ran out of space writing /%s; raise hardware.disk.size", ErrTooLarge, p)
-			}
-			return fmt.Errorf("/%s: writing: %w", p, err)
-		}
-		n += int64(len(chunk))
-	}
-	if err := out.Close(); err != nil {
-		return fmt.Errorf("/%s: %w", p, err)
-	}
-	w.res.Files++
-	w.done += (e.Size + 4095) / 4096 * 4096
-	w.p.percent("root filesystem", w.done, w.total)
-	if err := w.attrs(e); err != nil {
-		return err
-	}
-	t := w.clamp(e.ModTime)
-	if err := w.fs.Chtimes(p, t, t, t); err != nil {
-		return fmt.Errorf("/%s: %w", p, err)
-	}
-	return nil
-}
-
-func (w *rootWriter) attrs(e *entry) error {
-	a := attr{e.UID, e.GID, e.Mode & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)}
-	parent, known := w.attrOf[path.Dir(e.Path)]
-	if e.Mode.IsDir() {
-		if w.attrOf == nil {
-			w.attrOf = map[string]attr{}
-		}
-		w.attrOf[e.Path] = a
-	}
-	if !known || parent.uid != a.uid || parent.gid != a.gid {
-		if err := w.fs.Chown(e.Path, a.uid, a.gid); err != nil {
-			return fmt.Errorf("/%s: chown: %w", e.Path, err)
-		}
-	}
-	if !known || parent.mode != a.mode {
-		if err := w.fs.Chmod(e.Path, a.mode); err != nil {
-			return fmt.Errorf("/%s: chmod: %w", e.Path, err)
-		}
-	}
-	return nil
-}
-
-// finish sets directory timestamps, deepest first, now that no more entries
-// are added.
-func (w *rootWriter) finish() error {
-	for i := len(w.dirs) - 1; i >= 0; i-- {
-		e := w.dirs[i]
-		if e.Path == "" {
-			continue // the root's times are set by normalizeExt4
-		}
-		t := w.clamp(e.ModTime)
-		if err := w.fs.Chtimes(e.Path, t, t, t); err != nil {
-			return fmt.Errorf("/%s: %w", e.Path, err)
-		}
-	}
-	return nil
-}
-
 // writeESP makes the FAT32 EFI system partition: systemd-boot as the
 // removable-media loader, the kernel and initrd, and the boot entry.
-func writeESP(d *diskFile, l *layout, spec *Spec, root *ext4.FileSystem, res *Result, opts Options) error {
+func writeESP(d *diskFile, l *layout, spec *Spec, kernel, initrd, rootBoot []byte, inRoot bool, res *Result, opts Options) error {
 	esp, err := fat32.Create(d, espSize, l.espStart, sectorSize, "ESP", true)
 	if err != nil {
 		return fmt.Errorf("creating EFI system partition: %w", err)
 	}
-	boot, from, err := bootloader(root, opts.Bootloader)
+	boot, from, err := bootloader(rootBoot, inRoot, opts.Bootloader)
 	if err != nil {
 		return err
 	}
 	res.Bootloader = from
 	kver := strings.TrimPrefix(res.Kernel, "boot/vmlinuz-")
-	kernel, err := root.ReadFile(res.Kernel)
-	if err != nil {
-		return fmt.Errorf("reading kernel /%s back from the root filesystem: %w", res.Kernel, err)
-	}
 	res.KernelOptions = "root=PARTUUID=" + strings.ToLower(l.rootGUID) + " rw console=tty0 console=ttyS0,115200"
 	if opts.KernelArgs != "" {
 		res.KernelOptions += " " + opts.KernelArgs
@@ -531,10 +409,6 @@ func writeESP(d *diskFile, l *layout, spec *Spec, root *ext4.FileSystem, res *Re
 		{"/vmlinuz-" + kver, kernel},
 	}
 	if res.Initrd != "" {
-		initrd, err := root.ReadFile(res.Initrd)
-		if err != nil {
-			return fmt.Errorf("reading initrd /%s back from the root filesystem: %w", res.Initrd, err)
-		}
 		files = append(files, struct {
 			path string
 			data []byte
@@ -582,19 +456,18 @@ func writeESP(d *diskFile, l *layout, spec *Spec, root *ext4.FileSystem, res *Re
 	return nil
 }
 
-// bootloader returns systemd-boot from the root filesystem, else from path
-// (default HostBootloader), and says where it came from.
-func bootloader(root *ext4.FileSystem, hostPath string) ([]byte, string, error) {
-	const inRoot = "usr/lib/systemd/boot/efi/systemd-bootx64.efi"
-	if b, err := root.ReadFile(inRoot); err == nil {
-		return b, "/" + inRoot + " in the root filesystem", nil
+// bootloader returns systemd-boot from the root filesystem (inRoot), else
+// from hostPath (default HostBootloader), and says where it came from.
+func bootloader(fromRoot []byte, inRoot bool, hostPath string) ([]byte, string, error) {
+	if inRoot {
+		return fromRoot, "/" + rootBootloader + " in the root filesystem", nil
 	}
 	if hostPath == "" {
 		hostPath = HostBootloader
 	}
 	b, err := os.ReadFile(hostPath)
 	if err != nil {
-		return nil, "", fmt.Errorf("systemd-boot: the root filesystem has no /%s and the build host has none (%w); install systemd-boot-efi in the root filesystem or on this machine (apt-get install systemd-boot-efi)", inRoot, err)
+		return nil, "", fmt.Errorf("systemd-boot: the root filesystem has no /%s and the build host has none (%w); install systemd-boot-efi in the root filesystem or on this machine (apt-get install systemd-boot-efi)", rootBootloader, err)
 	}
 	return b, hostPath + " on the build host", nil
 }

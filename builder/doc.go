@@ -7,34 +7,34 @@
 // from. It is decoded strictly; every problem is reported at once with the
 // file and field path; defaults are filled by SetDefaults, separately.
 //
-// Build writes the disk with github.com/diskfs/go-diskfs: partition 1 is a
-// 256 MiB FAT32 EFI system partition holding systemd-boot as
-// EFI/BOOT/BOOTX64.EFI, the newest kernel and initrd from the root
-// filesystem's /boot and a boot entry whose options find the root by
-// PARTUUID and put the console on tty0 and ttyS0; partition 2 is ext4 with
-// the tree. The file is sparse: only used space costs bytes.
+// Build writes the disk in two parts. The GPT and partition 1, a 256 MiB
+// FAT32 EFI system partition holding systemd-boot as EFI/BOOT/BOOTX64.EFI,
+// the newest kernel and initrd from the root filesystem's /boot and a boot
+// entry whose options find the root by PARTUUID and put the console on tty0
+// and ttyS0, are written with github.com/diskfs/go-diskfs. Partition 2, ext4
+// with the tree, is written by package ext4img in one pass: the tree is
+// scanned once (every entry added to the layout), then file data is
+// streamed at precomputed offsets and the metadata follows; the kernel,
+// initrd and systemd-boot are kept as they stream past, for the ESP. The
+// file is sparse: only used space costs bytes.
 //
 // Builds are reproducible: GUIDs, UUIDs, the FAT volume ID and the ext4 hash
 // seed are derived from name, version and epoch, and every timestamp is
 // clamped to the epoch. go-diskfs v1.9.4 stamps time.Now and random values
-// in places its API does not reach; normalizeExt4 and fixFAT32 rewrite
-// those fields after the fact (see their comments).
+// into FAT32 where its API does not reach; fixFAT32 rewrites those fields
+// after the fact.
 //
-// What go-diskfs cannot represent is reported in Result.Skipped: device
-// nodes, FIFOs and sockets are left out (udev and systemd create them at
-// boot), hard links become copies, symlinks belong to their directory's
-// owner. Extended attributes (file capabilities, SELinux labels) are not
-// copied.
+// The root filesystem keeps every file type (device nodes, FIFOs and
+// sockets too), hard links (found by device and inode in a directory, by
+// link members in a tar) and owners. Extended attributes (file
+// capabilities, SELinux labels) are not copied.
+//
+// Speed (BenchmarkRootfsToOVA in cmd/outpost, a 1 GiB tree of 53k entries
+// on a loaded 2-core machine): Build takes about 3.6 s and 75 MiB, mostly
+// reading the tree; the whole OVA about 14 s, 5.5x faster than mkfs.ext4
+// -d, qemu-img convert, sha256sum and tar (76 s), most of it deflating the
+// VMDK.
 //
 // The package does not write VMDK, qcow2 or OVA; package ova does, from the
 // raw disk.
-//
-// Speed (measured on a 368 MiB, 12k-file tree, 8 GiB disk: about 11 s, 9 s
-// CPU): 40% of CPU is go-diskfs resolving paths (getEntryAndParent re-reads
-// and re-parses every directory from the backing file on each Mkdir,
-// OpenFile, Chown, Chmod and Chtimes), 19% allocateExtents (bitmap FreeList
-// scans, a superblock rewrite with all backups per allocation), and a third
-// is syscalls from small unbuffered ReadAt/WriteAt. A block cache in the
-// backend, or writing the tree in one pass with a layout computed up front,
-// is where the speed is.
 package builder

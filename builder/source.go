@@ -4,16 +4,20 @@ import (
 	"archive/tar"
 	"bufio"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"iter"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // entry is one node of a root filesystem, whatever its source.
@@ -25,6 +29,8 @@ type entry struct {
 	Size     int64
 	Link     string // symlink target, or hard-link target path for Hardlink
 	Hardlink bool
+	Major    uint32 // device nodes
+	Minor    uint32
 	open     func() (io.ReadCloser, error) // regular files
 }
 
@@ -57,6 +63,9 @@ func (d dirSource) String() string { return string(d) }
 
 func (d dirSource) Walk(fn func(e *entry) error) error {
 	root := string(d)
+	// Files with several names inside the tree become hard links to the
+	// first name visited.
+	seen := map[[2]uint64]string{}
 	// WalkDir visits in lexical order, parents first: deterministic.
 	return filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
@@ -85,6 +94,18 @@ func (d dirSource) Walk(fn func(e *entry) error) error {
 			}
 		case fi.Mode().IsRegular():
 			e.open = func() (io.ReadCloser, error) { return os.Open(p) }
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+				k := [2]uint64{uint64(st.Dev), st.Ino}
+				if first, ok := seen[k]; ok {
+					e.Hardlink, e.Link, e.open = true, first, nil
+				} else {
+					seen[k] = rel
+				}
+			}
+		case fi.Mode()&fs.ModeDevice != 0:
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				e.Major, e.Minor = unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev))
+			}
 		}
 		return fn(e)
 	})
@@ -168,8 +189,10 @@ func (t tarSource) Walk(fn func(e *entry) error) error {
 			e.Link = cleanTarPath(h.Linkname)
 		case tar.TypeChar:
 			e.Mode = fs.ModeDevice | fs.ModeCharDevice | perm
+			e.Major, e.Minor = uint32(h.Devmajor), uint32(h.Devminor)
 		case tar.TypeBlock:
 			e.Mode = fs.ModeDevice | perm
+			e.Major, e.Minor = uint32(h.Devmajor), uint32(h.Devminor)
 		case tar.TypeFifo:
 			e.Mode = fs.ModeNamedPipe | perm
 		case tar.TypeXGlobalHeader:
@@ -187,4 +210,63 @@ func (t tarSource) Walk(fn func(e *entry) error) error {
 func cleanTarPath(name string) string {
 	p := path.Clean("/" + name)
 	return strings.TrimPrefix(p, "/")
+}
+
+// errStopWalk ends a walk early.
+var errStopWalk = errors.New("walk stopped")
+
+// contents opens the regular files of src by path, in walk order (the
+// order ext4img.Image.Write asks for them), and returns each one's size. A
+// directory's files are opened directly; a tar archive is read a second
+// time, in step with the requests. stop ends that second read.
+func contents(ctx context.Context, src source) (open func(name string) (io.ReadCloser, int64, error), stop func()) {
+	if d, ok := src.(dirSource); ok {
+		return func(name string) (io.ReadCloser, int64, error) {
+			if err := ctx.Err(); err != nil {
+				return nil, 0, err
+			}
+			f, err := os.Open(filepath.Join(string(d), filepath.FromSlash(name)))
+			if err != nil {
+				return nil, 0, err
+			}
+			fi, err := f.Stat()
+			if err != nil {
+				f.Close()
+				return nil, 0, err
+			}
+			return f, fi.Size(), nil
+		}, func() {}
+	}
+	next, stop := iter.Pull2(func(yield func(*entry, error) bool) {
+		err := src.Walk(func(e *entry) error {
+			if !e.Mode.IsRegular() || e.Hardlink || e.Size == 0 {
+				return nil
+			}
+			if !yield(e, nil) {
+				return errStopWalk
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStopWalk) {
+			yield(nil, err)
+		}
+	})
+	return func(name string) (io.ReadCloser, int64, error) {
+		if err := ctx.Err(); err != nil {
+			return nil, 0, err
+		}
+		for {
+			e, err, ok := next()
+			if !ok {
+				return nil, 0, fmt.Errorf("root filesystem %s: /%s missing when read again", src, name)
+			}
+			if err != nil {
+				return nil, 0, err
+			}
+			if e.Path == name {
+				r, err := e.open()
+				return r, e.Size, err
+			}
+		}
+	}, stop
 }
