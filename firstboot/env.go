@@ -57,6 +57,18 @@ type Env struct {
 	EnrollAttempts int
 	// RPCTool runs vmware-rpctool (guestinfo status); nil skips it.
 	RPCTool func(ctx context.Context, cmd string) ([]byte, error)
+
+	// Crash is a test hook called at named points of a run ("network:start",
+	// "network:done", "enroll:identity-saved", "enroll:response",
+	// "enroll:cert-stored", …) so a test can kill the real process there;
+	// nil in normal runs.
+	Crash func(point string)
+}
+
+func (e *Env) crash(point string) {
+	if e.Crash != nil {
+		e.Crash(point)
+	}
 }
 
 // Network is the part of the host's networking first boot changes.

@@ -43,7 +43,7 @@ func (r *Runner) Run(ctx context.Context) (*State, error) {
 		rep, _ := s.(repeater)
 		_, done := st.Done[name]
 		switch {
-		case st.Enrolled() && name != "report":
+		case st.Enrolled() && name != "report" && name != "enroll":
 			// An enrolled appliance has no key any more, and a later
 			// config problem must not turn a working connector into a
 			// failed one: only the report is refreshed.
@@ -56,6 +56,7 @@ func (r *Runner) Run(ctx context.Context) (*State, error) {
 			return st, err
 		}
 		e.log().Debug("stage", "name", name)
+		e.crash(name + ":start")
 		err := s.Run(ctx, st)
 		if err != nil {
 			st.LastError = err.Error()
@@ -72,6 +73,7 @@ func (r *Runner) Run(ctx context.Context) (*State, error) {
 		if err := st.Save(e.Root, e.now()); err != nil {
 			return st, err
 		}
+		e.crash(name + ":done")
 		if err := e.report(ctx, st); err != nil {
 			return st, err
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"net/url"
@@ -296,7 +297,9 @@ func (enrollStage) Name() string { return "enroll" }
 func (s enrollStage) Run(ctx context.Context, st *State) error {
 	e := s.env
 	if st.Enrolled() {
-		return nil
+		// A run stopped between storing the certificate and removing the
+		// key finishes the job here.
+		return removeKeyFile(e)
 	}
 	k := st.cfg.Key
 	en := &st.Enroll
@@ -332,6 +335,7 @@ func (s enrollStage) Run(ctx context.Context, st *State) error {
 		if err := st.Save(e.Root, e.now()); err != nil {
 			return err
 		}
+		e.crash("enroll:identity-saved")
 	}
 	en.ControlPlane = k.Host
 	var proxy *url.URL
@@ -345,6 +349,7 @@ func (s enrollStage) Run(ctx context.Context, st *State) error {
 	if err != nil {
 		return err
 	}
+	e.crash("enroll:response")
 	exp, err := res.NotAfter()
 	if err != nil {
 		return err
@@ -356,8 +361,14 @@ func (s enrollStage) Run(ctx context.Context, st *State) error {
 	if err := st.Save(e.Root, e.now()); err != nil {
 		return err
 	}
-	// Enrolled: the provisioning key has no further use on this disk.
-	if err := e.Root.Remove(config.KeyFile); err != nil {
+	e.crash("enroll:cert-stored")
+	return removeKeyFile(e)
+}
+
+// removeKeyFile deletes the provisioning key once enrolled: it has no
+// further use on this disk.
+func removeKeyFile(e *Env) error {
+	if err := e.Root.Remove(config.KeyFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("enrolled, but could not remove %s: %w; remove it by hand", config.KeyFile, err)
 	}
 	return nil

@@ -140,6 +140,15 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		Root: r, Interface: *iface, ConfigFile: *cfgFile, DHCPTimeout: *dhcpTimeout, KeyWait: *keyWait, EnrollAttempts: *attempts,
 		Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
+	if point := os.Getenv("OUTPOST_FIRSTBOOT_CRASH_AT"); point != "" {
+		// Test hook: the process kills itself at the named point, as a
+		// power cut would, so tests can resume from every step.
+		env.Crash = func(p string) {
+			if p == point {
+				unix.Kill(os.Getpid(), unix.SIGKILL)
+			}
+		}
+	}
 	if r.IsHost() {
 		// The real machine: step the clock, set the host name, and tell
 		// vSphere how it went. Under another root these stay untouched.

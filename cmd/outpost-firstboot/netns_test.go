@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -415,16 +416,14 @@ func outpostBinary(t *testing.T) string {
 	return bin
 }
 
-// TestNamespaceRealServer enrolls against the real `outpost server` running
-// in the server namespace, then shows its refusal for a second appliance on
-// a key with one use.
-func TestNamespaceRealServer(t *testing.T) {
-	r := newNSRig(t)
+// realServer starts the real `outpost server` in the server namespace and
+// returns a function running admin commands against it (their stdout) and
+// the control plane's address.
+func (r *nsRig) realServer(t *testing.T) (inSrv func(args ...string) string, hostport string) {
+	t.Helper()
 	outpost := outpostBinary(t)
-	r.dnsmasq(t, true)
-	r.chronyd(t)
 	data := filepath.Join(r.dir, "cp")
-	hostport := srvIP + ":" + cpPort
+	hostport = srvIP + ":" + cpPort
 	r.startProg(t, "outpost-server", outpost, "server", "--data", data, "--listen", hostport, "--hostname", hostport)
 	admin := filepath.Join(data, "admin.conf")
 	waitFor(t, "outpost server", func() bool {
@@ -433,7 +432,7 @@ func TestNamespaceRealServer(t *testing.T) {
 		}
 		return exec.Command("ip", "netns", "exec", r.srv, outpost, "groups", "list", "--config", admin).Run() == nil
 	})
-	inSrv := func(args ...string) string {
+	return func(args ...string) string {
 		cmd := exec.Command("ip", append([]string{"netns", "exec", r.srv, outpost}, append(args, "--config", admin)...)...)
 		var errb bytes.Buffer
 		cmd.Stderr = &errb
@@ -442,7 +441,89 @@ func TestNamespaceRealServer(t *testing.T) {
 			t.Fatalf("outpost %v: %v\n%s", args, err, errb.String())
 		}
 		return strings.TrimSpace(string(out))
+	}, hostport
+}
+
+// TestNamespaceKilledAtEveryPoint kills the real outpost-firstboot with
+// SIGKILL at every step of a run (the start and end of each stage, and
+// inside enrollment after the key pair is saved, after the control plane
+// answered and after the certificate is stored), runs it again, and asks
+// the real control plane: the key was used once and one connector exists,
+// named after the key; the appliance is enrolled and its key file is gone.
+func TestNamespaceKilledAtEveryPoint(t *testing.T) {
+	r := newNSRig(t)
+	r.dnsmasq(t, true)
+	r.chronyd(t)
+	inSrv, _ := r.realServer(t)
+	inSrv("groups", "create", "lab")
+	points := []string{"enroll:identity-saved", "enroll:response", "enroll:cert-stored"}
+	for _, stage := range []string{"config", "network", "dns", "time", "preflight", "enroll", "report"} {
+		points = append(points, stage+":start", stage+":done")
 	}
+	base := r.root
+	for i, point := range points {
+		name := fmt.Sprintf("Crash%d", i)
+		key, err := provkey.Parse(inSrv("keys", "create", "--name", name, "--group", "lab", "--max-uses", "1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r2 := *r
+		r2.root = filepath.Join(r.dir, "crashroot", name)
+		if err := os.CopyFS(r2.root, os.DirFS(base)); err != nil {
+			t.Fatal(err)
+		}
+		r2.writeKey(t, key)
+		t.Setenv("OUTPOST_FIRSTBOOT_CRASH_AT", point)
+		if res := r2.firstboot(t, "--dhcp-timeout", "10s", "--enroll-attempts", "3"); res.code != -1 {
+			t.Fatalf("%s: the run was not killed there (exit %d)\n%s", point, res.code, res.stderr)
+		}
+		t.Setenv("OUTPOST_FIRSTBOOT_CRASH_AT", "")
+		res := r2.firstboot(t, "--dhcp-timeout", "10s", "--enroll-attempts", "3")
+		if res.code != 0 || !strings.Contains(res.stdout, "enrolled as "+name+"-1 ") {
+			t.Errorf("%s: resumed run: exit %d, stdout %q\n%s", point, res.code, res.stdout, res.stderr)
+			continue
+		}
+		var k struct {
+			UseCount int `json:"use_count"`
+		}
+		show := inSrv("keys", "show", name, "--json")
+		if err := json.Unmarshal([]byte(show), &k); err != nil || k.UseCount != 1 {
+			t.Errorf("%s: key %s use count %d, want 1 (%v)\n%s", point, name, k.UseCount, err, show)
+		}
+		var conns []struct {
+			Name string `json:"name"`
+			Key  string `json:"key"`
+		}
+		list := inSrv("connectors", "list", "--json")
+		if err := json.Unmarshal([]byte(list), &conns); err != nil {
+			t.Fatalf("connectors list --json: %v\n%s", err, list)
+		}
+		var mine []string
+		for _, c := range conns {
+			if c.Key == name {
+				mine = append(mine, c.Name)
+			}
+		}
+		if len(mine) != 1 || mine[0] != name+"-1" {
+			t.Errorf("%s: connectors enrolled with key %s: %v, want [%s-1]", point, name, mine, name)
+		}
+		if st := r2.status(t); st.State != firstboot.StateEnrolled || st.Name != name+"-1" {
+			t.Errorf("%s: status %s %q", point, st.State, st.Name)
+		}
+		if _, err := os.Stat(filepath.Join(r2.root, "opt/outpost/var/provision_key")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: the provisioning key file is still there after enrollment (%v)", point, err)
+		}
+	}
+}
+
+// TestNamespaceRealServer enrolls against the real `outpost server` running
+// in the server namespace, then shows its refusal for a second appliance on
+// a key with one use.
+func TestNamespaceRealServer(t *testing.T) {
+	r := newNSRig(t)
+	r.dnsmasq(t, true)
+	r.chronyd(t)
+	inSrv, hostport := r.realServer(t)
 	inSrv("groups", "create", "melbourne")
 	text := inSrv("keys", "create", "--name", "Melbourne", "--group", "melbourne", "--max-uses", "1")
 	key, err := provkey.Parse(text)
