@@ -1,12 +1,13 @@
-# outpost — see README.md. `make check` is the test command CI runs;
-# `make demo` builds the appliance from the embedded default and boots it.
+# outpost — see README.md. `make test` is the test command CI runs (set-up,
+# lint, the whole suite); `make demo` builds the appliance from the embedded
+# default and boots it.
 GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN     := bin
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build test lint bench check demo setup clean
+.PHONY: all build test gotest lint bench check demo setup clean
 
 all: build
 
@@ -18,7 +19,10 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-test:
+test: setup lint gotest
+
+# gotest runs only the test suite, for a machine already set up.
+gotest:
 	$(GO) test -count=1 -timeout 25m ./...
 
 bench:
@@ -28,7 +32,7 @@ bench:
 setup:
 	scripts/setup.sh
 
-check: setup lint test
+check: test
 
 demo: setup build
 	scripts/demo.sh
