@@ -33,6 +33,9 @@ type Spec struct {
 	Path string `yaml:"-"`
 }
 
+// virtualHWRE accepts the virtual hardware versions ESXi 5.5 to 8.0 know.
+var virtualHWRE = regexp.MustCompile(`^vmx-(1[0-9]|2[01])$`)
+
 // Hardware is the virtual hardware the images declare.
 type Hardware struct {
 	CPUs      int    `yaml:"cpus"`
@@ -40,6 +43,9 @@ type Hardware struct {
 	Disk      Disk   `yaml:"disk"`
 	NICs      int    `yaml:"nics"`
 	Firmware  string `yaml:"firmware"` // "uefi"
+	// VirtualHardware is the VMware virtual hardware version the OVA
+	// declares (vmx-NN); the default vmx-14 imports on ESXi 6.7 and later.
+	VirtualHardware string `yaml:"virtual_hardware,omitempty"`
 }
 
 // Disk is the appliance's single virtual disk.
@@ -83,6 +89,7 @@ const (
 	DefaultDiskSize  = Size(8 << 30)
 	DefaultNICs      = 1
 	DefaultFirmware  = "uefi"
+	DefaultVirtualHW = "vmx-14"
 	DefaultDiskProv  = "thin"
 	// MinDiskSize leaves room for the ESP, the GPT and a usable root.
 	MinDiskSize = Size(1 << 30)
@@ -114,6 +121,9 @@ func (s *Spec) SetDefaults() {
 	}
 	if h.Firmware == "" {
 		h.Firmware = DefaultFirmware
+	}
+	if h.VirtualHardware == "" {
+		h.VirtualHardware = DefaultVirtualHW
 	}
 	for i := range s.Properties {
 		if s.Properties[i].Type == "" {
@@ -341,6 +351,9 @@ func (s *Spec) Validate() (warnings []string, err error) {
 	}
 	if h.Firmware != "uefi" {
 		p.add("hardware.firmware", "%q is not supported: the disk boots with systemd-boot, so firmware must be uefi", h.Firmware)
+	}
+	if !virtualHWRE.MatchString(h.VirtualHardware) {
+		p.add("hardware.virtual_hardware", "%q is not a VMware virtual hardware version: use vmx-NN from vmx-10 to vmx-21 (vmx-14 for ESXi 6.7, vmx-13 for ESXi 6.5)", h.VirtualHardware)
 	}
 	if s.NIC.MAC != "" {
 		if _, err := mac.Parse(s.NIC.MAC); err != nil {

@@ -72,7 +72,7 @@ func TestSpecProblems(t *testing.T) {
 		},
 		{
 			name: "impossible hardware, all at once",
-			yaml: "name: Bad_Name\nversion: '1'\nhardware:\n  cpus: 100\n  memory: 512\n  disk:\n    size: 100MiB\n    provisioning: fat\n  nics: 2\n  firmware: bios\nnic:\n  mac: 00:0c:29:00:00:01\n",
+			yaml: "name: Bad_Name\nversion: '1'\nhardware:\n  cpus: 100\n  memory: 512\n  disk:\n    size: 100MiB\n    provisioning: fat\n  nics: 2\n  firmware: bios\n  virtual_hardware: vmx-99\nnic:\n  mac: 00:0c:29:00:00:01\n",
 			want: []string{
 				specFile + `: name: "Bad_Name" is not a valid name: use 1–63 lower-case letters, digits and '-', not starting or ending with '-'`,
 				specFile + `: hardware.cpus: 100 vCPUs is impossible: use 1–64 (default 2)`,
@@ -81,6 +81,7 @@ func TestSpecProblems(t *testing.T) {
 				specFile + `: hardware.disk.provisioning: "fat" is not known: use thin or thick`,
 				specFile + `: hardware.nics: 2 NICs: the connector appliance has exactly one NIC`,
 				specFile + `: hardware.firmware: "bios" is not supported: the disk boots with systemd-boot, so firmware must be uefi`,
+				specFile + `: hardware.virtual_hardware: "vmx-99" is not a VMware virtual hardware version: use vmx-NN from vmx-10 to vmx-21 (vmx-14 for ESXi 6.7, vmx-13 for ESXi 6.5)`,
 				specFile + `: nic.mac: invalid MAC address 00:0c:29:00:00:01: outside VMware's manual range ` + mac.Range + ` (the address must start with 00:50:56)`,
 			},
 		},

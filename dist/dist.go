@@ -78,10 +78,9 @@ func (j *Job) Appliance() ova.Appliance {
 		CPUs:        s.Hardware.CPUs,
 		MemoryMiB:   s.Hardware.MemoryMiB,
 		MAC:         j.MAC.String(),
-		Firmware:    "efi",
-	}
-	if s.Hardware.Firmware == "bios" {
-		a.Firmware = "bios"
+		Firmware:    "efi", // the builder's disks boot with systemd-boot only
+
+		HardwareVersion: s.Hardware.VirtualHardware,
 	}
 	if len(s.Properties) > 0 {
 		defaults := map[string]ova.Property{}

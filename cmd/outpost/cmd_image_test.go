@@ -209,3 +209,25 @@ func TestImageBuildReproducible(t *testing.T) {
 		t.Errorf("the OVA did not change with SOURCE_DATE_EPOCH; the comparison proves nothing")
 	}
 }
+
+// TestImageBuildHardwareVersion: the spec's virtual_hardware reaches the
+// OVA's descriptor, and the default is vmx-14 (ESXi 6.7).
+func TestImageBuildHardwareVersion(t *testing.T) {
+	for _, c := range []struct{ spec, want string }{
+		{smallSpec, "<vssd:VirtualSystemType>vmx-14</vssd:VirtualSystemType>"},
+		{"name: lab\nversion: '2'\nhardware: {disk: {size: 1GiB}, virtual_hardware: vmx-13}\n", "<vssd:VirtualSystemType>vmx-13</vssd:VirtualSystemType>"},
+	} {
+		out := t.TempDir()
+		code, _, stderr := runCLI(t, nil, "image", "build", "-f", writeSpec(t, c.spec), "--rootfs", rootfsDir(t), "--format", "ova", "-o", out)
+		if code != 0 {
+			t.Fatalf("exit %d\n%s", code, stderr)
+		}
+		ovf, err := exec.Command("tar", "xOf", filepath.Join(out, "lab-2.ova"), "lab.ovf").Output()
+		if err != nil {
+			t.Fatalf("tar xOf lab.ovf: %v", err)
+		}
+		if !strings.Contains(string(ovf), c.want) {
+			t.Errorf("descriptor lacks %s", c.want)
+		}
+	}
+}
