@@ -13,7 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/outpost-appliance/outpost/mac"
+	"github.com/outpost-appliance/outpost/appliance"
 )
 
 // Spec is an appliance definition: what images/connector/image.yaml says.
@@ -33,16 +33,13 @@ type Spec struct {
 	Path string `yaml:"-"`
 }
 
-// virtualHWRE accepts the virtual hardware versions ESXi 5.5 to 8.0 know.
-var virtualHWRE = regexp.MustCompile(`^vmx-(1[0-9]|2[01])$`)
-
 // Hardware is the virtual hardware the images declare.
 type Hardware struct {
-	CPUs      int    `yaml:"cpus"`
-	MemoryMiB int    `yaml:"memory"` // MiB
-	Disk      Disk   `yaml:"disk"`
-	NICs      int    `yaml:"nics"`
-	Firmware  string `yaml:"firmware"` // "uefi"
+	CPUs      int                `yaml:"cpus"`
+	MemoryMiB int                `yaml:"memory"` // MiB
+	Disk      Disk               `yaml:"disk"`
+	NICs      int                `yaml:"nics"`
+	Firmware  appliance.Firmware `yaml:"firmware"` // "uefi"
 	// VirtualHardware is the VMware virtual hardware version the OVA
 	// declares (vmx-NN); the default vmx-14 imports on ESXi 6.7 and later.
 	VirtualHardware string `yaml:"virtual_hardware,omitempty"`
@@ -57,12 +54,12 @@ type Disk struct {
 // NIC configures the appliance's network interface.
 type NIC struct {
 	// MAC is the static MAC in VMware's manual range; empty means derived
-	// from the appliance name (mac.Derive).
+	// from the appliance name (appliance.DeriveMAC).
 	MAC string `yaml:"mac,omitempty"`
 }
 
 // Property is a deployment-time setting the admin is prompted for at import
-// (an OVF ProductSection property). Keys are defined by the ova package
+// (an OVF ProductSection property). Keys are defined by package appliance
 // (outpost.provision_key, outpost.hostname, outpost.ipv4.mode, …).
 type Property struct {
 	Key         string `yaml:"key"`
@@ -82,63 +79,45 @@ type Rootfs struct {
 	Tar string `yaml:"tar,omitempty"`
 }
 
-// Defaults of the connector appliance (DESIGN.md, "Appliance defaults").
-const (
-	DefaultCPUs      = 2
-	DefaultMemoryMiB = 4096
-	DefaultDiskSize  = Size(8 << 30)
-	DefaultNICs      = 1
-	DefaultFirmware  = "uefi"
-	DefaultVirtualHW = "vmx-14"
-	DefaultDiskProv  = "thin"
-	// MinDiskSize leaves room for the ESP, the GPT and a usable root.
-	MinDiskSize = Size(1 << 30)
-	// MaxDiskSize keeps within what the disk writers and ESXi's default
-	// datastore block size handle.
-	MaxDiskSize = Size(2 << 40)
-	// LabMemoryMiB is the smallest memory accepted, with a warning.
-	LabMemoryMiB = 2048
-)
-
-// SetDefaults fills every unset field with the appliance default. It does
-// not validate.
+// SetDefaults fills every unset field with the appliance default (package
+// appliance). It does not validate.
 func (s *Spec) SetDefaults() {
 	h := &s.Hardware
 	if h.CPUs == 0 {
-		h.CPUs = DefaultCPUs
+		h.CPUs = appliance.DefaultCPUs
 	}
 	if h.MemoryMiB == 0 {
-		h.MemoryMiB = DefaultMemoryMiB
+		h.MemoryMiB = appliance.DefaultMemoryMiB
 	}
 	if h.Disk.Size == 0 {
-		h.Disk.Size = DefaultDiskSize
+		h.Disk.Size = Size(appliance.DefaultDiskBytes)
 	}
 	if h.Disk.Provisioning == "" {
-		h.Disk.Provisioning = DefaultDiskProv
+		h.Disk.Provisioning = appliance.DefaultProvisioning
 	}
 	if h.NICs == 0 {
-		h.NICs = DefaultNICs
+		h.NICs = appliance.NICs
 	}
 	if h.Firmware == "" {
-		h.Firmware = DefaultFirmware
+		h.Firmware = appliance.DefaultFirmware
 	}
 	if h.VirtualHardware == "" {
-		h.VirtualHardware = DefaultVirtualHW
+		h.VirtualHardware = appliance.DefaultVirtualHardware
 	}
 	for i := range s.Properties {
 		if s.Properties[i].Type == "" {
-			s.Properties[i].Type = "string"
+			s.Properties[i].Type = string(appliance.TypeString)
 		}
 	}
 }
 
 // MAC returns the NIC's MAC: the one the spec sets, or the one derived from
 // the appliance name. Call it on a validated spec.
-func (s *Spec) MAC() (mac.MAC, error) {
+func (s *Spec) MAC() (appliance.MAC, error) {
 	if s.NIC.MAC == "" {
-		return mac.Derive(s.Name), nil
+		return appliance.DeriveMAC(s.Name), nil
 	}
-	return mac.Parse(s.NIC.MAC)
+	return appliance.ParseMAC(s.NIC.MAC)
 }
 
 // RootfsPath returns the rootfs source named by the spec, resolved against
@@ -306,7 +285,6 @@ func yamlText(text string) string {
 var intoType = regexp.MustCompile(` into [\w.\[\]]+$`)
 
 var (
-	nameRe    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	versionRe = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+~_-]{0,63}$`)
 	keyRe     = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$`)
 )
@@ -317,8 +295,10 @@ func (s *Spec) Validate() (warnings []string, err error) {
 	switch {
 	case s.Name == "":
 		p.add("name", "missing; give the appliance a name such as outpost-connector")
-	case !nameRe.MatchString(s.Name):
-		p.add("name", "%q is not a valid name: use 1–63 lower-case letters, digits and '-', not starting or ending with '-'", s.Name)
+	default:
+		if err := appliance.CheckName(s.Name); err != nil {
+			p.add("name", "%v", err)
+		}
 	}
 	switch {
 	case s.Version == "":
@@ -328,35 +308,35 @@ func (s *Spec) Validate() (warnings []string, err error) {
 	}
 	h := s.Hardware
 	if h.CPUs < 1 || h.CPUs > 64 {
-		p.add("hardware.cpus", "%d vCPUs is impossible: use 1–64 (default %d)", h.CPUs, DefaultCPUs)
+		p.add("hardware.cpus", "%d vCPUs is impossible: use 1–64 (default %d)", h.CPUs, appliance.DefaultCPUs)
 	}
 	switch {
-	case h.MemoryMiB < LabMemoryMiB:
-		p.add("hardware.memory", "%d MiB is too little: the connector needs at least %d MiB (lab only) and %d MiB in production", h.MemoryMiB, LabMemoryMiB, DefaultMemoryMiB)
+	case h.MemoryMiB < appliance.LabMemoryMiB:
+		p.add("hardware.memory", "%d MiB is too little: the connector needs at least %d MiB (lab only) and %d MiB in production", h.MemoryMiB, appliance.LabMemoryMiB, appliance.DefaultMemoryMiB)
 	case h.MemoryMiB > 1<<20:
 		p.add("hardware.memory", "%d MiB is more than 1 TiB; memory is in MiB (4096 = 4 GiB)", h.MemoryMiB)
 	case h.MemoryMiB%4 != 0:
 		p.add("hardware.memory", "%d MiB is not a multiple of 4 MiB, which vSphere requires", h.MemoryMiB)
-	case h.MemoryMiB < DefaultMemoryMiB:
-		warnings = append(warnings, fmt.Sprintf("%s: hardware.memory: %d MiB is for labs only; production connectors need %d MiB", s.displayPath(), h.MemoryMiB, DefaultMemoryMiB))
+	case h.MemoryMiB < appliance.DefaultMemoryMiB:
+		warnings = append(warnings, fmt.Sprintf("%s: hardware.memory: %d MiB is for labs only; production connectors need %d MiB", s.displayPath(), h.MemoryMiB, appliance.DefaultMemoryMiB))
 	}
-	if h.Disk.Size < MinDiskSize || h.Disk.Size > MaxDiskSize {
-		p.add("hardware.disk.size", "%s is impossible: use %s–%s", h.Disk.Size, MinDiskSize, MaxDiskSize)
+	if minDisk, maxDisk := Size(appliance.MinDiskBytes), Size(appliance.MaxDiskBytes); h.Disk.Size < minDisk || h.Disk.Size > maxDisk {
+		p.add("hardware.disk.size", "%s is impossible: use %s–%s", h.Disk.Size, minDisk, maxDisk)
 	}
-	if h.Disk.Provisioning != "thin" && h.Disk.Provisioning != "thick" {
-		p.add("hardware.disk.provisioning", "%q is not known: use thin or thick", h.Disk.Provisioning)
+	if h.Disk.Provisioning != appliance.ProvisioningThin && h.Disk.Provisioning != appliance.ProvisioningThick {
+		p.add("hardware.disk.provisioning", "%q is not known: use %s or %s", h.Disk.Provisioning, appliance.ProvisioningThin, appliance.ProvisioningThick)
 	}
-	if h.NICs != 1 {
+	if h.NICs != appliance.NICs {
 		p.add("hardware.nics", "%d NICs: the connector appliance has exactly one NIC", h.NICs)
 	}
-	if h.Firmware != "uefi" {
-		p.add("hardware.firmware", "%q is not supported: the disk boots with systemd-boot, so firmware must be uefi", h.Firmware)
+	if h.Firmware != appliance.FirmwareUEFI {
+		p.add("hardware.firmware", "%q is not supported: the disk boots with systemd-boot, so firmware must be %s", h.Firmware, appliance.FirmwareUEFI)
 	}
-	if !virtualHWRE.MatchString(h.VirtualHardware) {
-		p.add("hardware.virtual_hardware", "%q is not a VMware virtual hardware version: use vmx-NN from vmx-10 to vmx-21 (vmx-14 for ESXi 6.7, vmx-13 for ESXi 6.5)", h.VirtualHardware)
+	if err := appliance.CheckVirtualHardware(h.VirtualHardware); err != nil {
+		p.add("hardware.virtual_hardware", "%v", err)
 	}
 	if s.NIC.MAC != "" {
-		if _, err := mac.Parse(s.NIC.MAC); err != nil {
+		if _, err := appliance.ParseMAC(s.NIC.MAC); err != nil {
 			p.add("nic.mac", "%v", err)
 		}
 	}
@@ -380,13 +360,13 @@ func (s *Spec) Validate() (warnings []string, err error) {
 		if pr.Label == "" {
 			p.add(f+".label", "missing; the admin sees the label when prompted at import")
 		}
-		switch pr.Type {
-		case "string":
-		case "boolean":
+		switch appliance.PropertyType(pr.Type) {
+		case appliance.TypeString:
+		case appliance.TypeBoolean:
 			if pr.Default != "" && pr.Default != "true" && pr.Default != "false" {
 				p.add(f+".default", "%q is not a boolean: use true or false", pr.Default)
 			}
-		case "int":
+		case appliance.TypeInt:
 			if _, err := strconv.ParseInt(pr.Default, 10, 64); pr.Default != "" && err != nil {
 				p.add(f+".default", "%q is not an integer", pr.Default)
 			}
@@ -394,7 +374,7 @@ func (s *Spec) Validate() (warnings []string, err error) {
 			p.add(f+".type", "%q is not known: use string, boolean or int", pr.Type)
 		}
 		if pr.Password {
-			if pr.Type != "string" {
+			if appliance.PropertyType(pr.Type) != appliance.TypeString {
 				p.add(f+".password", "only string properties can be passwords")
 			}
 			if pr.Default != "" {

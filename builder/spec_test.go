@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/images"
-	"github.com/outpost-appliance/outpost/mac"
 )
 
 const specFile = "images/connector/image.yaml"
@@ -23,8 +23,8 @@ func TestConnectorSpec(t *testing.T) {
 		t.Errorf("connector spec = %+v", s)
 	}
 	m, err := s.MAC()
-	if err != nil || m != mac.Derive("outpost-connector") {
-		t.Errorf("MAC() = %s, %v; want derived %s", m, err, mac.Derive("outpost-connector"))
+	if err != nil || m != appliance.DeriveMAC("outpost-connector") {
+		t.Errorf("MAC() = %s, %v; want derived %s", m, err, appliance.DeriveMAC("outpost-connector"))
 	}
 	var key *Property
 	for i := range s.Properties {
@@ -82,7 +82,7 @@ func TestSpecProblems(t *testing.T) {
 				specFile + `: hardware.nics: 2 NICs: the connector appliance has exactly one NIC`,
 				specFile + `: hardware.firmware: "bios" is not supported: the disk boots with systemd-boot, so firmware must be uefi`,
 				specFile + `: hardware.virtual_hardware: "vmx-99" is not a VMware virtual hardware version: use vmx-NN from vmx-10 to vmx-21 (vmx-14 for ESXi 6.7, vmx-13 for ESXi 6.5)`,
-				specFile + `: nic.mac: invalid MAC address 00:0c:29:00:00:01: outside VMware's manual range ` + mac.Range + ` (the address must start with 00:50:56)`,
+				specFile + `: nic.mac: invalid MAC address 00:0c:29:00:00:01: outside VMware's manual range ` + appliance.MACRange + ` (the address must start with 00:50:56)`,
 			},
 		},
 		{

@@ -15,8 +15,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/builder"
-	"github.com/outpost-appliance/outpost/mac"
 	"github.com/outpost-appliance/outpost/ova"
 	"github.com/outpost-appliance/outpost/ova/disk"
 	"github.com/outpost-appliance/outpost/ova/qcow2"
@@ -27,7 +27,7 @@ import (
 // Job is what every format is made from.
 type Job struct {
 	Spec    *builder.Spec
-	MAC     mac.MAC
+	MAC     appliance.MAC
 	RawPath string    // the bootable raw disk (sparse); read only
 	Epoch   time.Time // SOURCE_DATE_EPOCH: tar member times
 	Signer  *ova.Signer
@@ -78,20 +78,17 @@ func (j *Job) Appliance() ova.Appliance {
 		CPUs:        s.Hardware.CPUs,
 		MemoryMiB:   s.Hardware.MemoryMiB,
 		MAC:         j.MAC.String(),
-		Firmware:    "efi", // the builder's disks boot with systemd-boot only
+		Firmware:    appliance.FirmwareUEFI.OVF(), // the builder's disks boot with systemd-boot only
 
 		HardwareVersion: s.Hardware.VirtualHardware,
 	}
 	if len(s.Properties) > 0 {
-		defaults := map[string]ova.Property{}
-		for _, p := range ova.DefaultProperties() {
-			defaults[p.Key] = p
-		}
 		a.Properties = []ova.Property{}
 		for _, p := range s.Properties {
+			contract, _ := appliance.LookupProperty(p.Key)
 			a.Properties = append(a.Properties, ova.Property{
 				Key: p.Key, Category: p.Category, Label: p.Label, Description: p.Description,
-				Default: p.Default, Password: p.Password, Choices: defaults[p.Key].Choices,
+				Default: p.Default, Password: p.Password, Choices: contract.Choices,
 			})
 		}
 	}

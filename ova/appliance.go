@@ -7,38 +7,16 @@ import (
 	"regexp"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/outpost-appliance/outpost/appliance"
 )
 
-// Property keys of the appliance's ProductSection. The first-boot program
-// reads the same keys from the OVF environment (ovf-env.xml), so they are a
-// contract: never rename one.
+// Defaults applied by Appliance.withDefaults, besides the appliance's own
+// (package appliance: CPUs, memory, firmware, hardware version).
 const (
-	PropProvisionKey = "outpost.provision_key"
-	PropHostname     = "outpost.hostname"
-	PropIPv4Mode     = "outpost.ipv4.mode"
-	PropIPv4Address  = "outpost.ipv4.address"
-	PropIPv4Gateway  = "outpost.ipv4.gateway"
-	PropDNSServers   = "outpost.dns.servers"
-	PropDNSSearch    = "outpost.dns.search"
-	PropNTPServers   = "outpost.ntp.servers"
-	PropProxy        = "outpost.proxy"
-)
-
-// Values of PropIPv4Mode.
-const (
-	IPv4ModeDHCP   = "DHCP"
-	IPv4ModeStatic = "Static"
-)
-
-// Defaults applied by Appliance.withDefaults.
-const (
-	DefaultCPUs            = 2
-	DefaultMemoryMiB       = 4096
-	DefaultFirmware        = "efi"
-	DefaultHardwareVersion = "vmx-14" // ESXi 6.7 and later
-	DefaultSCSIController  = "lsilogic"
-	DefaultNetwork         = "VM Network"
-	DefaultOSType          = "other4xLinux64Guest"
+	DefaultSCSIController = "lsilogic"
+	DefaultNetwork        = "VM Network"
+	DefaultOSType         = "other4xLinux64Guest"
 )
 
 // Appliance describes the virtual machine an OVA deploys. The zero value of
@@ -56,13 +34,14 @@ type Appliance struct {
 	MemoryMiB int // default 4096
 
 	// MAC is the NIC's manual (static) MAC address, aa:bb:cc:dd:ee:ff.
-	// Range checks are package mac's job; only the syntax is checked here.
+	// Range checks are package appliance's job; only the syntax is checked
+	// here.
 	MAC string
 	// Network is the name of the OVF network the NIC connects to, which
 	// importers map to a port group; default "VM Network".
 	Network string
 
-	Firmware        string // "efi" (default) or "bios"
+	Firmware        string // OVF name: "efi" (default, appliance.FirmwareUEFI) or "bios"
 	HardwareVersion string // vmx-NN; default vmx-14 so that ESXi 6.7 accepts it
 	SCSIController  string // "lsilogic" (default) or "pvscsi"
 	OSType          string // vSphere guest id; default other4xLinux64Guest
@@ -83,41 +62,22 @@ type Property struct {
 	Choices     []string // when set, the value must be one of these (ValueMap)
 }
 
-// DefaultProperties returns the connector's deployment-time properties, in
-// the order the importer shows them.
+// DefaultProperties returns the connector's deployment-time properties (the
+// ones package appliance says the OVF declares), in the order the importer
+// shows them.
 func DefaultProperties() []Property {
-	const (
-		enroll  = "1. Enrollment"
-		network = "2. Network"
-		svc     = "3. Name and time services, proxy"
-	)
-	return []Property{
-		{Key: PropProvisionKey, Category: enroll, Label: "Provisioning key", Password: true,
-			Description: "The provisioning key from the control plane, VERSION|HOST|BLOB. Paste it as is; it is checked before the appliance calls home."},
-		{Key: PropHostname, Category: enroll, Label: "Hostname",
-			Description: "Host name of this connector (a DNS label or a fully qualified name). Empty: derived from the connector's enrolled name."},
-		{Key: PropIPv4Mode, Category: network, Label: "IPv4 configuration", Default: IPv4ModeDHCP,
-			Choices:     []string{IPv4ModeDHCP, IPv4ModeStatic},
-			Description: "DHCP, or Static to use the address, gateway and DNS servers below."},
-		{Key: PropIPv4Address, Category: network, Label: "IPv4 address/prefix",
-			Description: "Static mode only: address and prefix length, e.g. 192.0.2.10/24."},
-		{Key: PropIPv4Gateway, Category: network, Label: "IPv4 gateway",
-			Description: "Static mode only: the default gateway, e.g. 192.0.2.1."},
-		{Key: PropDNSServers, Category: network, Label: "DNS servers",
-			Description: "Comma-separated DNS server addresses. Empty with DHCP: those DHCP offers."},
-		{Key: PropDNSSearch, Category: network, Label: "DNS search domains",
-			Description: "Comma-separated search domains, e.g. corp.example.com,example.com."},
-		{Key: PropNTPServers, Category: svc, Label: "NTP servers",
-			Description: "Comma-separated NTP server names or addresses. Empty: those DHCP offers, else public pools."},
-		{Key: PropProxy, Category: svc, Label: "HTTP proxy",
-			Description: "Proxy for the connection to the control plane, e.g. http://proxy.example.com:3128. Empty: direct."},
+	var out []Property
+	for _, p := range appliance.OVFProperties() {
+		out = append(out, Property{Key: p.Key, Category: p.Category, Label: p.Label, Description: p.Description,
+			Default: p.Default, Password: p.Password, Choices: p.Choices})
 	}
+	return out
 }
 
 var (
-	nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
-	vmxRE  = regexp.MustCompile(`^vmx-[0-9]{2}$`)
-	keyRE  = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+	// memberRE is what a disk's member name in the OVA may hold.
+	memberRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	keyRE    = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 )
 
 // withDefaults returns a copy with every unset optional field filled.
@@ -126,19 +86,19 @@ func (a Appliance) withDefaults() Appliance {
 		a.Product = a.Name
 	}
 	if a.CPUs == 0 {
-		a.CPUs = DefaultCPUs
+		a.CPUs = appliance.DefaultCPUs
 	}
 	if a.MemoryMiB == 0 {
-		a.MemoryMiB = DefaultMemoryMiB
+		a.MemoryMiB = appliance.DefaultMemoryMiB
 	}
 	if a.Network == "" {
 		a.Network = DefaultNetwork
 	}
 	if a.Firmware == "" {
-		a.Firmware = DefaultFirmware
+		a.Firmware = appliance.DefaultFirmware.OVF()
 	}
 	if a.HardwareVersion == "" {
-		a.HardwareVersion = DefaultHardwareVersion
+		a.HardwareVersion = appliance.DefaultVirtualHardware
 	}
 	if a.SCSIController == "" {
 		a.SCSIController = DefaultSCSIController
@@ -158,8 +118,8 @@ func (a Appliance) validate(disks []Disk) error {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("appliance %s: %s", field, fmt.Sprintf(format, args...)))
 	}
-	if !nameRE.MatchString(a.Name) || len(a.Name) > 95 {
-		bad("name", "%q must be at most 95 characters, start with a letter or digit and hold only letters, digits, '.', '_' and '-' (it names the files in the OVA)", a.Name)
+	if err := appliance.CheckVMName(a.Name); err != nil {
+		bad("name", "%v (it names the files in the OVA)", err)
 	}
 	for field, v := range map[string]string{"product": a.Product, "vendor": a.Vendor, "version": a.Version, "description": a.Description, "network": a.Network} {
 		if i := badXMLChar(v); i >= 0 {
@@ -177,13 +137,11 @@ func (a Appliance) validate(disks []Disk) error {
 			bad("mac", "%q is not a MAC address of the form 00:50:56:xx:xx:xx", a.MAC)
 		}
 	}
-	switch a.Firmware {
-	case "efi", "bios":
-	default:
-		bad("firmware", "%q is neither efi nor bios", a.Firmware)
+	if uefi := appliance.FirmwareUEFI.OVF(); a.Firmware != uefi && a.Firmware != "bios" {
+		bad("firmware", "%q is neither %s nor bios", a.Firmware, uefi)
 	}
-	if !vmxRE.MatchString(a.HardwareVersion) {
-		bad("hardware version", "%q is not of the form vmx-NN (vmx-14 for ESXi 6.7)", a.HardwareVersion)
+	if err := appliance.CheckVirtualHardware(a.HardwareVersion); err != nil {
+		bad("hardware version", "%v", err)
 	}
 	if _, ok := scsiSubType[a.SCSIController]; !ok {
 		bad("scsi controller", "%q is neither lsilogic nor pvscsi", a.SCSIController)
@@ -211,7 +169,7 @@ func (a Appliance) validate(disks []Disk) error {
 	}
 	for i, d := range disks {
 		field := fmt.Sprintf("disks[%d]", i)
-		if !nameRE.MatchString(d.Name) || len(d.Name) > 100 {
+		if !memberRE.MatchString(d.Name) || len(d.Name) > 100 {
 			bad(field+".name", "%q must be at most 100 characters (a ustar member name) of letters, digits, '.', '_' and '-'", d.Name)
 		}
 		if d.Capacity <= 0 {

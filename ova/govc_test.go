@@ -15,6 +15,7 @@ import (
 	"github.com/vmware/govmomi/ovf"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/internal/govctest"
 )
 
@@ -112,15 +113,15 @@ func TestGovcImport(t *testing.T) {
 			t.Errorf("import.spec property %s: not user-configurable or no label: %+v", p.Key, p.Spec)
 			continue
 		}
-		if got := p.Spec.Password != nil && *p.Spec.Password; got != (p.Key == PropProvisionKey) {
+		if got := p.Spec.Password != nil && *p.Spec.Password; got != (p.Key == appliance.PropProvisionKey) {
 			t.Errorf("import.spec property %s: password = %v", p.Key, got)
 		}
-		if p.Key == PropIPv4Mode && (p.Value != "DHCP" || p.Spec.Qualifiers != `ValueMap{"DHCP","Static"}`) {
+		if p.Key == appliance.PropIPv4Mode && (p.Value != "DHCP" || p.Spec.Qualifiers != `ValueMap{"DHCP","Static"}`) {
 			t.Errorf("import.spec ipv4 mode: value %q qualifiers %q", p.Value, p.Spec.Qualifiers)
 		}
 	}
-	wantKeys := []string{PropProvisionKey, PropHostname, PropIPv4Mode, PropIPv4Address, PropIPv4Gateway,
-		PropDNSServers, PropDNSSearch, PropNTPServers, PropProxy}
+	wantKeys := []string{appliance.PropProvisionKey, appliance.PropHostname, appliance.PropIPv4Mode, appliance.PropIPv4Address, appliance.PropIPv4Gateway,
+		appliance.PropDNSServers, appliance.PropDNSSearch, appliance.PropNTPServers, appliance.PropProxy}
 	if strings.Join(keys, " ") != strings.Join(wantKeys, " ") {
 		t.Errorf("import.spec properties:\n got %v\nwant %v", keys, wantKeys)
 	}
@@ -130,15 +131,15 @@ func TestGovcImport(t *testing.T) {
 
 	// import.ova with the admin's answers.
 	values := map[string]string{
-		PropProvisionKey: "3|cp.example.com|c2VjcmV0",
-		PropHostname:     "melbourne-1",
-		PropIPv4Mode:     "Static",
-		PropIPv4Address:  "192.0.2.10/24",
-		PropIPv4Gateway:  "192.0.2.1",
-		PropDNSServers:   "192.0.2.53,192.0.2.54",
-		PropDNSSearch:    "corp.example.com",
-		PropNTPServers:   "ntp.example.com",
-		PropProxy:        "http://proxy.example.com:3128",
+		appliance.PropProvisionKey: "3|cp.example.com|c2VjcmV0",
+		appliance.PropHostname:     "melbourne-1",
+		appliance.PropIPv4Mode:     "Static",
+		appliance.PropIPv4Address:  "192.0.2.10/24",
+		appliance.PropIPv4Gateway:  "192.0.2.1",
+		appliance.PropDNSServers:   "192.0.2.53,192.0.2.54",
+		appliance.PropDNSSearch:    "corp.example.com",
+		appliance.PropNTPServers:   "ntp.example.com",
+		appliance.PropProxy:        "http://proxy.example.com:3128",
 	}
 	type kv struct{ Key, Value string }
 	opts := struct {

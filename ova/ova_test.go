@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/vmware/govmomi/ovf"
+
+	"github.com/outpost-appliance/outpost/appliance"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -172,8 +174,8 @@ func TestDescriptorParsedByGovmomi(t *testing.T) {
 		props[pc.Property.Key] = pc.Property
 		cats[pc.Property.Key] = pc.Category
 	}
-	for _, key := range []string{PropProvisionKey, PropHostname, PropIPv4Mode, PropIPv4Address, PropIPv4Gateway,
-		PropDNSServers, PropDNSSearch, PropNTPServers, PropProxy} {
+	for _, key := range []string{appliance.PropProvisionKey, appliance.PropHostname, appliance.PropIPv4Mode, appliance.PropIPv4Address, appliance.PropIPv4Gateway,
+		appliance.PropDNSServers, appliance.PropDNSSearch, appliance.PropNTPServers, appliance.PropProxy} {
 		p, ok := props[key]
 		if !ok {
 			t.Errorf("property %s missing", key)
@@ -182,14 +184,14 @@ func TestDescriptorParsedByGovmomi(t *testing.T) {
 		if !deref(p.UserConfigurable) || deref(p.Label) == "" || deref(p.Description) == "" || cats[key] == "" {
 			t.Errorf("property %s: want user-configurable with label, description and category; got %+v in %q", key, p, cats[key])
 		}
-		if got, want := deref(p.Password), key == PropProvisionKey; got != want {
+		if got, want := deref(p.Password), key == appliance.PropProvisionKey; got != want {
 			t.Errorf("property %s: password = %v, want %v", key, got, want)
 		}
 	}
-	if q := deref(props[PropIPv4Mode].Qualifiers); q != `ValueMap{"DHCP","Static"}` {
+	if q := deref(props[appliance.PropIPv4Mode].Qualifiers); q != `ValueMap{"DHCP","Static"}` {
 		t.Errorf("ipv4 mode qualifiers = %q", q)
 	}
-	if v := deref(props[PropIPv4Mode].Default); v != "DHCP" {
+	if v := deref(props[appliance.PropIPv4Mode].Default); v != "DHCP" {
 		t.Errorf("ipv4 mode default = %q", v)
 	}
 }

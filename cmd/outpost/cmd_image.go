@@ -13,10 +13,10 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/builder"
 	"github.com/outpost-appliance/outpost/dist"
 	"github.com/outpost-appliance/outpost/images"
-	"github.com/outpost-appliance/outpost/mac"
 	"github.com/outpost-appliance/outpost/ova"
 )
 
@@ -67,7 +67,7 @@ func (f *imageFlags) register(fs *pflag.FlagSet) {
 	fs.StringVarP(&f.specPath, "file", "f", "", "image spec (YAML); default: the embedded connector spec ("+images.ConnectorPath+")")
 	fs.StringSliceVar(&f.formats, "format", []string{"ova", "qcow2"}, "output formats, comma-separated: "+strings.Join(formatNames(), ", "))
 	fs.StringVarP(&f.outDir, "output", "o", ".", "output directory")
-	fs.StringVar(&f.mac, "mac", "", "static MAC of the NIC, in VMware's manual range "+mac.Range)
+	fs.StringVar(&f.mac, "mac", "", "static MAC of the NIC, in VMware's manual range "+appliance.MACRange)
 	fs.BoolVar(&f.jsonOut, "json", false, "print the result as JSON")
 	fs.StringVar(&f.signKey, "sign-key", "", "PEM RSA private key that signs the OVA's manifest (writes the .cert member); with --sign-cert")
 	fs.StringVar(&f.signCert, "sign-cert", "", "PEM certificate of --sign-key, stored in the .cert member")
@@ -97,7 +97,7 @@ func (f *imageFlags) signer() (*ova.Signer, error) {
 }
 
 // load reads the spec and checks the flags, before anything is written.
-func (f *imageFlags) load(s streams) (*builder.Spec, mac.MAC, []dist.Format, time.Time, error) {
+func (f *imageFlags) load(s streams) (*builder.Spec, appliance.MAC, []dist.Format, time.Time, error) {
 	var (
 		spec     *builder.Spec
 		warnings []string
@@ -109,20 +109,20 @@ func (f *imageFlags) load(s streams) (*builder.Spec, mac.MAC, []dist.Format, tim
 		spec, warnings, err = builder.LoadSpec(f.specPath)
 	}
 	if err != nil {
-		return nil, mac.MAC{}, nil, time.Time{}, err
+		return nil, appliance.MAC{}, nil, time.Time{}, err
 	}
 	for _, w := range warnings {
 		fmt.Fprintf(s.Err, "warning: %s\n", w)
 	}
 	m, err := spec.MAC()
 	if f.mac != "" {
-		m, err = mac.Parse(f.mac)
+		m, err = appliance.ParseMAC(f.mac)
 		if err != nil {
-			return nil, mac.MAC{}, nil, time.Time{}, usagef("--mac: %v", err)
+			return nil, appliance.MAC{}, nil, time.Time{}, usagef("--mac: %v", err)
 		}
 	}
 	if err != nil {
-		return nil, mac.MAC{}, nil, time.Time{}, err
+		return nil, appliance.MAC{}, nil, time.Time{}, err
 	}
 	var formats []dist.Format
 	for _, name := range f.formats {
@@ -133,15 +133,15 @@ func (f *imageFlags) load(s streams) (*builder.Spec, mac.MAC, []dist.Format, tim
 			}
 		}
 		if !found {
-			return nil, mac.MAC{}, nil, time.Time{}, usagef("--format: unknown format %q; available: %s", name, strings.Join(formatNames(), ", "))
+			return nil, appliance.MAC{}, nil, time.Time{}, usagef("--format: unknown format %q; available: %s", name, strings.Join(formatNames(), ", "))
 		}
 	}
 	epoch, err := sourceDateEpoch()
 	if err != nil {
-		return nil, mac.MAC{}, nil, time.Time{}, err
+		return nil, appliance.MAC{}, nil, time.Time{}, err
 	}
 	if err := checkOutDir(f.outDir); err != nil {
-		return nil, mac.MAC{}, nil, time.Time{}, err
+		return nil, appliance.MAC{}, nil, time.Time{}, err
 	}
 	return spec, m, formats, epoch, nil
 }
@@ -303,7 +303,7 @@ func (c *imagePackCmd) Run(ctx context.Context, s streams, args []string) error 
 		if c.name != "" {
 			spec.Name = c.name
 			if c.mac == "" && spec.NIC.MAC == "" {
-				m = mac.Derive(c.name)
+				m = appliance.DeriveMAC(c.name)
 			}
 		}
 		if c.version != "" {

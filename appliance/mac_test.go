@@ -1,4 +1,4 @@
-package mac
+package appliance
 
 import (
 	"errors"
@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func TestParse(t *testing.T) {
+func TestParseMAC(t *testing.T) {
 	tests := []struct {
 		in      string
 		want    string
@@ -29,39 +29,39 @@ func TestParse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, err := Parse(tt.in)
+			got, err := ParseMAC(tt.in)
 			if tt.wantErr != "" {
 				if err == nil {
-					t.Fatalf("Parse(%q) = %s, want error containing %q", tt.in, got, tt.wantErr)
+					t.Fatalf("ParseMAC(%q) = %s, want error containing %q", tt.in, got, tt.wantErr)
 				}
-				if !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), Range) {
-					t.Errorf("Parse(%q) error = %q, want it to contain %q and the range %s", tt.in, err, tt.wantErr, Range)
+				if !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), MACRange) {
+					t.Errorf("ParseMAC(%q) error = %q, want it to contain %q and the range %s", tt.in, err, tt.wantErr, MACRange)
 				}
-				if !errors.Is(err, ErrInvalid) {
-					t.Errorf("Parse(%q) error does not wrap ErrInvalid", tt.in)
+				if !errors.Is(err, ErrInvalidMAC) {
+					t.Errorf("ParseMAC(%q) error does not wrap ErrInvalidMAC", tt.in)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("Parse(%q): %v", tt.in, err)
+				t.Fatalf("ParseMAC(%q): %v", tt.in, err)
 			}
 			if got.String() != tt.want {
-				t.Errorf("Parse(%q) = %s, want %s", tt.in, got, tt.want)
+				t.Errorf("ParseMAC(%q) = %s, want %s", tt.in, got, tt.want)
 			}
 		})
 	}
 }
 
-func TestDerive(t *testing.T) {
+func TestDeriveMAC(t *testing.T) {
 	seen := map[MAC]string{}
 	for i := range 2000 {
 		name := fmt.Sprintf("connector-%d", i)
-		m := Derive(name)
+		m := DeriveMAC(name)
 		if err := m.Validate(); err != nil {
-			t.Fatalf("Derive(%q) = %s: %v", name, m, err)
+			t.Fatalf("DeriveMAC(%q) = %s: %v", name, m, err)
 		}
-		if again := Derive(name); again != m {
-			t.Fatalf("Derive(%q) not deterministic: %s then %s", name, m, again)
+		if again := DeriveMAC(name); again != m {
+			t.Fatalf("DeriveMAC(%q) not deterministic: %s then %s", name, m, again)
 		}
 		seen[m] = name
 	}
@@ -70,13 +70,13 @@ func TestDerive(t *testing.T) {
 	}
 	// A fixed value: changing the derivation changes every deployed
 	// appliance's fingerprint, so it must be deliberate.
-	if got, want := Derive("outpost-connector").String(), derivedConnector; got != want {
-		t.Errorf("Derive(outpost-connector) = %s, want %s (changing it breaks deployed fingerprints)", got, want)
+	if got, want := DeriveMAC("outpost-connector").String(), derivedConnector; got != want {
+		t.Errorf("DeriveMAC(outpost-connector) = %s, want %s (changing it breaks deployed fingerprints)", got, want)
 	}
 }
 
-func TestTextRoundTrip(t *testing.T) {
-	m := Derive("x")
+func TestMACTextRoundTrip(t *testing.T) {
+	m := DeriveMAC("x")
 	b, _ := m.MarshalText()
 	var back MAC
 	if err := back.UnmarshalText(b); err != nil || back != m {
@@ -87,18 +87,18 @@ func TestTextRoundTrip(t *testing.T) {
 	}
 }
 
-func FuzzParse(f *testing.F) {
+func FuzzParseMAC(f *testing.F) {
 	f.Add("00:50:56:12:34:56")
 	f.Add("01:00:5e:00:00:01")
 	f.Fuzz(func(t *testing.T, s string) {
-		m, err := Parse(s)
+		m, err := ParseMAC(s)
 		if err != nil {
 			return
 		}
 		if m.Validate() != nil {
-			t.Fatalf("Parse(%q) accepted %s which fails Validate", s, m)
+			t.Fatalf("ParseMAC(%q) accepted %s which fails Validate", s, m)
 		}
-		if back, err := Parse(m.String()); err != nil || back != m {
+		if back, err := ParseMAC(m.String()); err != nil || back != m {
 			t.Fatalf("round trip of %s: %s, %v", m, back, err)
 		}
 	})
