@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/firstboot/enroll"
 )
 
@@ -48,12 +49,10 @@ const gib = 1 << 30
 // Requirements. MemTotal is the RAM minus what the kernel reserves, so the
 // thresholds sit a little under 4 and 2 GiB.
 const (
-	minCPUs     = 2
-	memFull     = 3.5 * gib
-	memLab      = 1.75 * gib
-	minDisk     = 7 * gib // an 8 GiB disk less the ESP and filesystem overhead
-	vmwareOUI   = "00:50:56"
-	vmwareMaxB4 = 0x3f
+	minCPUs = 2
+	memFull = 3.5 * gib
+	memLab  = 1.75 * gib
+	minDisk = 7 * gib // an 8 GiB disk less the ESP and filesystem overhead
 )
 
 func (e *Env) facts() (Facts, error) {
@@ -112,10 +111,10 @@ func (e *Env) preflight(ctx context.Context, st *State) []Check {
 		switch {
 		case !onVMware:
 			add("static MAC", Pass, "%s (not on VMware: no manual range applies)", mac)
-		case strings.HasPrefix(mac, vmwareOUI+":") && macByte4(mac) <= vmwareMaxB4:
+		case inManualRange(mac):
 			add("static MAC", Pass, "%s (VMware manual range)", mac)
 		default:
-			add("static MAC", Fail, "%s is not in VMware's manual range 00:50:56:00:00:00–00:50:56:3f:ff:ff; set a manual MAC on the NIC (the connector's identity includes it)", mac)
+			add("static MAC", Fail, "%s is not in VMware's manual range %s; set a manual MAC on the NIC (the connector's identity includes it)", mac, appliance.MACRange)
 		}
 	}
 
@@ -230,16 +229,11 @@ func connect(ctx context.Context, conn net.Conn, hostport string) error {
 	return nil
 }
 
-func macByte4(mac string) int {
-	parts := strings.Split(mac, ":")
-	if len(parts) != 6 {
-		return 256
-	}
-	n, err := strconv.ParseUint(parts[3], 16, 8)
-	if err != nil {
-		return 256
-	}
-	return int(n)
+// inManualRange reports whether mac, as the kernel shows it, is in VMware's
+// manual range.
+func inManualRange(mac string) bool {
+	_, err := appliance.ParseMAC(mac)
+	return err == nil
 }
 
 func unwrapDNS(err error) error {

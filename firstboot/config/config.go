@@ -4,9 +4,9 @@
 // full, before first boot changes anything on the appliance.
 //
 // Every value is a property with a dotted name, the same names the OVF
-// descriptor declares (outpost.hostname, outpost.ipv4.mode, …), so a problem
-// is reported with the property and the source it came from. This package
-// reads; it never applies anything.
+// descriptor declares (outpost.hostname, outpost.ipv4.mode, …; package
+// appliance lists them), so a problem is reported with the property and the
+// source it came from. This package reads; it never applies anything.
 package config
 
 import (
@@ -18,30 +18,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/provkey"
 )
-
-// Property names, as declared in the appliance's OVF descriptor.
-const (
-	PropKey        = "outpost.provision_key"
-	PropHostname   = "outpost.hostname"
-	PropIPv4Mode   = "outpost.ipv4.mode"
-	PropIPv4Addr   = "outpost.ipv4.address"
-	PropIPv4GW     = "outpost.ipv4.gateway"
-	PropDNSServers = "outpost.dns.servers"
-	PropDNSSearch  = "outpost.dns.search"
-	PropNTPServers = "outpost.ntp.servers"
-	PropProxy      = "outpost.proxy"
-	// Not in the OVF descriptor; settable from defaults, fw_cfg or a seed.
-	PropDNSCheck = "outpost.dns.check_host"
-	PropMTU      = "outpost.mtu"
-)
-
-var known = map[string]bool{
-	PropKey: true, PropHostname: true, PropIPv4Mode: true, PropIPv4Addr: true, PropIPv4GW: true,
-	PropDNSServers: true, PropDNSSearch: true, PropNTPServers: true, PropProxy: true,
-	PropDNSCheck: true, PropMTU: true,
-}
 
 // Mode is how IPv4 is configured.
 type Mode string
@@ -161,13 +140,13 @@ func Validate(props map[string]Value) (*Config, error) {
 	}
 	sort.Strings(names)
 	for _, k := range names {
-		if !known[k] {
+		if _, known := appliance.LookupProperty(k); !known {
 			bad(k, "unknown property; known properties are outpost.provision_key, outpost.hostname, outpost.ipv4.*, outpost.dns.*, outpost.ntp.servers, outpost.proxy, outpost.mtu")
 		}
 	}
 
-	if v, ok := props[PropKey]; ok {
-		c.Origin[PropKey] = v.Source
+	if v, ok := props[appliance.PropProvisionKey]; ok {
+		c.Origin[appliance.PropProvisionKey] = v.Source
 		// The key may have come through a console, a word processor or an
 		// e-mail: Check names each damaged character with its line and
 		// column, and repairs only what is safe (surrounding straight
@@ -176,7 +155,7 @@ func Validate(props map[string]Value) (*Config, error) {
 		if r.Valid() {
 			c.Key, c.HasKey, c.KeySource = r.Key, true, v.Source
 			for _, f := range r.Findings {
-				c.Warnings = append(c.Warnings, PropKey+" (from "+v.Source+"): "+f.String())
+				c.Warnings = append(c.Warnings, appliance.PropProvisionKey+" (from "+v.Source+"): "+f.String())
 			}
 		} else {
 			n := 0
@@ -187,114 +166,114 @@ func Validate(props map[string]Value) (*Config, error) {
 					if f.Fix != "" {
 						msg += "; " + f.Fix
 					}
-					bad(PropKey, "%s", msg)
+					bad(appliance.PropProvisionKey, "%s", msg)
 				}
 			}
 			if n == 0 {
-				bad(PropKey, "not a provisioning key; paste the key exactly as `outpost keys reveal` printed it")
+				bad(appliance.PropProvisionKey, "not a provisioning key; paste the key exactly as `outpost keys reveal` printed it")
 			}
 		}
 	}
-	if v, ok := get(PropHostname); ok {
+	if v, ok := get(appliance.PropHostname); ok {
 		if err := checkHostname(v); err != nil {
-			bad(PropHostname, "%q: %v", v, err)
+			bad(appliance.PropHostname, "%q: %v", v, err)
 		}
 		c.Hostname = v
 	}
-	if v, ok := get(PropIPv4Mode); ok {
-		switch strings.ToLower(v) {
-		case "dhcp":
+	if v, ok := get(appliance.PropIPv4Mode); ok {
+		switch {
+		case strings.EqualFold(v, appliance.IPv4ModeDHCP):
 			c.Mode = DHCP
-		case "static":
+		case strings.EqualFold(v, appliance.IPv4ModeStatic):
 			c.Mode = Static
 		default:
-			bad(PropIPv4Mode, "%q: want DHCP or Static", v)
+			bad(appliance.PropIPv4Mode, "%q: want %s or %s", v, appliance.IPv4ModeDHCP, appliance.IPv4ModeStatic)
 		}
 	}
-	if v, ok := get(PropIPv4Addr); ok {
+	if v, ok := get(appliance.PropIPv4Address); ok {
 		p, err := netip.ParsePrefix(v)
 		switch {
 		case err != nil:
-			bad(PropIPv4Addr, "%q is not an IPv4 address with prefix length, such as 192.0.2.10/24", v)
+			bad(appliance.PropIPv4Address, "%q is not an IPv4 address with prefix length, such as 192.0.2.10/24", v)
 		case !p.Addr().Is4():
-			bad(PropIPv4Addr, "%q is not an IPv4 address", v)
+			bad(appliance.PropIPv4Address, "%q is not an IPv4 address", v)
 		case p.Bits() < 8 || p.Bits() > 30:
-			bad(PropIPv4Addr, "%q: prefix length /%d leaves no room for a host and a gateway; use /8 to /30", v, p.Bits())
+			bad(appliance.PropIPv4Address, "%q: prefix length /%d leaves no room for a host and a gateway; use /8 to /30", v, p.Bits())
 		case p.Addr() == p.Masked().Addr():
-			bad(PropIPv4Addr, "%q is the network address of its subnet, not a host address", v)
+			bad(appliance.PropIPv4Address, "%q is the network address of its subnet, not a host address", v)
 		default:
 			c.Address = p
 		}
 	}
-	if v, ok := get(PropIPv4GW); ok {
+	if v, ok := get(appliance.PropIPv4Gateway); ok {
 		a, err := netip.ParseAddr(v)
 		switch {
 		case err != nil || !a.Is4():
-			bad(PropIPv4GW, "%q is not an IPv4 address", v)
+			bad(appliance.PropIPv4Gateway, "%q is not an IPv4 address", v)
 		case c.Address.IsValid() && !c.Address.Masked().Contains(a):
-			bad(PropIPv4GW, "%s is outside the subnet %s of %s; correct the gateway or the prefix length", a, c.Address.Masked(), PropIPv4Addr)
+			bad(appliance.PropIPv4Gateway, "%s is outside the subnet %s of %s; correct the gateway or the prefix length", a, c.Address.Masked(), appliance.PropIPv4Address)
 		case c.Address.IsValid() && a == c.Address.Addr():
-			bad(PropIPv4GW, "%s is the appliance's own address", a)
+			bad(appliance.PropIPv4Gateway, "%s is the appliance's own address", a)
 		default:
 			c.Gateway = a
 		}
 	}
 	if c.Mode == Static {
-		if _, ok := props[PropIPv4Addr]; !ok {
-			bad(PropIPv4Addr, "required when %s is Static", PropIPv4Mode)
+		if _, ok := props[appliance.PropIPv4Address]; !ok {
+			bad(appliance.PropIPv4Address, "required when %s is Static", appliance.PropIPv4Mode)
 		}
-		if _, ok := props[PropDNSServers]; !ok {
-			bad(PropDNSServers, "required when %s is Static (no DHCP server provides them)", PropIPv4Mode)
+		if _, ok := props[appliance.PropDNSServers]; !ok {
+			bad(appliance.PropDNSServers, "required when %s is Static (no DHCP server provides them)", appliance.PropIPv4Mode)
 		}
 	}
-	if v, ok := get(PropDNSServers); ok {
+	if v, ok := get(appliance.PropDNSServers); ok {
 		for _, f := range fields(v) {
 			a, err := netip.ParseAddr(f)
 			if err != nil {
-				bad(PropDNSServers, "%q is not an IP address", f)
+				bad(appliance.PropDNSServers, "%q is not an IP address", f)
 				continue
 			}
 			c.DNSServers = append(c.DNSServers, a)
 		}
 	}
-	if v, ok := get(PropDNSSearch); ok {
+	if v, ok := get(appliance.PropDNSSearch); ok {
 		for _, f := range fields(v) {
 			if err := checkDomain(f); err != nil {
-				bad(PropDNSSearch, "%q: %v", f, err)
+				bad(appliance.PropDNSSearch, "%q: %v", f, err)
 				continue
 			}
 			c.DNSSearch = append(c.DNSSearch, f)
 		}
 	}
-	if v, ok := get(PropDNSCheck); ok {
+	if v, ok := get(appliance.PropDNSCheckHost); ok {
 		if err := checkDomain(v); err != nil {
-			bad(PropDNSCheck, "%q: %v", v, err)
+			bad(appliance.PropDNSCheckHost, "%q: %v", v, err)
 		}
 		c.DNSCheck = v
 	}
-	if v, ok := get(PropNTPServers); ok {
+	if v, ok := get(appliance.PropNTPServers); ok {
 		for _, f := range fields(v) {
 			if _, err := netip.ParseAddr(f); err != nil {
 				if err := checkDomain(f); err != nil {
-					bad(PropNTPServers, "%q is neither an IP address nor a host name", f)
+					bad(appliance.PropNTPServers, "%q is neither an IP address nor a host name", f)
 					continue
 				}
 			}
 			c.NTPServers = append(c.NTPServers, f)
 		}
 	}
-	if v, ok := get(PropProxy); ok {
+	if v, ok := get(appliance.PropProxy); ok {
 		u, err := url.Parse(v)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad(PropProxy, "%q: want a URL such as http://proxy.example.com:3128", v)
+			bad(appliance.PropProxy, "%q: want a URL such as http://proxy.example.com:3128", v)
 		} else {
 			c.Proxy = u.String()
 		}
 	}
-	if v, ok := get(PropMTU); ok {
+	if v, ok := get(appliance.PropMTU); ok {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 576 || n > 9216 {
-			bad(PropMTU, "%q: want a number from 576 to 9216", v)
+			bad(appliance.PropMTU, "%q: want a number from 576 to 9216", v)
 		}
 		c.MTU = n
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/firstboot/sysroot"
 	"github.com/outpost-appliance/outpost/provkey"
 )
@@ -57,8 +58,8 @@ func TestPrecedence(t *testing.T) {
 	if len(sets) != 4 {
 		t.Errorf("sources = %d, want 4 (defaults, guestinfo, fw_cfg, key file)", len(sets))
 	}
-	if c.Hostname != "from-fwcfg" || c.Origin[PropHostname] != FwCfgFile {
-		t.Errorf("hostname = %q from %q, want fw_cfg to override OVF and defaults", c.Hostname, c.Origin[PropHostname])
+	if c.Hostname != "from-fwcfg" || c.Origin[appliance.PropHostname] != FwCfgFile {
+		t.Errorf("hostname = %q from %q, want fw_cfg to override OVF and defaults", c.Hostname, c.Origin[appliance.PropHostname])
 	}
 	if c.Mode != Static || c.Address.String() != "192.0.2.10/24" || c.Gateway.String() != "192.0.2.1" {
 		t.Errorf("ipv4 = %v %v %v", c.Mode, c.Address, c.Gateway)
@@ -73,12 +74,12 @@ func TestPrecedence(t *testing.T) {
 
 func TestValidateReportsEveryProblem(t *testing.T) {
 	props := map[string]Value{
-		PropHostname:     {"my connector", "ovf"},
-		PropIPv4Mode:     {"Static", "ovf"},
-		PropIPv4Addr:     {"10.0.0.300/24", "ovf"},
-		PropDNSServers:   {"10.0.0.1, dns.example", "ovf"},
-		PropKey:          {"1|cp.example.com|AAAA", "ovf"},
-		"outpost.colour": {"blue", "ovf"},
+		appliance.PropHostname:     {"my connector", "ovf"},
+		appliance.PropIPv4Mode:     {"Static", "ovf"},
+		appliance.PropIPv4Address:  {"10.0.0.300/24", "ovf"},
+		appliance.PropDNSServers:   {"10.0.0.1, dns.example", "ovf"},
+		appliance.PropProvisionKey: {"1|cp.example.com|AAAA", "ovf"},
+		"outpost.colour":           {"blue", "ovf"},
 	}
 	_, err := Validate(props)
 	var ve *ValidationError
@@ -110,15 +111,15 @@ func TestValidateCases(t *testing.T) {
 		want  string // substring of the error; "" = valid
 	}{
 		{"dhcp default", map[string]string{}, ""},
-		{"static without DNS", map[string]string{PropIPv4Mode: "static", PropIPv4Addr: "192.0.2.10/24"}, "outpost.dns.servers: required when outpost.ipv4.mode is Static"},
-		{"gateway outside subnet", map[string]string{PropIPv4Mode: "static", PropIPv4Addr: "192.0.2.10/24", PropIPv4GW: "198.51.100.1"}, "outpost.ipv4.gateway: 198.51.100.1 is outside the subnet 192.0.2.0/24"},
-		{"static without address", map[string]string{PropIPv4Mode: "static"}, "outpost.ipv4.address: required when outpost.ipv4.mode is Static"},
-		{"bad mode", map[string]string{PropIPv4Mode: "auto"}, "want DHCP or Static"},
-		{"gateway not an IP", map[string]string{PropIPv4GW: "gw"}, `outpost.ipv4.gateway: "gw" is not an IPv4 address`},
-		{"proxy", map[string]string{PropProxy: "proxy:3128"}, "outpost.proxy"},
-		{"proxy ok", map[string]string{PropProxy: "http://proxy.example.com:3128"}, ""},
-		{"mtu", map[string]string{PropMTU: "100"}, "outpost.mtu"},
-		{"ntp host", map[string]string{PropNTPServers: "ntp1.example.com 192.0.2.123"}, ""},
+		{"static without DNS", map[string]string{appliance.PropIPv4Mode: "static", appliance.PropIPv4Address: "192.0.2.10/24"}, "outpost.dns.servers: required when outpost.ipv4.mode is Static"},
+		{"gateway outside subnet", map[string]string{appliance.PropIPv4Mode: "static", appliance.PropIPv4Address: "192.0.2.10/24", appliance.PropIPv4Gateway: "198.51.100.1"}, "outpost.ipv4.gateway: 198.51.100.1 is outside the subnet 192.0.2.0/24"},
+		{"static without address", map[string]string{appliance.PropIPv4Mode: "static"}, "outpost.ipv4.address: required when outpost.ipv4.mode is Static"},
+		{"bad mode", map[string]string{appliance.PropIPv4Mode: "auto"}, "want DHCP or Static"},
+		{"gateway not an IP", map[string]string{appliance.PropIPv4Gateway: "gw"}, `outpost.ipv4.gateway: "gw" is not an IPv4 address`},
+		{"proxy", map[string]string{appliance.PropProxy: "proxy:3128"}, "outpost.proxy"},
+		{"proxy ok", map[string]string{appliance.PropProxy: "http://proxy.example.com:3128"}, ""},
+		{"mtu", map[string]string{appliance.PropMTU: "100"}, "outpost.mtu"},
+		{"ntp host", map[string]string{appliance.PropNTPServers: "ntp1.example.com 192.0.2.123"}, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -149,7 +150,7 @@ func TestOVFEnvNotXML(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Props[PropIPv4Addr] != "192.0.2.10/24" || len(s.Props) != 6 {
+	if s.Props[appliance.PropIPv4Address] != "192.0.2.10/24" || len(s.Props) != 6 {
 		t.Errorf("props = %v (non-outpost keys must be dropped)", s.Props)
 	}
 }

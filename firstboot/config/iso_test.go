@@ -12,6 +12,7 @@ import (
 	"github.com/diskfs/go-diskfs/filesystem"
 	"github.com/diskfs/go-diskfs/filesystem/iso9660"
 
+	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/firstboot/sysroot"
 )
 
@@ -65,7 +66,7 @@ func TestOVFTransportAndSeedISOs(t *testing.T) {
 
 func TestCurlyQuotedKeyRejectedNamingTheProperty(t *testing.T) {
 	key := testKey(t)
-	_, err := Validate(map[string]Value{PropKey: {Text: "\u201c" + key + "\u201d", Source: KeyFile}})
+	_, err := Validate(map[string]Value{appliance.PropProvisionKey: {Text: "\u201c" + key + "\u201d", Source: KeyFile}})
 	if err == nil {
 		t.Fatal("a curly-quoted key was accepted")
 	}
@@ -77,7 +78,7 @@ func TestCurlyQuotedKeyRejectedNamingTheProperty(t *testing.T) {
 
 func TestQuotedKeyRepairedWithWarning(t *testing.T) {
 	key := testKey(t)
-	c, err := Validate(map[string]Value{PropKey: {Text: "\"" + key + "\"\r\n", Source: KeyFile}})
+	c, err := Validate(map[string]Value{appliance.PropProvisionKey: {Text: "\"" + key + "\"\r\n", Source: KeyFile}})
 	if err != nil {
 		t.Fatal(err)
 	}

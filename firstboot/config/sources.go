@@ -17,6 +17,7 @@ import (
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/iso9660"
 
+	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/firstboot/sysroot"
 )
 
@@ -123,7 +124,7 @@ func (l Loader) keyFile() (*Set, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", KeyFile, err)
 	}
-	return &Set{Source: KeyFile, Props: map[string]string{PropKey: string(b)}}, nil
+	return &Set{Source: KeyFile, Props: map[string]string{appliance.PropProvisionKey: string(b)}}, nil
 }
 
 // guestinfo reads guestinfo.ovfEnv through vmware-rpctool when present.
