@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outpost-appliance/outpost/controlplane"
+	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/outpost-appliance/outpost/internal/pgtest"
 )
 
@@ -45,7 +45,7 @@ func benchEnroll(b *testing.B, dsn string, conc int) {
 	text := e.key("Bench", int64(total), "never")
 	bodies := make([][]byte, total)
 	for i := range bodies {
-		bodies[i], _ = json.Marshal(controlplane.EnrollRequest{Key: text, CSR: csrFor(b, newSigner(b)), Fingerprint: fp(i), Nonce: fmt.Sprint(i)})
+		bodies[i], _ = json.Marshal(cpapi.EnrollRequest{Key: text, CSR: csrFor(b, newSigner(b)), Fingerprint: fp(i), Nonce: fmt.Sprint(i)})
 	}
 	tr := e.http.Transport.(*http.Transport)
 	tr.MaxIdleConnsPerHost = conc

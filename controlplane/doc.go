@@ -2,6 +2,13 @@
 // provisioning keys, enrollment of appliances and their heartbeats, served
 // over HTTPS as JSON. Its state lives in package store; its CAs in pki.
 //
+// The API's shapes — request and response types with their JSON names, the
+// route paths and the refusal codes — are package cpapi, shared with the
+// admin client (cpclient) and the appliance (firstboot/enroll). The Service
+// answers in cpapi types and refuses with *cpapi.Error (a code and a
+// sentence, no status); the HTTP layer (Handler) alone turns a code into
+// the status listed below.
+//
 // # Enrollment API (for appliances; no admin token)
 //
 // POST /api/v1/enroll, over TLS verified against the pin in the key:
@@ -53,7 +60,7 @@
 //	GET/PATCH {max_uses}/DELETE /api/v1/keys/{name}
 //	POST /api/v1/keys/{name}/reveal | regenerate | revoke
 //	GET /api/v1/connectors[?group=], GET /api/v1/connectors/{name}, POST /api/v1/connectors/{name}/revoke
-//	GET /healthz (no token)
+//	GET /healthz (no token): 200 {"status": "ok"}, or 503 unhealthy when the database does not answer
 //
 // Processes that share one PostgreSQL database act as one control plane
 // when they share the data directory's CAs and secrets (copy DATA to each);

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/outpost-appliance/outpost/controlplane"
+	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/outpost-appliance/outpost/cpclient"
 	"github.com/outpost-appliance/outpost/provkey"
 )
@@ -48,7 +49,7 @@ func TestConcurrentEnrollmentCountsExactly(t *testing.T) {
 				switch {
 				case r.Status == 200:
 					names[r.Name] = true
-				case r.Status == 403 && r.Error == controlplane.CodeKeyExhausted:
+				case r.Status == 403 && r.Error == cpapi.CodeKeyExhausted:
 				default:
 					t.Errorf("unexpected answer %+v", r)
 				}
@@ -119,7 +120,7 @@ func TestExpiryWithInjectedClock(t *testing.T) {
 	}
 	e.clock.Advance(time.Hour)
 	r := e.enroll(text, csrFor(t, newSigner(t)), fp(2), "b")
-	if r.Status != 403 || r.Error != controlplane.CodeKeyExpired || !strings.Contains(r.Message, "expired at 2026-11-24T00:00:00Z") {
+	if r.Status != 403 || r.Error != cpapi.CodeKeyExpired || !strings.Contains(r.Message, "expired at 2026-11-24T00:00:00Z") {
 		t.Fatalf("after expiry: %+v", r)
 	}
 	if k := e.keyInfo("Sydney"); k.UseCount != 1 || !k.Expired {
@@ -140,28 +141,35 @@ func TestExpiryWithInjectedClock(t *testing.T) {
 func TestRegenerateRevokeDelete(t *testing.T) {
 	backends(t, func(t *testing.T, dsn string) {
 		e := newEnv(t, dsn)
+		ctx := context.Background()
 		old := e.key("Perth", 10, "")
 		if r := e.enroll(old, csrFor(t, newSigner(t)), fp(1), "a"); r.Name != "Perth-1" {
 			t.Fatalf("%+v", r)
 		}
-		var kt controlplane.KeyText
-		e.must("POST", "/api/v1/keys/Perth/regenerate", nil, &kt)
+		kt, err := e.admin.RegenerateKey(ctx, "Perth")
+		if err != nil {
+			t.Fatal(err)
+		}
 		if kt.Text == old || kt.Generation != 2 {
 			t.Fatalf("regenerate: same text or generation %d", kt.Generation)
 		}
 		r := e.enroll(old, csrFor(t, newSigner(t)), fp(2), "b")
-		if r.Status != 401 || r.Error != controlplane.CodeInvalidKey || !strings.Contains(r.Message, "regenerated") {
+		if r.Status != 401 || r.Error != cpapi.CodeInvalidKey || !strings.Contains(r.Message, "regenerated") {
 			t.Fatalf("old text after regenerate: %+v", r)
 		}
 		if r := e.enroll(kt.Text, csrFor(t, newSigner(t)), fp(3), "c"); r.Name != "Perth-2" {
 			t.Fatalf("new text: %+v (naming must continue)", r)
 		}
-		e.must("POST", "/api/v1/keys/Perth/revoke", nil, nil)
-		if r := e.enroll(kt.Text, csrFor(t, newSigner(t)), fp(4), "d"); r.Status != 403 || r.Error != controlplane.CodeKeyRevoked {
+		if _, err := e.admin.RevokeKey(ctx, "Perth"); err != nil {
+			t.Fatal(err)
+		}
+		if r := e.enroll(kt.Text, csrFor(t, newSigner(t)), fp(4), "d"); r.Status != 403 || r.Error != cpapi.CodeKeyRevoked {
 			t.Fatalf("revoked: %+v", r)
 		}
-		e.must("DELETE", "/api/v1/keys/Perth", nil, nil)
-		if r := e.enroll(kt.Text, csrFor(t, newSigner(t)), fp(5), "e"); r.Status != 401 || r.Error != controlplane.CodeInvalidKey {
+		if _, err := e.admin.DeleteKey(ctx, "Perth"); err != nil {
+			t.Fatal(err)
+		}
+		if r := e.enroll(kt.Text, csrFor(t, newSigner(t)), fp(5), "e"); r.Status != 401 || r.Error != cpapi.CodeInvalidKey {
 			t.Fatalf("deleted: %+v", r)
 		}
 		if n := len(e.connectors()); n != 2 {
@@ -181,30 +189,44 @@ func TestAdminKeysAndGroups(t *testing.T) {
 	if r := e.enroll(text, csrFor(t, newSigner(t)), fp(1), "a"); r.Status != 200 {
 		t.Fatal(r)
 	}
-	var apiErr *cpclient.APIError
-	err := e.do("POST", "/api/v1/keys/Hobart/reveal", nil, nil)
-	if !errors.As(err, &apiErr) || apiErr.Code != controlplane.CodeKeyExhausted || !strings.Contains(apiErr.Message, "used 1 of 1 times") {
+	ctx := context.Background()
+	var apiErr *cpapi.Error
+	_, err := e.admin.RevealKey(ctx, "Hobart")
+	if !errors.As(err, &apiErr) || apiErr.Code != cpapi.CodeKeyExhausted || !strings.Contains(apiErr.Message, "used 1 of 1 times") {
 		t.Fatalf("reveal of used-up key: %v", err)
 	}
-	err = e.do("PATCH", "/api/v1/keys/Hobart", map[string]int{"max_uses": 0}, nil)
-	if !errors.As(err, &apiErr) || apiErr.Status != 400 {
+	var refusal result
+	if st := e.adminHTTP("POST", cpapi.Path(cpapi.PathKeyReveal, "Hobart"), nil, &refusal); st != 409 || refusal.Error != cpapi.CodeKeyExhausted {
+		t.Fatalf("reveal of used-up key on the wire: %d %+v", st, refusal)
+	}
+	_, err = e.admin.SetMaxUses(ctx, "Hobart", 0)
+	if !errors.As(err, &apiErr) || apiErr.Code != cpapi.CodeBadRequest {
 		t.Fatalf("max uses 0: %v", err)
 	}
-	e.must("PATCH", "/api/v1/keys/Hobart", map[string]int{"max_uses": 3}, nil)
-	var kt controlplane.KeyText
-	e.must("POST", "/api/v1/keys/Hobart/reveal", nil, &kt)
+	if st := e.adminHTTP("PATCH", cpapi.Path(cpapi.PathKey, "Hobart"), map[string]int{"max_uses": 0}, &refusal); st != 400 || refusal.Error != cpapi.CodeBadRequest {
+		t.Fatalf("max uses 0 on the wire: %d %+v", st, refusal)
+	}
+	if _, err := e.admin.SetMaxUses(ctx, "Hobart", 3); err != nil {
+		t.Fatal(err)
+	}
+	kt, err := e.admin.RevealKey(ctx, "Hobart")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if kt.Text != text {
 		t.Fatalf("revealed text differs from created text")
 	}
 	if r := e.enroll(text, csrFor(t, newSigner(t)), fp(2), "b"); r.Status != 200 {
 		t.Fatal(r)
 	}
-	err = e.do("PATCH", "/api/v1/keys/Hobart", map[string]int{"max_uses": 1}, nil)
-	if !errors.As(err, &apiErr) || apiErr.Code != controlplane.CodeConflict || !strings.Contains(apiErr.Message, "already been used 2 times") {
+	_, err = e.admin.SetMaxUses(ctx, "Hobart", 1)
+	if !errors.As(err, &apiErr) || apiErr.Code != cpapi.CodeConflict || !strings.Contains(apiErr.Message, "already been used 2 times") {
 		t.Fatalf("max uses below count: %v", err)
 	}
-	var keys []controlplane.KeyInfo
-	e.must("GET", "/api/v1/keys?group=g", nil, &keys)
+	keys, err := e.admin.Keys(ctx, cpapi.KeyFilter{Group: "g"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(keys) != 1 || strings.Contains(keys[0].Redacted, text[len(text)-20:]) || !strings.Contains(keys[0].Redacted, "redacted") {
 		t.Fatalf("list: %+v", keys)
 	}
@@ -212,11 +234,13 @@ func TestAdminKeysAndGroups(t *testing.T) {
 	if bytes.Contains(raw, []byte(text[10:])) {
 		t.Fatal("key list leaks the secret")
 	}
-	err = e.do("DELETE", "/api/v1/groups/g", nil, nil)
-	if !errors.As(err, &apiErr) || apiErr.Code != controlplane.CodeConflict || !strings.Contains(apiErr.Message, "--force") {
+	_, err = e.admin.DeleteGroup(ctx, "g", false)
+	if !errors.As(err, &apiErr) || apiErr.Code != cpapi.CodeConflict || !strings.Contains(apiErr.Message, "--force") {
 		t.Fatalf("delete non-empty group: %v", err)
 	}
-	e.must("DELETE", "/api/v1/groups/g?force=true", nil, nil)
+	if _, err := e.admin.DeleteGroup(ctx, "g", true); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range e.connectors() {
 		if c["state"] != "revoked" {
 			t.Fatalf("connector after forced group delete: %v", c)
@@ -241,7 +265,7 @@ func TestBadInputIsRefusedAndNothingCounted(t *testing.T) {
 	other := pk
 	other.Host = "elsewhere.example.com"
 	body := func(key, csr string) string {
-		b, _ := json.Marshal(controlplane.EnrollRequest{Key: key, CSR: csr, Fingerprint: fp(1), Nonce: "n"})
+		b, _ := json.Marshal(cpapi.EnrollRequest{Key: key, CSR: csr, Fingerprint: fp(1), Nonce: "n"})
 		return string(b)
 	}
 	for _, tc := range []struct {
@@ -288,8 +312,10 @@ func TestBadInputIsRefusedAndNothingCounted(t *testing.T) {
 			t.Fatalf("token %q: %d %+v", tok, resp.StatusCode, r)
 		}
 	}
-	var keys []controlplane.KeyInfo
-	e.must("GET", "/api/v1/keys", nil, &keys)
+	keys, err := e.admin.Keys(context.Background(), cpapi.KeyFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(keys) != 1 {
 		t.Fatalf("%d keys after unauthorized create, want 1", len(keys))
 	}
@@ -348,7 +374,7 @@ func TestHeartbeatBlocksChangedFingerprint(t *testing.T) {
 			Certificates: []tls.Certificate{{Certificate: chain[:2], PrivateKey: signer}}}}}
 		defer mtls.CloseIdleConnections()
 		beat := func(c *http.Client, fingerprint string) result {
-			b, _ := json.Marshal(controlplane.HeartbeatRequest{Fingerprint: fingerprint, Version: "1.0", Uptime: 42})
+			b, _ := json.Marshal(cpapi.HeartbeatRequest{Fingerprint: fingerprint, Version: "1.0", Uptime: 42})
 			resp, err := c.Post(e.url+"/api/v1/heartbeat", "application/json", bytes.NewReader(b))
 			if err != nil {
 				t.Fatal(err)
@@ -363,7 +389,7 @@ func TestHeartbeatBlocksChangedFingerprint(t *testing.T) {
 			t.Fatalf("heartbeat: %+v", r)
 		}
 		c := map[string]any{}
-		e.must("GET", "/api/v1/connectors/Alice-1", nil, &c)
+		e.adminHTTP("GET", cpapi.Path(cpapi.PathConnector, "Alice-1"), nil, &c)
 		if c["state"] != "active" || c["version"] != "1.0" || c["last_seen"] == "0001-01-01T00:00:00Z" {
 			t.Fatalf("after heartbeat: %v", c)
 		}
@@ -371,14 +397,14 @@ func TestHeartbeatBlocksChangedFingerprint(t *testing.T) {
 		if r.Status != 403 || r.Error != "blocked" || !strings.Contains(r.Message, "mac changed from 00:50:56:00:00:01 to 00:50:56:00:00:02") || strings.Contains(r.Message, "uuid") {
 			t.Fatalf("changed MAC: %+v", r)
 		}
-		e.must("GET", "/api/v1/connectors/Alice-1", nil, &c)
+		e.adminHTTP("GET", cpapi.Path(cpapi.PathConnector, "Alice-1"), nil, &c)
 		if c["state"] != "blocked" || !strings.Contains(c["state_reason"].(string), "mac changed") {
 			t.Fatalf("connector after changed MAC: %v", c)
 		}
 		if r := beat(mtls, orig); r.Status != 200 {
 			t.Fatalf("heartbeat with the original hardware again: %+v", r)
 		}
-		e.must("GET", "/api/v1/connectors/Alice-1", nil, &c)
+		e.adminHTTP("GET", cpapi.Path(cpapi.PathConnector, "Alice-1"), nil, &c)
 		if c["state"] != "active" {
 			t.Fatalf("connector with the original hardware again: %v", c)
 		}
@@ -386,8 +412,10 @@ func TestHeartbeatBlocksChangedFingerprint(t *testing.T) {
 			t.Fatalf("heartbeat without client certificate: %+v", r)
 		}
 		// Revoking the connector regenerates the group's keys.
-		var rev controlplane.RevokeResult
-		e.must("POST", "/api/v1/connectors/Alice-1/revoke", nil, &rev)
+		rev, err := e.admin.RevokeConnector(context.Background(), "Alice-1")
+		if err != nil {
+			t.Fatal(err)
+		}
 		if len(rev.Regenerated) != 1 || rev.Regenerated[0] != "Alice" {
 			t.Fatalf("revoke: %+v", rev)
 		}
@@ -463,7 +491,7 @@ func TestTwoServersOnePostgres(t *testing.T) {
 		switch {
 		case r.Status == 200:
 			ok++
-		case r.Error != controlplane.CodeKeyExhausted:
+		case r.Error != cpapi.CodeKeyExhausted:
 			t.Errorf("unexpected answer %+v", r)
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/outpost-appliance/outpost/controlplane"
+	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/outpost-appliance/outpost/cpclient"
 	"github.com/outpost-appliance/outpost/internal/pgtest"
 	"github.com/outpost-appliance/outpost/pki"
@@ -52,6 +53,7 @@ type env struct {
 	srv    *controlplane.Server
 	url    string
 	admin  *cpclient.Client
+	token  string
 	clock  *clock
 	http   *http.Client
 	logBuf *syncBuffer
@@ -103,7 +105,7 @@ func newEnvDir(t testing.TB, dir, dsn string, hostnames ...string) *env {
 		t.Fatal(err)
 	}
 	e.url = "https://" + ln.Addr().String()
-	cfg.Server = e.url
+	cfg.Server, e.token = e.url, cfg.Token
 	if e.admin, err = cpclient.New(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -114,37 +116,55 @@ func newEnvDir(t testing.TB, dir, dsn string, hostnames ...string) *env {
 	return e
 }
 
-func (e *env) do(method, path string, in, out any) error {
-	return e.admin.Do(context.Background(), method, path, in, out)
-}
-
-func (e *env) must(method, path string, in, out any) {
+// adminHTTP sends an admin request past the typed client, for checks of
+// the wire itself (statuses, JSON names), and returns the status.
+func (e *env) adminHTTP(method, path string, in, out any) int {
 	e.t.Helper()
-	if err := e.do(method, path, in, out); err != nil {
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, e.url+path, body)
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	resp, err := e.http.Do(req)
+	if err != nil {
 		e.t.Fatalf("%s %s: %v", method, path, err)
 	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		e.t.Fatalf("%s %s: answer %d is not JSON: %v", method, path, resp.StatusCode, err)
+	}
+	return resp.StatusCode
 }
 
 // key makes a group (if needed) and a key, returning the key's text.
 func (e *env) key(name string, maxUses int64, expiresIn string) string {
 	e.t.Helper()
-	e.do("POST", "/api/v1/groups", controlplane.GroupSpec{Name: "g"}, nil)
-	var kt controlplane.KeyText
-	e.must("POST", "/api/v1/keys", controlplane.KeySpec{Name: name, Group: "g", MaxUses: maxUses, ExpiresIn: expiresIn}, &kt)
+	e.admin.CreateGroup(context.Background(), cpapi.GroupSpec{Name: "g"})
+	kt, err := e.admin.CreateKey(context.Background(), cpapi.KeySpec{Name: name, Group: "g", MaxUses: maxUses, ExpiresIn: expiresIn})
+	if err != nil {
+		e.t.Fatalf("create key %s: %v", name, err)
+	}
 	return kt.Text
 }
 
-func (e *env) keyInfo(name string) controlplane.KeyInfo {
+func (e *env) keyInfo(name string) cpapi.KeyInfo {
 	e.t.Helper()
-	var k controlplane.KeyInfo
-	e.must("GET", "/api/v1/keys/"+name, nil, &k)
+	k, err := e.admin.Key(context.Background(), name)
+	if err != nil {
+		e.t.Fatalf("key %s: %v", name, err)
+	}
 	return k
 }
 
+// connectors lists the connectors as they are on the wire.
 func (e *env) connectors() []map[string]any {
 	e.t.Helper()
 	var cs []map[string]any
-	e.must("GET", "/api/v1/connectors", nil, &cs)
+	if st := e.adminHTTP("GET", cpapi.PathConnectors, nil, &cs); st != 200 {
+		e.t.Fatalf("GET %s: %d", cpapi.PathConnectors, st)
+	}
 	return cs
 }
 
@@ -166,7 +186,7 @@ func csrFor(t testing.TB, k crypto.Signer) string {
 
 type result struct {
 	Status int
-	controlplane.EnrollResponse
+	cpapi.EnrollResponse
 	Error, Message string
 }
 
@@ -187,8 +207,8 @@ func (e *env) postRaw(path string, body io.Reader) result {
 }
 
 func (e *env) enroll(keyText, csr, fingerprint, nonce string) result {
-	b, _ := json.Marshal(controlplane.EnrollRequest{Key: keyText, CSR: csr, Fingerprint: fingerprint, Nonce: nonce})
-	return e.postRaw("/api/v1/enroll", bytes.NewReader(b))
+	b, _ := json.Marshal(cpapi.EnrollRequest{Key: keyText, CSR: csr, Fingerprint: fingerprint, Nonce: nonce})
+	return e.postRaw(cpapi.PathEnroll, bytes.NewReader(b))
 }
 
 func fp(i int) string { return fmt.Sprintf("mac=00:50:56:00:00:%02x;uuid=4210-%d", i%256, i) }

@@ -10,12 +10,39 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/outpost-appliance/outpost/controlplane/store"
+	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/outpost-appliance/outpost/pki"
 )
 
 // MaxBody is the largest request body accepted (a CSR is a few KB).
 const MaxBody = 64 << 10
+
+// statuses is the one place a refusal code becomes an HTTP status.
+var statuses = map[string]int{
+	cpapi.CodeBadRequest:   http.StatusBadRequest,
+	cpapi.CodeTooLarge:     http.StatusRequestEntityTooLarge,
+	cpapi.CodeInvalidKey:   http.StatusUnauthorized,
+	cpapi.CodeWrongHost:    http.StatusBadRequest,
+	cpapi.CodeKeyExhausted: http.StatusForbidden,
+	cpapi.CodeKeyRevoked:   http.StatusForbidden,
+	cpapi.CodeKeyExpired:   http.StatusForbidden,
+	cpapi.CodeBadCSR:       http.StatusBadRequest,
+	cpapi.CodeRateLimited:  http.StatusTooManyRequests,
+	cpapi.CodeBlocked:      http.StatusForbidden,
+	cpapi.CodeRevoked:      http.StatusForbidden,
+	cpapi.CodeUnauthorized: http.StatusUnauthorized,
+	cpapi.CodeNotFound:     http.StatusNotFound,
+	cpapi.CodeExists:       http.StatusConflict,
+	cpapi.CodeConflict:     http.StatusConflict,
+	cpapi.CodeInternal:     http.StatusInternalServerError,
+	cpapi.CodeUnhealthy:    http.StatusServiceUnavailable,
+}
+
+// adminStatuses override statuses on the admin API: there a used-up key is
+// a conflict with the request (reveal), not a refusal of the appliance.
+var adminStatuses = map[string]int{
+	cpapi.CodeKeyExhausted: http.StatusConflict,
+}
 
 // Handler serves the enrollment, heartbeat and admin APIs. adminToken
 // guards /api/v1/ admin routes.
@@ -27,158 +54,155 @@ func Handler(s *Service, adminToken string) http.Handler {
 			tok, ok := strings.CutPrefix(auth, "Bearer ")
 			got := sha256.Sum256([]byte(tok))
 			if auth == "" {
-				writeErr(w, refuse(401, CodeUnauthorized, "this admin request has no token; send 'Authorization: Bearer TOKEN' with the token from admin.conf (outpost … --config DIR/admin.conf)"))
+				writeErr(w, refuse(cpapi.CodeUnauthorized, "this admin request has no token; send 'Authorization: Bearer TOKEN' with the token from admin.conf (outpost … --config DIR/admin.conf)"), adminStatuses)
 				return
 			}
 			if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
 				s.Log.Warn("admin request with a wrong token", "source", SourceOf(r.RemoteAddr), "path", r.URL.Path)
-				writeErr(w, refuse(401, CodeUnauthorized, "the admin token is wrong; use the admin.conf written by this server in its data directory"))
+				writeErr(w, refuse(cpapi.CodeUnauthorized, "the admin token is wrong; use the admin.conf written by this server in its data directory"), adminStatuses)
 				return
 			}
 			v, err := h(w, r)
 			if err != nil {
-				writeErr(w, err)
+				writeErr(w, err, adminStatuses)
 				return
 			}
 			writeJSON(w, http.StatusOK, v)
 		}
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+cpapi.PathHealthz, func(w http.ResponseWriter, r *http.Request) {
 		if err := s.Store.Ping(r.Context()); err != nil {
-			writeErr(w, refuse(503, "unhealthy", "the database does not answer: %v", err))
+			writeErr(w, refuse(cpapi.CodeUnhealthy, "the database does not answer: %v", err), nil)
 			return
 		}
-		writeJSON(w, 200, map[string]string{"status": "ok"})
+		writeJSON(w, 200, cpapi.Health{Status: "ok"})
 	})
-	mux.HandleFunc("POST /api/v1/enroll", func(w http.ResponseWriter, r *http.Request) {
-		var req EnrollRequest
+	mux.HandleFunc("POST "+cpapi.PathEnroll, func(w http.ResponseWriter, r *http.Request) {
+		var req cpapi.EnrollRequest
 		if err := decode(w, r, &req); err != nil {
 			s.Log.Warn("enrollment refused", "code", err.Code, "reason", err.Message, "source", SourceOf(r.RemoteAddr))
-			writeErr(w, err)
+			writeErr(w, err, nil)
 			return
 		}
 		resp, err := s.Enroll(r.Context(), req, SourceOf(r.RemoteAddr))
 		if err != nil {
-			writeErr(w, err)
+			writeErr(w, err, nil)
 			return
 		}
 		writeJSON(w, http.StatusOK, resp)
 	})
-	mux.HandleFunc("POST /api/v1/heartbeat", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST "+cpapi.PathHeartbeat, func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
-			writeErr(w, refuse(401, CodeUnauthorized, "a heartbeat needs the connector's client certificate (mutual TLS) issued at enrollment"))
+			writeErr(w, refuse(cpapi.CodeUnauthorized, "a heartbeat needs the connector's client certificate (mutual TLS) issued at enrollment"), nil)
 			return
 		}
-		var req HeartbeatRequest
+		var req cpapi.HeartbeatRequest
 		if err := decode(w, r, &req); err != nil {
-			writeErr(w, err)
+			writeErr(w, err, nil)
 			return
 		}
 		resp, err := s.Heartbeat(r.Context(), pki.SerialHex(r.TLS.VerifiedChains[0][0]), req)
 		if err != nil {
-			writeErr(w, err)
+			writeErr(w, err, nil)
 			return
 		}
 		writeJSON(w, http.StatusOK, resp)
 	})
 
-	mux.HandleFunc("GET /api/v1/groups", admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
+	mux.HandleFunc("GET "+cpapi.PathGroups, admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
 		return s.Groups(r.Context())
 	}))
-	mux.HandleFunc("POST /api/v1/groups", admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
-		var sp GroupSpec
+	mux.HandleFunc("POST "+cpapi.PathGroups, admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
+		var sp cpapi.GroupSpec
 		if err := decode(w, r, &sp); err != nil {
 			return nil, err
 		}
 		return s.CreateGroup(r.Context(), sp)
 	}))
-	mux.HandleFunc("GET /api/v1/groups/{name}", admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
+	mux.HandleFunc("GET "+cpapi.PathGroup, admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
 		return s.Group(r.Context(), r.PathValue("name"))
 	}))
-	mux.HandleFunc("PATCH /api/v1/groups/{name}", admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
-		var sp GroupSpec
+	mux.HandleFunc("PATCH "+cpapi.PathGroup, admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
+		var sp cpapi.GroupSpec
 		if err := decode(w, r, &sp); err != nil {
 			return nil, err
 		}
 		sp.Name = r.PathValue("name")
 		return s.EditGroup(r.Context(), sp)
 	}))
-	mux.HandleFunc("DELETE /api/v1/groups/{name}", admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
-		force, _ := strconv.ParseBool(r.URL.Query().Get("force"))
-		return map[string]string{"deleted": r.PathValue("name")}, s.DeleteGroup(r.Context(), r.PathValue("name"), force)
+	mux.HandleFunc("DELETE "+cpapi.PathGroup, admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
+		force, _ := strconv.ParseBool(r.URL.Query().Get(cpapi.QueryForce))
+		return cpapi.Deleted{Deleted: r.PathValue("name")}, s.DeleteGroup(r.Context(), r.PathValue("name"), force)
 	}))
 
-	mux.HandleFunc("GET /api/v1/keys", admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
-		q := r.URL.Query()
-		return s.Keys(r.Context(), store.KeyFilter{Group: q.Get("group"), Name: q.Get("name"), State: q.Get("state")})
+	mux.HandleFunc("GET "+cpapi.PathKeys, admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
+		return s.Keys(r.Context(), cpapi.KeyFilterFrom(r.URL.Query()))
 	}))
-	mux.HandleFunc("POST /api/v1/keys", admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
-		var sp KeySpec
+	mux.HandleFunc("POST "+cpapi.PathKeys, admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
+		var sp cpapi.KeySpec
 		if err := decode(w, r, &sp); err != nil {
 			return nil, err
 		}
 		return s.CreateKey(r.Context(), sp)
 	}))
-	mux.HandleFunc("GET /api/v1/keys/{name}", admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
+	mux.HandleFunc("GET "+cpapi.PathKey, admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
 		return s.Key(r.Context(), r.PathValue("name"))
 	}))
-	mux.HandleFunc("PATCH /api/v1/keys/{name}", admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
-		var body struct {
-			MaxUses *int64 `json:"max_uses"`
-		}
+	mux.HandleFunc("PATCH "+cpapi.PathKey, admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
+		var body cpapi.KeyEdit
 		if err := decode(w, r, &body); err != nil {
 			return nil, err
 		}
 		if body.MaxUses == nil {
-			return nil, refuse(400, CodeBadRequest, "nothing to change; send max_uses")
+			return nil, refuse(cpapi.CodeBadRequest, "nothing to change; send max_uses")
 		}
 		return s.SetMaxUses(r.Context(), r.PathValue("name"), *body.MaxUses)
 	}))
-	mux.HandleFunc("DELETE /api/v1/keys/{name}", admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
-		return map[string]string{"deleted": r.PathValue("name")}, s.DeleteKey(r.Context(), r.PathValue("name"))
+	mux.HandleFunc("DELETE "+cpapi.PathKey, admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
+		return cpapi.Deleted{Deleted: r.PathValue("name")}, s.DeleteKey(r.Context(), r.PathValue("name"))
 	}))
-	mux.HandleFunc("POST /api/v1/keys/{name}/reveal", admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
+	mux.HandleFunc("POST "+cpapi.PathKeyReveal, admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
 		return s.RevealKey(r.Context(), r.PathValue("name"))
 	}))
-	mux.HandleFunc("POST /api/v1/keys/{name}/regenerate", admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
+	mux.HandleFunc("POST "+cpapi.PathKeyRegenerate, admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
 		return s.RegenerateKey(r.Context(), r.PathValue("name"))
 	}))
-	mux.HandleFunc("POST /api/v1/keys/{name}/revoke", admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
+	mux.HandleFunc("POST "+cpapi.PathKeyRevoke, admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
 		return s.RevokeKey(r.Context(), r.PathValue("name"))
 	}))
 
-	mux.HandleFunc("GET /api/v1/connectors", admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
-		return s.Connectors(r.Context(), r.URL.Query().Get("group"))
+	mux.HandleFunc("GET "+cpapi.PathConnectors, admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
+		return s.Connectors(r.Context(), r.URL.Query().Get(cpapi.QueryGroup))
 	}))
-	mux.HandleFunc("GET /api/v1/connectors/{name}", admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
+	mux.HandleFunc("GET "+cpapi.PathConnector, admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
 		return s.Connector(r.Context(), r.PathValue("name"))
 	}))
-	mux.HandleFunc("POST /api/v1/connectors/{name}/revoke", admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
+	mux.HandleFunc("POST "+cpapi.PathConnectorRevoke, admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
 		return s.RevokeConnector(r.Context(), r.PathValue("name"))
 	}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeErr(w, refuse(404, CodeNotFound, "no API at %s %s; see the controlplane package documentation for the routes", r.Method, r.URL.Path))
+		writeErr(w, refuse(cpapi.CodeNotFound, "no API at %s %s; see the controlplane package documentation for the routes", r.Method, r.URL.Path), nil)
 	})
 	return mux
 }
 
-func decode(w http.ResponseWriter, r *http.Request, v any) *Error {
+func decode(w http.ResponseWriter, r *http.Request, v any) *cpapi.Error {
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return refuse(413, CodeTooLarge, "the request body is larger than %d bytes; send only the JSON fields of the API", MaxBody)
+			return refuse(cpapi.CodeTooLarge, "the request body is larger than %d bytes; send only the JSON fields of the API", MaxBody)
 		}
 		if errors.Is(err, io.EOF) {
-			return refuse(400, CodeBadRequest, "the request body is empty; send a JSON object")
+			return refuse(cpapi.CodeBadRequest, "the request body is empty; send a JSON object")
 		}
-		return refuse(400, CodeBadRequest, "the request body is not valid JSON for this API: %v", err)
+		return refuse(cpapi.CodeBadRequest, "the request body is not valid JSON for this API: %v", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return refuse(400, CodeBadRequest, "the request body has data after the JSON object; send exactly one object")
+		return refuse(cpapi.CodeBadRequest, "the request body has data after the JSON object; send exactly one object")
 	}
 	return nil
 }
@@ -189,13 +213,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-func writeErr(w http.ResponseWriter, err error) {
-	var e *Error
+// writeErr answers a refusal with the status of its code (from override,
+// else statuses); any other error is an internal failure.
+func writeErr(w http.ResponseWriter, err error, override map[string]int) {
+	var e *cpapi.Error
 	if !errors.As(err, &e) {
-		e = refuse(500, CodeInternal, "the control plane failed: %v", err)
+		e = refuse(cpapi.CodeInternal, "the control plane failed: %v", err)
 	}
-	if e.Status == http.StatusRequestEntityTooLarge {
+	status, ok := override[e.Code]
+	if !ok {
+		status, ok = statuses[e.Code]
+	}
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	if status == http.StatusRequestEntityTooLarge {
 		w.Header().Set("Connection", "close")
 	}
-	writeJSON(w, e.Status, e)
+	writeJSON(w, status, e)
 }

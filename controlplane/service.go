@@ -18,43 +18,15 @@ import (
 	"time"
 
 	"github.com/outpost-appliance/outpost/controlplane/store"
+	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/outpost-appliance/outpost/pki"
 	"github.com/outpost-appliance/outpost/provkey"
 )
 
-// Error is a refusal: an HTTP status, a stable code scripts branch on, and a
-// sentence for a person.
-type Error struct {
-	Status  int    `json:"-"`
-	Code    string `json:"error"`
-	Message string `json:"message"`
+// refuse makes a refusal; the HTTP layer picks its status from the code.
+func refuse(code, format string, a ...any) *cpapi.Error {
+	return &cpapi.Error{Code: code, Message: fmt.Sprintf(format, a...)}
 }
-
-func (e *Error) Error() string { return e.Code + ": " + e.Message }
-
-func refuse(status int, code, format string, a ...any) *Error {
-	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, a...)}
-}
-
-// Refusal codes.
-const (
-	CodeBadRequest   = "bad_request"
-	CodeTooLarge     = "too_large"
-	CodeInvalidKey   = "invalid_key"
-	CodeWrongHost    = "wrong_host"
-	CodeKeyExhausted = "key_exhausted"
-	CodeKeyRevoked   = "key_revoked"
-	CodeKeyExpired   = "key_expired"
-	CodeBadCSR       = "bad_csr"
-	CodeRateLimited  = "rate_limited"
-	CodeBlocked      = "blocked"
-	CodeRevoked      = "connector_revoked"
-	CodeUnauthorized = "unauthorized"
-	CodeNotFound     = "not_found"
-	CodeExists       = "exists"
-	CodeConflict     = "conflict"
-	CodeInternal     = "internal"
-)
 
 // Service is the control plane's logic, independent of HTTP.
 type Service struct {
@@ -128,33 +100,18 @@ func (s *Service) skeleton(k store.Key) provkey.Key {
 	return pk
 }
 
-// EnrollRequest is the body of POST /api/v1/enroll.
-type EnrollRequest struct {
-	Key         string `json:"key"`
-	CSR         string `json:"csr"`
-	Fingerprint string `json:"fingerprint"`
-	Nonce       string `json:"nonce"`
-}
-
-// EnrollResponse is the answer to a successful enrollment.
-type EnrollResponse struct {
-	Name        string `json:"name"`
-	Group       string `json:"group"`
-	Certificate string `json:"certificate"`
-}
-
 // Enroll checks a key and CSR, counts one use and issues a certificate.
 // source identifies the client for rate limiting (its IP address).
-func (s *Service) Enroll(ctx context.Context, req EnrollRequest, source string) (EnrollResponse, error) {
+func (s *Service) Enroll(ctx context.Context, req cpapi.EnrollRequest, source string) (cpapi.EnrollResponse, error) {
 	now := s.Now()
 	var keyID string
-	fail := func(e *Error) (EnrollResponse, error) {
+	fail := func(e *cpapi.Error) (cpapi.EnrollResponse, error) {
 		s.Log.Warn("enrollment refused", "code", e.Code, "reason", e.Message, "key_id", keyID,
 			"nonce", req.Nonce, "fingerprint", req.Fingerprint, "source", source)
-		return EnrollResponse{}, e
+		return cpapi.EnrollResponse{}, e
 	}
 	if s.limiter.limited(source, now) {
-		return fail(refuse(429, CodeRateLimited, "too many failed enrollments from %s; wait a minute before trying again, and check that the provisioning key was copied completely", source))
+		return fail(refuse(cpapi.CodeRateLimited, "too many failed enrollments from %s; wait a minute before trying again, and check that the provisioning key was copied completely", source))
 	}
 	var missing []string
 	for _, f := range []struct{ name, v string }{{"key", req.Key}, {"csr", req.CSR}, {"fingerprint", req.Fingerprint}, {"nonce", req.Nonce}} {
@@ -163,24 +120,24 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest, source string) 
 		}
 	}
 	if len(missing) > 0 {
-		return fail(refuse(400, CodeBadRequest, "the request is missing %s; send a JSON object with key, csr, fingerprint and nonce", strings.Join(missing, ", ")))
+		return fail(refuse(cpapi.CodeBadRequest, "the request is missing %s; send a JSON object with key, csr, fingerprint and nonce", strings.Join(missing, ", ")))
 	}
 	pk, err := provkey.Parse(req.Key)
 	if err != nil {
 		s.limiter.fail(source, now)
-		return fail(refuse(401, CodeInvalidKey, "the provisioning key is not valid (%v); copy the key again from 'outpost keys reveal' and check it with 'outpost key check'", err))
+		return fail(refuse(cpapi.CodeInvalidKey, "the provisioning key is not valid (%v); copy the key again from 'outpost keys reveal' and check it with 'outpost key check'", err))
 	}
 	keyID = pk.ID.String()
 	if !s.acceptsHost(pk.Host) {
-		return fail(refuse(400, CodeWrongHost, "this provisioning key was issued for the control plane at %s, but this server is %s; enroll against %s or create a key on this server", pk.Host, s.KeyHost, pk.Host))
+		return fail(refuse(cpapi.CodeWrongHost, "this provisioning key was issued for the control plane at %s, but this server is %s; enroll against %s or create a key on this server", pk.Host, s.KeyHost, pk.Host))
 	}
 	if pk.Pin != provkey.PinOf(s.Authority.Root.Cert) {
-		return fail(refuse(400, CodeWrongHost, "this provisioning key was issued by another control plane (its CA pin %s is not this server's %s); create a key on this server", pk.Pin, provkey.PinOf(s.Authority.Root.Cert)))
+		return fail(refuse(cpapi.CodeWrongHost, "this provisioning key was issued by another control plane (its CA pin %s is not this server's %s); create a key on this server", pk.Pin, provkey.PinOf(s.Authority.Root.Cert)))
 	}
 	k, err := s.Store.KeyByID(ctx, keyID)
 	if errors.Is(err, store.ErrNotFound) {
 		s.limiter.fail(source, now)
-		return fail(refuse(401, CodeInvalidKey, "this control plane does not know the provisioning key %s; it may have been deleted — ask the admin for a current key", keyID))
+		return fail(refuse(cpapi.CodeInvalidKey, "this control plane does not know the provisioning key %s; it may have been deleted — ask the admin for a current key", keyID))
 	}
 	if err != nil {
 		return fail(s.internal(err))
@@ -188,14 +145,14 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest, source string) 
 	hash, _ := hex.DecodeString(k.SecretHash)
 	if !pk.SecretMatches(hash) {
 		s.limiter.fail(source, now)
-		return fail(refuse(401, CodeInvalidKey, "the provisioning key %s (%s) has been regenerated and this copy no longer works; get the current text with 'outpost keys reveal %s'", k.Name, keyID, k.Name))
+		return fail(refuse(cpapi.CodeInvalidKey, "the provisioning key %s (%s) has been regenerated and this copy no longer works; get the current text with 'outpost keys reveal %s'", k.Name, keyID, k.Name))
 	}
 	if k.State == store.KeyRevoked {
-		return fail(refuse(403, CodeKeyRevoked, "the provisioning key %s was revoked; create a new key with 'outpost keys create'", k.Name))
+		return fail(refuse(cpapi.CodeKeyRevoked, "the provisioning key %s was revoked; create a new key with 'outpost keys create'", k.Name))
 	}
 	csr, err := pki.ParseCSR([]byte(req.CSR))
 	if err != nil {
-		return fail(refuse(400, CodeBadCSR, "%v", err))
+		return fail(refuse(cpapi.CodeBadCSR, "%v", err))
 	}
 	// A retry after a lost response (same key, same key pair) gets the
 	// first answer. On the hot path Enroll detects it (the insert conflicts
@@ -229,15 +186,15 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest, source string) 
 		// Changed between our read and the count: explain the current state.
 		k2, err2 := s.Store.KeyByID(ctx, keyID)
 		if err2 != nil {
-			return fail(refuse(401, CodeInvalidKey, "the provisioning key %s was deleted meanwhile; ask the admin for a current key", k.Name))
+			return fail(refuse(cpapi.CodeInvalidKey, "the provisioning key %s was deleted meanwhile; ask the admin for a current key", k.Name))
 		}
 		if k2.State == store.KeyRevoked {
-			return fail(refuse(403, CodeKeyRevoked, "the provisioning key %s was revoked; create a new key with 'outpost keys create'", k.Name))
+			return fail(refuse(cpapi.CodeKeyRevoked, "the provisioning key %s was revoked; create a new key with 'outpost keys create'", k.Name))
 		}
 		if e := s.usable(k2, now); e != nil {
 			return fail(e)
 		}
-		return fail(refuse(401, CodeInvalidKey, "the provisioning key %s was regenerated meanwhile and this copy no longer works; get the current text with 'outpost keys reveal %s'", k.Name, k.Name))
+		return fail(refuse(cpapi.CodeInvalidKey, "the provisioning key %s was regenerated meanwhile and this copy no longer works; get the current text with 'outpost keys reveal %s'", k.Name, k.Name))
 	case errors.Is(err, store.ErrExists):
 		if c, err := s.Store.ConnectorByCSR(ctx, keyID, csr.PublicKeyHash); err == nil {
 			return s.again(c, req, fail)
@@ -247,34 +204,34 @@ func (s *Service) Enroll(ctx context.Context, req EnrollRequest, source string) 
 		return fail(s.internal(err))
 	}
 	s.Log.Info("connector enrolled", "connector", c.Name, "group", c.Group, "key_id", keyID, "nonce", req.Nonce, "fingerprint", req.Fingerprint, "serial", c.Serial)
-	return EnrollResponse{Name: c.Name, Group: c.Group, Certificate: c.CertPEM}, nil
+	return cpapi.EnrollResponse{Name: c.Name, Group: c.Group, Certificate: c.CertPEM}, nil
 }
 
-func (s *Service) again(c store.Connector, req EnrollRequest, fail func(*Error) (EnrollResponse, error)) (EnrollResponse, error) {
+func (s *Service) again(c store.Connector, req cpapi.EnrollRequest, fail func(*cpapi.Error) (cpapi.EnrollResponse, error)) (cpapi.EnrollResponse, error) {
 	if c.State == store.ConnectorRevoked {
-		return fail(refuse(403, CodeRevoked, "connector %s, enrolled earlier with this key pair, was revoked; generate a new key pair on the appliance and enroll with a current key", c.Name))
+		return fail(refuse(cpapi.CodeRevoked, "connector %s, enrolled earlier with this key pair, was revoked; generate a new key pair on the appliance and enroll with a current key", c.Name))
 	}
 	s.Log.Info("enrollment repeated", "connector", c.Name, "key_id", c.KeyID, "nonce", req.Nonce, "fingerprint", req.Fingerprint)
-	return EnrollResponse{Name: c.Name, Group: c.Group, Certificate: c.CertPEM}, nil
+	return cpapi.EnrollResponse{Name: c.Name, Group: c.Group, Certificate: c.CertPEM}, nil
 }
 
 // usable says why a key cannot enroll one more connector now, or nil.
-func (s *Service) usable(k store.Key, now time.Time) *Error {
+func (s *Service) usable(k store.Key, now time.Time) *cpapi.Error {
 	if k.State == store.KeyRevoked {
-		return refuse(403, CodeKeyRevoked, "the provisioning key %s was revoked; create a new key with 'outpost keys create'", k.Name)
+		return refuse(cpapi.CodeKeyRevoked, "the provisioning key %s was revoked; create a new key with 'outpost keys create'", k.Name)
 	}
 	if !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt) {
-		return refuse(403, CodeKeyExpired, "the provisioning key %s expired at %s; create a new key, or a key that never expires with --expires-in never", k.Name, k.ExpiresAt.UTC().Format(time.RFC3339))
+		return refuse(cpapi.CodeKeyExpired, "the provisioning key %s expired at %s; create a new key, or a key that never expires with --expires-in never", k.Name, k.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	if k.UseCount >= k.MaxUses {
-		return refuse(403, CodeKeyExhausted, "%s has been used %d of %d times; raise its maximum uses (outpost keys edit %s --max-uses N) or use another key", k.Name, k.UseCount, k.MaxUses, k.Name)
+		return refuse(cpapi.CodeKeyExhausted, "%s has been used %d of %d times; raise its maximum uses (outpost keys edit %s --max-uses N) or use another key", k.Name, k.UseCount, k.MaxUses, k.Name)
 	}
 	return nil
 }
 
-func (s *Service) internal(err error) *Error {
+func (s *Service) internal(err error) *cpapi.Error {
 	s.Log.Error("internal error", "err", err)
-	return refuse(500, CodeInternal, "the control plane failed (%v); see its log, and try again", err)
+	return refuse(cpapi.CodeInternal, "the control plane failed (%v); see its log, and try again", err)
 }
 
 func (s *Service) acceptsHost(h string) bool {
@@ -350,52 +307,39 @@ func SourceOf(remoteAddr string) string {
 	return remoteAddr
 }
 
-// HeartbeatRequest is the body of POST /api/v1/heartbeat.
-type HeartbeatRequest struct {
-	Fingerprint string `json:"fingerprint"`
-	Version     string `json:"version"`
-	Uptime      int64  `json:"uptime"`
-}
-
-// HeartbeatResponse acknowledges a heartbeat.
-type HeartbeatResponse struct {
-	Name  string `json:"name"`
-	State string `json:"state"`
-}
-
 // Heartbeat records a report from the connector holding the certificate
 // with serial. A fingerprint different from the enrolled one blocks it.
-func (s *Service) Heartbeat(ctx context.Context, serial string, req HeartbeatRequest) (HeartbeatResponse, error) {
+func (s *Service) Heartbeat(ctx context.Context, serial string, req cpapi.HeartbeatRequest) (cpapi.HeartbeatResponse, error) {
 	c, err := s.Store.ConnectorBySerial(ctx, serial)
 	if errors.Is(err, store.ErrNotFound) {
-		return HeartbeatResponse{}, refuse(403, CodeRevoked, "no connector holds the certificate with serial %s; it was deleted — enroll again with a current key", serial)
+		return cpapi.HeartbeatResponse{}, refuse(cpapi.CodeRevoked, "no connector holds the certificate with serial %s; it was deleted — enroll again with a current key", serial)
 	}
 	if err != nil {
-		return HeartbeatResponse{}, s.internal(err)
+		return cpapi.HeartbeatResponse{}, s.internal(err)
 	}
 	if c.State == store.ConnectorRevoked {
-		return HeartbeatResponse{}, refuse(403, CodeRevoked, "connector %s was revoked; enroll the appliance again with a current key", c.Name)
+		return cpapi.HeartbeatResponse{}, refuse(cpapi.CodeRevoked, "connector %s was revoked; enroll the appliance again with a current key", c.Name)
 	}
 	if req.Fingerprint != c.Fingerprint {
 		why := "the hardware fingerprint changed: " + FingerprintChange(c.Fingerprint, req.Fingerprint)
 		if c.State != store.ConnectorBlocked || c.StateReason != why {
 			if err := s.Store.SetConnectorState(ctx, c.Name, store.ConnectorBlocked, why); err != nil {
-				return HeartbeatResponse{}, s.internal(err)
+				return cpapi.HeartbeatResponse{}, s.internal(err)
 			}
 		}
 		s.Log.Warn("connector blocked", "connector", c.Name, "reason", why)
-		return HeartbeatResponse{}, refuse(403, CodeBlocked, "connector %s is blocked: %s. Restore the original hardware (a VM's MAC address must stay fixed), or revoke the connector and enroll the appliance again", c.Name, why)
+		return cpapi.HeartbeatResponse{}, refuse(cpapi.CodeBlocked, "connector %s is blocked: %s. Restore the original hardware (a VM's MAC address must stay fixed), or revoke the connector and enroll the appliance again", c.Name, why)
 	}
-	state := store.ConnectorActive
+	state := cpapi.ConnectorActive
 	if c.State == store.ConnectorBlocked { // the original hardware is back
 		if err := s.Store.SetConnectorState(ctx, c.Name, store.ConnectorActive, ""); err != nil {
-			return HeartbeatResponse{}, s.internal(err)
+			return cpapi.HeartbeatResponse{}, s.internal(err)
 		}
 	}
 	if err := s.Store.Heartbeat(ctx, c.Name, req.Version, req.Uptime, s.Now()); err != nil {
-		return HeartbeatResponse{}, s.internal(err)
+		return cpapi.HeartbeatResponse{}, s.internal(err)
 	}
-	return HeartbeatResponse{Name: c.Name, State: state}, nil
+	return cpapi.HeartbeatResponse{Name: c.Name, State: state}, nil
 }
 
 // FingerprintChange describes how fingerprint "a=1;b=2" became another one,

@@ -1,6 +1,7 @@
-// Package cpclient is the admin's HTTP client for the control plane API,
-// and the admin.conf file that tells it where the server is, which CA to
-// trust and which token to send.
+// Package cpclient is the admin's typed HTTP client for the control plane
+// API (one method per admin endpoint, types from cpapi), and the admin.conf
+// file that tells it where the server is, which CA to trust and which token
+// to send.
 //
 // It is not the appliance's enrollment client (that lives in firstboot and
 // verifies the server against the pin in the provisioning key).
@@ -21,6 +22,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/outpost-appliance/outpost/cpapi"
 )
 
 // Config is the content of admin.conf (JSON, mode 0600: it holds the token).
@@ -91,16 +94,10 @@ func WriteConfig(path string, c Config) error {
 	return nil
 }
 
-// APIError is a refusal from the server.
-type APIError struct {
-	Status  int    `json:"-"`
-	Code    string `json:"error"`
-	Message string `json:"message"`
-}
-
-func (e *APIError) Error() string { return e.Message + " (" + e.Code + ")" }
-
-// Client talks to one control plane.
+// Client talks to one control plane. Every method returns a refusal from
+// the server as *cpapi.Error (branch on it with errors.As or cpapi.IsCode),
+// and any other failure (network, TLS, an answer that is not the API's) as
+// an error naming the server.
 type Client struct {
 	cfg  Config
 	http *http.Client
@@ -116,9 +113,112 @@ func New(c Config) (*Client, error) {
 	return &Client{cfg: c, http: &http.Client{Transport: tr, Timeout: 60 * time.Second}}, nil
 }
 
-// Do sends a JSON request to path (e.g. /api/v1/keys) and decodes the
-// answer into out. A refusal is returned as *APIError.
-func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+// Health asks whether the server and its database answer.
+func (c *Client) Health(ctx context.Context) (h cpapi.Health, err error) {
+	return h, c.do(ctx, http.MethodGet, cpapi.PathHealthz, nil, &h)
+}
+
+// CreateGroup creates a group.
+func (c *Client) CreateGroup(ctx context.Context, sp cpapi.GroupSpec) (g cpapi.Group, err error) {
+	return g, c.do(ctx, http.MethodPost, cpapi.PathGroups, sp, &g)
+}
+
+// Groups lists the groups.
+func (c *Client) Groups(ctx context.Context) (gs []cpapi.Group, err error) {
+	return gs, c.do(ctx, http.MethodGet, cpapi.PathGroups, nil, &gs)
+}
+
+// Group returns one group.
+func (c *Client) Group(ctx context.Context, name string) (g cpapi.Group, err error) {
+	return g, c.do(ctx, http.MethodGet, cpapi.Path(cpapi.PathGroup, name), nil, &g)
+}
+
+// EditGroup changes the group sp.Name; nil fields of sp stay unchanged.
+func (c *Client) EditGroup(ctx context.Context, sp cpapi.GroupSpec) (g cpapi.Group, err error) {
+	return g, c.do(ctx, http.MethodPatch, cpapi.Path(cpapi.PathGroup, sp.Name), sp, &g)
+}
+
+// DeleteGroup deletes a group; force deletes its keys and revokes its
+// connectors too.
+func (c *Client) DeleteGroup(ctx context.Context, name string, force bool) (d cpapi.Deleted, err error) {
+	path := cpapi.Path(cpapi.PathGroup, name)
+	if force {
+		path += "?" + url.Values{cpapi.QueryForce: {"true"}}.Encode()
+	}
+	return d, c.do(ctx, http.MethodDelete, path, nil, &d)
+}
+
+// CreateKey creates a provisioning key and returns its text.
+func (c *Client) CreateKey(ctx context.Context, sp cpapi.KeySpec) (kt cpapi.KeyText, err error) {
+	return kt, c.do(ctx, http.MethodPost, cpapi.PathKeys, sp, &kt)
+}
+
+// Keys lists keys, redacted.
+func (c *Client) Keys(ctx context.Context, f cpapi.KeyFilter) (ks []cpapi.KeyInfo, err error) {
+	return ks, c.do(ctx, http.MethodGet, withQuery(cpapi.PathKeys, f.Values()), nil, &ks)
+}
+
+// Key returns one key, redacted.
+func (c *Client) Key(ctx context.Context, name string) (k cpapi.KeyInfo, err error) {
+	return k, c.do(ctx, http.MethodGet, cpapi.Path(cpapi.PathKey, name), nil, &k)
+}
+
+// RevealKey returns a key's text; a used-up key is refused with
+// cpapi.CodeKeyExhausted.
+func (c *Client) RevealKey(ctx context.Context, name string) (kt cpapi.KeyText, err error) {
+	return kt, c.do(ctx, http.MethodPost, cpapi.Path(cpapi.PathKeyReveal, name), nil, &kt)
+}
+
+// SetMaxUses changes a key's maximum uses.
+func (c *Client) SetMaxUses(ctx context.Context, name string, maxUses int64) (k cpapi.KeyInfo, err error) {
+	return k, c.do(ctx, http.MethodPatch, cpapi.Path(cpapi.PathKey, name), cpapi.KeyEdit{MaxUses: &maxUses}, &k)
+}
+
+// RegenerateKey gives a key a new secret and returns its new text.
+func (c *Client) RegenerateKey(ctx context.Context, name string) (kt cpapi.KeyText, err error) {
+	return kt, c.do(ctx, http.MethodPost, cpapi.Path(cpapi.PathKeyRegenerate, name), nil, &kt)
+}
+
+// RevokeKey stops a key from enrolling anything more.
+func (c *Client) RevokeKey(ctx context.Context, name string) (k cpapi.KeyInfo, err error) {
+	return k, c.do(ctx, http.MethodPost, cpapi.Path(cpapi.PathKeyRevoke, name), nil, &k)
+}
+
+// DeleteKey deletes a key; the connectors it enrolled stay.
+func (c *Client) DeleteKey(ctx context.Context, name string) (d cpapi.Deleted, err error) {
+	return d, c.do(ctx, http.MethodDelete, cpapi.Path(cpapi.PathKey, name), nil, &d)
+}
+
+// Connectors lists connectors, of one group unless group is empty.
+func (c *Client) Connectors(ctx context.Context, group string) (cs []cpapi.Connector, err error) {
+	q := url.Values{}
+	if group != "" {
+		q.Set(cpapi.QueryGroup, group)
+	}
+	return cs, c.do(ctx, http.MethodGet, withQuery(cpapi.PathConnectors, q), nil, &cs)
+}
+
+// Connector returns one connector.
+func (c *Client) Connector(ctx context.Context, name string) (x cpapi.Connector, err error) {
+	return x, c.do(ctx, http.MethodGet, cpapi.Path(cpapi.PathConnector, name), nil, &x)
+}
+
+// RevokeConnector revokes a connector; the server also regenerates the
+// keys of its group.
+func (c *Client) RevokeConnector(ctx context.Context, name string) (r cpapi.RevokeResult, err error) {
+	return r, c.do(ctx, http.MethodPost, cpapi.Path(cpapi.PathConnectorRevoke, name), nil, &r)
+}
+
+func withQuery(path string, q url.Values) string {
+	if len(q) == 0 {
+		return path
+	}
+	return path + "?" + q.Encode()
+}
+
+// do sends a JSON request to path and decodes the answer into out. A
+// refusal is returned as *cpapi.Error.
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -145,7 +245,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("control plane %s: read answer: %w", c.cfg.Server, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		e := &APIError{Status: resp.StatusCode}
+		e := &cpapi.Error{}
 		if json.Unmarshal(b, e) != nil || e.Code == "" {
 			return fmt.Errorf("control plane %s answered %s: %.200s", c.cfg.Server, resp.Status, b)
 		}
@@ -158,13 +258,4 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("control plane %s: unexpected answer to %s %s: %v", c.cfg.Server, method, path, err)
 	}
 	return nil
-}
-
-// Path escapes name for use as one path segment.
-func Path(format string, names ...string) string {
-	a := make([]any, len(names))
-	for i, n := range names {
-		a[i] = url.PathEscape(n)
-	}
-	return fmt.Sprintf(format, a...)
 }

@@ -11,9 +11,9 @@ import (
 const module = "github.com/outpost-appliance/outpost"
 
 // TestDependencies keeps what ships in the appliance free of the admin side:
-// first boot may use the key package, the appliance contract and its own
-// sub-packages, never govmomi, the builder, the OVA packer or the control
-// plane.
+// first boot may use the key package, the appliance contract, the control
+// plane's API types (cpapi) and its own sub-packages, never govmomi, the
+// builder, the OVA packer or the control plane.
 func TestDependencies(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("go command not on PATH")
@@ -29,7 +29,7 @@ func TestDependencies(t *testing.T) {
 		t.Fatal(err)
 	}
 	dec := json.NewDecoder(out)
-	allowed := []string{module + "/firstboot", module + "/cmd/outpost-firstboot", module + "/provkey", module + "/appliance"}
+	allowed := []string{module + "/firstboot", module + "/cmd/outpost-firstboot", module + "/provkey", module + "/appliance", module + "/cpapi"}
 	n := 0
 	for {
 		var p struct {
@@ -53,7 +53,7 @@ func TestDependencies(t *testing.T) {
 				}
 			}
 			if !ok {
-				t.Errorf("first boot depends on %s; only firstboot/..., provkey and appliance may be imported", p.ImportPath)
+				t.Errorf("first boot depends on %s; only firstboot/..., provkey, appliance and cpapi may be imported", p.ImportPath)
 			}
 			if p.Doc == "" {
 				t.Errorf("package %s has no package doc comment", p.ImportPath)

@@ -4,22 +4,19 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/outpost-appliance/outpost/controlplane"
-	"github.com/outpost-appliance/outpost/controlplane/store"
-	"github.com/outpost-appliance/outpost/cpclient"
+	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/spf13/pflag"
 )
 
 // health summarises a connector for the table: its state, or "stale" when
 // it has not reported for 5 minutes, or "never seen".
-func health(c store.Connector, now time.Time) string {
+func health(c cpapi.Connector, now time.Time) string {
 	switch {
-	case c.State != store.ConnectorActive:
+	case c.State != cpapi.ConnectorActive:
 		return c.State
 	case c.LastSeen.IsZero():
 		return "never seen"
@@ -50,12 +47,12 @@ func (c *connectorsListCmd) Run(ctx context.Context, s streams, args []string) e
 	if len(args) > 0 {
 		return usagef("connectors list takes no arguments")
 	}
-	q := url.Values{}
-	if c.group != "" {
-		q.Set("group", c.group)
+	cl, err := c.client()
+	if err != nil {
+		return err
 	}
-	var cs []store.Connector
-	if err := c.call(ctx, "GET", "/api/v1/connectors?"+q.Encode(), nil, &cs); err != nil {
+	cs, err := cl.Connectors(ctx, c.group)
+	if err != nil {
 		return err
 	}
 	if c.json {
@@ -70,7 +67,7 @@ func (c *connectorsListCmd) Run(ctx context.Context, s streams, args []string) e
 	return tw.Flush()
 }
 
-func printConnector(w io.Writer, x store.Connector) {
+func printConnector(w io.Writer, x cpapi.Connector) {
 	fmt.Fprintf(w, "Name:         %s\nGroup:        %s\nKey:          %s (%s)\nFingerprint:  %s\nEnrolled:     %s\nCertificate:  serial %s, expires %s, signed by %s\nLast seen:    %s\nVersion:      %s\nUptime:       %s\nHealth:       %s\n",
 		x.Name, x.Group, x.KeyName, x.KeyID, x.Fingerprint, seen(x.EnrolledAt), x.Serial, seen(x.CertExpires), x.SigningCA, seen(x.LastSeen), x.Version, time.Duration(x.Uptime)*time.Second, health(x, time.Now()))
 	if x.StateReason != "" {
@@ -86,8 +83,12 @@ func (c *connectorsShowCmd) Run(ctx context.Context, s streams, args []string) e
 	if err != nil {
 		return err
 	}
-	var x store.Connector
-	if err := c.call(ctx, "GET", cpclient.Path("/api/v1/connectors/%s", name), nil, &x); err != nil {
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	x, err := cl.Connector(ctx, name)
+	if err != nil {
 		return err
 	}
 	if c.json {
@@ -105,8 +106,12 @@ func (c *connectorsRevokeCmd) Run(ctx context.Context, s streams, args []string)
 	if err != nil {
 		return err
 	}
-	var r controlplane.RevokeResult
-	if err := c.call(ctx, "POST", cpclient.Path("/api/v1/connectors/%s/revoke", name), nil, &r); err != nil {
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	r, err := cl.RevokeConnector(ctx, name)
+	if err != nil {
 		return err
 	}
 	if c.json {

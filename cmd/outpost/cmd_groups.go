@@ -4,12 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/url"
 	"text/tabwriter"
 
-	"github.com/outpost-appliance/outpost/controlplane"
-	"github.com/outpost-appliance/outpost/controlplane/store"
-	"github.com/outpost-appliance/outpost/cpclient"
+	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/spf13/pflag"
 )
 
@@ -25,8 +22,8 @@ func (g *groupFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&g.hour, "window-hour", 2, "start hour (0-23, UTC) of the upgrade window")
 }
 
-func (g *groupFlags) spec(fs *pflag.FlagSet, name string) controlplane.GroupSpec {
-	sp := controlplane.GroupSpec{Name: name}
+func (g *groupFlags) spec(fs *pflag.FlagSet, name string) cpapi.GroupSpec {
+	sp := cpapi.GroupSpec{Name: name}
 	if fs.Changed("location") {
 		sp.Location = &g.location
 	}
@@ -39,13 +36,13 @@ func (g *groupFlags) spec(fs *pflag.FlagSet, name string) controlplane.GroupSpec
 	return sp
 }
 
-func printGroupDetail(w io.Writer, g store.Group) {
+func printGroupDetail(w io.Writer, g cpapi.Group) {
 	fmt.Fprintf(w, "Name:            %s\nLocation:        %s\nUpgrade window:  %s\nKeys:            %d\nConnectors:      %d\nCreated:         %s\n",
 		g.Name, g.Location, window(g), g.Keys, g.Connectors, g.CreatedAt.Format("2006-01-02 15:04 UTC"))
 }
 
-func window(g store.Group) string {
-	return fmt.Sprintf("%s %02d:00–%02d:00 UTC", controlplane.Days[g.WindowDay], g.WindowHour, (g.WindowHour+4)%24)
+func window(g cpapi.Group) string {
+	return fmt.Sprintf("%s %02d:00–%02d:00 UTC", cpapi.Days[g.WindowDay], g.WindowHour, (g.WindowHour+4)%24)
 }
 
 type groupsCreateCmd struct {
@@ -64,8 +61,12 @@ func (c *groupsCreateCmd) Run(ctx context.Context, s streams, args []string) err
 	if err != nil {
 		return err
 	}
-	var g store.Group
-	if err := c.call(ctx, "POST", "/api/v1/groups", c.spec(c.fs, name), &g); err != nil {
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	g, err := cl.CreateGroup(ctx, c.spec(c.fs, name))
+	if err != nil {
 		return err
 	}
 	if c.json {
@@ -85,8 +86,12 @@ func (c *groupsEditCmd) Run(ctx context.Context, s streams, args []string) error
 	if !c.fs.Changed("location") && !c.fs.Changed("window-day") && !c.fs.Changed("window-hour") {
 		return usagef("groups edit: nothing to change; pass --location, --window-day or --window-hour")
 	}
-	var g store.Group
-	if err := c.call(ctx, "PATCH", cpclient.Path("/api/v1/groups/%s", name), c.spec(c.fs, name), &g); err != nil {
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	g, err := cl.EditGroup(ctx, c.spec(c.fs, name))
+	if err != nil {
 		return err
 	}
 	if c.json {
@@ -103,8 +108,12 @@ func (c *groupsListCmd) Run(ctx context.Context, s streams, args []string) error
 	if len(args) > 0 {
 		return usagef("groups list takes no arguments")
 	}
-	var gs []store.Group
-	if err := c.call(ctx, "GET", "/api/v1/groups", nil, &gs); err != nil {
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	gs, err := cl.Groups(ctx)
+	if err != nil {
 		return err
 	}
 	if c.json {
@@ -126,8 +135,12 @@ func (c *groupsShowCmd) Run(ctx context.Context, s streams, args []string) error
 	if err != nil {
 		return err
 	}
-	var g store.Group
-	if err := c.call(ctx, "GET", cpclient.Path("/api/v1/groups/%s", name), nil, &g); err != nil {
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	g, err := cl.Group(ctx, name)
+	if err != nil {
 		return err
 	}
 	if c.json {
@@ -151,12 +164,12 @@ func (c *groupsDeleteCmd) Run(ctx context.Context, s streams, args []string) err
 	if err != nil {
 		return err
 	}
-	path := cpclient.Path("/api/v1/groups/%s", name)
-	if c.force {
-		path += "?" + url.Values{"force": {"true"}}.Encode()
+	cl, err := c.client()
+	if err != nil {
+		return err
 	}
-	var out map[string]string
-	if err := c.call(ctx, "DELETE", path, nil, &out); err != nil {
+	out, err := cl.DeleteGroup(ctx, name, c.force)
+	if err != nil {
 		return err
 	}
 	if c.json {

@@ -2,25 +2,24 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/outpost-appliance/outpost/controlplane"
-	"github.com/outpost-appliance/outpost/cpclient"
+	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/outpost-appliance/outpost/pki"
 	"github.com/spf13/pflag"
 )
 
 // keyState is the state the portal shows: revoked, expired, exhausted or active.
-func keyState(k controlplane.KeyInfo) string {
+func keyState(k cpapi.KeyInfo) string {
 	switch {
-	case k.State == "revoked":
+	case k.State == cpapi.KeyRevoked:
 		return "revoked"
 	case k.Expired:
 		return "expired"
@@ -37,14 +36,14 @@ func expiry(t time.Time) string {
 	return t.UTC().Format("2006-01-02 15:04 UTC")
 }
 
-func printKeyDetail(w io.Writer, k controlplane.KeyInfo) {
+func printKeyDetail(w io.Writer, k cpapi.KeyInfo) {
 	fmt.Fprintf(w, "Name:                %s\nID:                  %s\nGroup:               %s\nSigning certificate: %s\nMaximum uses:        %d\nUtilization count:   %d\nExpires:             %s\nState:               %s\nControl plane:       %s\nCA pin:              %s\nGeneration:          %d\nCreated:             %s\nKey:                 %s\n",
 		k.Name, k.ID, k.Group, k.SigningCA, k.MaxUses, k.UseCount, expiry(k.ExpiresAt), keyState(k), k.Host, k.Pin, k.Generation, expiry(k.CreatedAt), k.Redacted)
 }
 
 // printKeyText prints the key alone on stdout and its details on stderr,
 // or everything as JSON.
-func printKeyText(s streams, asJSON bool, kt controlplane.KeyText) error {
+func printKeyText(s streams, asJSON bool, kt cpapi.KeyText) error {
 	if asJSON {
 		return printJSON(s.Out, kt)
 	}
@@ -55,7 +54,7 @@ func printKeyText(s streams, asJSON bool, kt controlplane.KeyText) error {
 
 type keysCreateCmd struct {
 	adminOpts
-	spec    controlplane.KeySpec
+	spec    cpapi.KeySpec
 	expires string
 }
 
@@ -85,12 +84,16 @@ func (c *keysCreateCmd) Run(ctx context.Context, s streams, args []string) error
 	if len(missing) > 0 {
 		return usagef("keys create: missing %s", strings.Join(missing, ", "))
 	}
-	if _, _, err := controlplane.ParseExpiresIn(c.expires); err != nil {
+	if _, _, err := cpapi.ParseExpiresIn(c.expires); err != nil {
 		return usagef("--expires-in: %v", err)
 	}
 	c.spec.ExpiresIn = c.expires
-	var kt controlplane.KeyText
-	if err := c.call(ctx, "POST", "/api/v1/keys", c.spec, &kt); err != nil {
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	kt, err := cl.CreateKey(ctx, c.spec)
+	if err != nil {
 		return err
 	}
 	return printKeyText(s, c.json, kt)
@@ -117,18 +120,17 @@ func (c *keysListCmd) Run(ctx context.Context, s streams, args []string) error {
 	default:
 		return usagef("--state %q: use active, exhausted, expired or revoked", c.state)
 	}
-	q := url.Values{}
-	if c.group != "" {
-		q.Set("group", c.group)
-	}
-	if c.name != "" {
-		q.Set("name", c.name)
-	}
-	var all, keys []controlplane.KeyInfo
-	if err := c.call(ctx, "GET", "/api/v1/keys?"+q.Encode(), nil, &all); err != nil {
+	cl, err := c.client()
+	if err != nil {
 		return err
 	}
-	keys = []controlplane.KeyInfo{}
+	// The states exhausted and expired are derived here, so the filter
+	// on state is too.
+	all, err := cl.Keys(ctx, cpapi.KeyFilter{Group: c.group, Name: c.name})
+	if err != nil {
+		return err
+	}
+	keys := []cpapi.KeyInfo{}
 	for _, k := range all {
 		if c.state == "" || keyState(k) == c.state {
 			keys = append(keys, k)
@@ -141,7 +143,7 @@ func (c *keysListCmd) Run(ctx context.Context, s streams, args []string) error {
 }
 
 // printKeyTable renders keys as the admin portal's table.
-func printKeyTable(w io.Writer, keys []controlplane.KeyInfo) error {
+func printKeyTable(w io.Writer, keys []cpapi.KeyInfo) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSIGNING CERTIFICATE\tMAX USES\tUTILIZATION\tGROUP\tEXPIRES\tSTATE\tKEY")
 	for _, k := range keys {
@@ -150,12 +152,11 @@ func printKeyTable(w io.Writer, keys []controlplane.KeyInfo) error {
 	return tw.Flush()
 }
 
-// keysNameCmd is a key command that takes one NAME and calls one route.
+// keysNameCmd is a key command that takes one NAME: show, reveal,
+// regenerate, revoke or delete.
 type keysNameCmd struct {
 	adminOpts
-	verb   string // "show", "reveal", …
-	method string
-	route  string // "%s" or "%s/reveal"
+	verb string
 }
 
 func (c *keysNameCmd) Register(fs *pflag.FlagSet) { c.adminOpts.register(fs) }
@@ -165,24 +166,27 @@ func (c *keysNameCmd) Run(ctx context.Context, s streams, args []string) error {
 	if err != nil {
 		return err
 	}
-	path := cpclient.Path("/api/v1/keys/"+c.route, name)
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
 	switch c.verb {
 	case "reveal", "regenerate":
-		var kt controlplane.KeyText
-		if err := c.call(ctx, c.method, path, nil, &kt); err != nil {
-			if ae, ok := err.(*cpclient.APIError); ok && ae.Code == controlplane.CodeKeyExhausted {
-				fmt.Fprintf(s.Err, "warning: %s\n", ae.Message)
-				return silentExit(exitFailure)
-			}
-			return err
+		get := cl.RevealKey
+		if c.verb == "regenerate" {
+			get = cl.RegenerateKey
+		}
+		kt, err := get(ctx, name)
+		if err != nil {
+			return exhaustedWarning(s, err)
 		}
 		if c.verb == "regenerate" {
 			fmt.Fprintf(s.Err, "key %s regenerated: the old text no longer works; enrolled connectors are unaffected\n", name)
 		}
 		return printKeyText(s, c.json, kt)
 	case "delete":
-		var out map[string]string
-		if err := c.call(ctx, c.method, path, nil, &out); err != nil {
+		out, err := cl.DeleteKey(ctx, name)
+		if err != nil {
 			return err
 		}
 		if c.json {
@@ -191,8 +195,12 @@ func (c *keysNameCmd) Run(ctx context.Context, s streams, args []string) error {
 		fmt.Fprintf(s.Err, "key %s deleted; connectors it enrolled stay\n", name)
 		return nil
 	}
-	var k controlplane.KeyInfo
-	if err := c.call(ctx, c.method, path, nil, &k); err != nil {
+	get := cl.Key
+	if c.verb == "revoke" {
+		get = cl.RevokeKey
+	}
+	k, err := get(ctx, name)
+	if err != nil {
 		return err
 	}
 	if c.json {
@@ -200,6 +208,17 @@ func (c *keysNameCmd) Run(ctx context.Context, s streams, args []string) error {
 	}
 	printKeyDetail(s.Out, k)
 	return nil
+}
+
+// exhaustedWarning turns the refusal to reveal a used-up key into a
+// warning and exit status 1; other errors pass unchanged.
+func exhaustedWarning(s streams, err error) error {
+	var e *cpapi.Error
+	if errors.As(err, &e) && e.Code == cpapi.CodeKeyExhausted {
+		fmt.Fprintf(s.Err, "warning: %s\n", e.Message)
+		return silentExit(exitFailure)
+	}
+	return err
 }
 
 type keysEditCmd struct {
@@ -222,8 +241,12 @@ func (c *keysEditCmd) Run(ctx context.Context, s streams, args []string) error {
 	if !c.fs.Changed("max-uses") {
 		return usagef("keys edit: nothing to change; pass --max-uses N")
 	}
-	var k controlplane.KeyInfo
-	if err := c.call(ctx, "PATCH", cpclient.Path("/api/v1/keys/%s", name), map[string]int64{"max_uses": c.maxUses}, &k); err != nil {
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	k, err := cl.SetMaxUses(ctx, name, c.maxUses)
+	if err != nil {
 		return err
 	}
 	if c.json {
@@ -251,13 +274,13 @@ func (c *keysDownloadCmd) Run(ctx context.Context, s streams, args []string) err
 	if c.out == "" {
 		return usagef("keys download: missing -o FILE")
 	}
-	var kt controlplane.KeyText
-	if err := c.call(ctx, "POST", cpclient.Path("/api/v1/keys/%s/reveal", name), nil, &kt); err != nil {
-		if ae, ok := err.(*cpclient.APIError); ok && ae.Code == controlplane.CodeKeyExhausted {
-			fmt.Fprintf(s.Err, "warning: %s\n", ae.Message)
-			return silentExit(exitFailure)
-		}
+	cl, err := c.client()
+	if err != nil {
 		return err
+	}
+	kt, err := cl.RevealKey(ctx, name)
+	if err != nil {
+		return exhaustedWarning(s, err)
 	}
 	path, _ := filepath.Abs(c.out)
 	if err := pki.WriteFileAtomic(path, []byte(kt.Text+"\n"), 0o600); err != nil {

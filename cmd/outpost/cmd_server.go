@@ -67,21 +67,14 @@ func (o *adminOpts) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 }
 
+// client makes the API client from --config; commands call it after
+// checking their arguments, so usage errors come first.
 func (o *adminOpts) client() (*cpclient.Client, error) {
 	cfg, err := cpclient.LoadConfig(o.config)
 	if err != nil {
 		return nil, err
 	}
 	return cpclient.New(cfg)
-}
-
-// call runs one API request with the config's client.
-func (o *adminOpts) call(ctx context.Context, method, path string, in, out any) error {
-	c, err := o.client()
-	if err != nil {
-		return err
-	}
-	return c.Do(ctx, method, path, in, out)
 }
 
 func printJSON(w io.Writer, v any) error {

@@ -23,7 +23,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outpost-appliance/outpost/controlplane"
+	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/outpost-appliance/outpost/cpclient"
 	"github.com/outpost-appliance/outpost/internal/pgtest"
 	"github.com/outpost-appliance/outpost/pki"
@@ -138,8 +138,8 @@ func csr(t *testing.T) string {
 }
 
 func (e *enroller) enroll(key, csr string, i int) (int, string, error) {
-	b, _ := json.Marshal(controlplane.EnrollRequest{Key: key, CSR: csr, Fingerprint: fmt.Sprintf("mac=00:50:56:00:%02x:%02x", i/256%256, i%256), Nonce: fmt.Sprint(i)})
-	resp, err := e.c.Post(e.url+"/api/v1/enroll", "application/json", bytes.NewReader(b))
+	b, _ := json.Marshal(cpapi.EnrollRequest{Key: key, CSR: csr, Fingerprint: fmt.Sprintf("mac=00:50:56:00:%02x:%02x", i/256%256, i%256), Nonce: fmt.Sprint(i)})
+	resp, err := e.c.Post(e.url+cpapi.PathEnroll, "application/json", bytes.NewReader(b))
 	if err != nil {
 		return 0, "", err
 	}
@@ -149,8 +149,8 @@ func (e *enroller) enroll(key, csr string, i int) (int, string, error) {
 	return resp.StatusCode, r.Name + r.Error, nil
 }
 
-func keyInfo(t *testing.T, dir, name string) controlplane.KeyInfo {
-	var k controlplane.KeyInfo
+func keyInfo(t *testing.T, dir, name string) cpapi.KeyInfo {
+	var k cpapi.KeyInfo
 	if err := json.Unmarshal([]byte(mustCLI(t, dir, "keys", "show", name, "--json")), &k); err != nil {
 		t.Fatal(err)
 	}

@@ -18,21 +18,21 @@ const (
 // Key is a provisioning key's record. The secret is present only as its
 // hash and sealed (encrypted by the service).
 type Key struct {
-	ID         string    `json:"id"`
-	Name       string    `json:"name"`
-	Group      string    `json:"group"`
-	SigningCA  string    `json:"signing_ca"`
-	Host       string    `json:"host"`
-	Pin        string    `json:"pin"`
-	MaxUses    int64     `json:"max_uses"`
-	UseCount   int64     `json:"use_count"`
-	Seq        int64     `json:"-"`
-	ExpiresAt  time.Time `json:"expires_at"` // zero: never
-	State      string    `json:"state"`
-	SecretHash string    `json:"-"`
-	Sealed     string    `json:"-"`
-	Generation int64     `json:"generation"`
-	CreatedAt  time.Time `json:"created_at"`
+	ID         string
+	Name       string
+	Group      string
+	SigningCA  string
+	Host       string
+	Pin        string
+	MaxUses    int64
+	UseCount   int64
+	Seq        int64
+	ExpiresAt  time.Time // zero: never
+	State      string
+	SecretHash string
+	Sealed     string
+	Generation int64
+	CreatedAt  time.Time
 }
 
 const keyCols = "id, name, group_name, signing_ca, host, pin, max_uses, use_count, seq, expires_at, state, secret_hash, sealed_secret, generation, created_at"
@@ -188,23 +188,23 @@ const (
 
 // Connector is an enrolled appliance.
 type Connector struct {
-	Name        string    `json:"name"`
-	KeyID       string    `json:"key_id"`
-	KeyName     string    `json:"key"`
-	Group       string    `json:"group"`
-	SigningCA   string    `json:"signing_ca"`
-	Fingerprint string    `json:"fingerprint"`
-	PubKeyHash  string    `json:"public_key_sha256"`
-	Nonce       string    `json:"nonce"`
-	Serial      string    `json:"serial"`
-	CertPEM     string    `json:"certificate"`
-	CertExpires time.Time `json:"certificate_expires"`
-	EnrolledAt  time.Time `json:"enrolled_at"`
-	LastSeen    time.Time `json:"last_seen"` // zero: never
-	Version     string    `json:"version"`
-	Uptime      int64     `json:"uptime_seconds"`
-	State       string    `json:"state"`
-	StateReason string    `json:"state_reason,omitempty"`
+	Name        string
+	KeyID       string
+	KeyName     string
+	Group       string
+	SigningCA   string
+	Fingerprint string
+	PubKeyHash  string
+	Nonce       string
+	Serial      string
+	CertPEM     string
+	CertExpires time.Time
+	EnrolledAt  time.Time
+	LastSeen    time.Time // zero: never
+	Version     string
+	Uptime      int64
+	State       string
+	StateReason string
 }
 
 const connCols = "name, key_id, key_name, group_name, signing_ca, fingerprint, pubkey_hash, nonce, serial, cert_pem, cert_expires, enrolled_at, last_seen, version, uptime, state, state_reason"

@@ -8,6 +8,9 @@
 // reveal it to an admin). It makes the one guarantee enrollment relies on:
 // a use is counted in the same transaction that records the certificate, and
 // never beyond the key's maximum, across any number of server processes.
+//
+// Its rows are the database's shapes, not the API's: the service converts
+// them into the cpapi types that go on the wire.
 package store
 
 import (
@@ -241,13 +244,13 @@ func (s *Store) InitSetting(ctx context.Context, name, value string) (string, er
 
 // Group is a connector group.
 type Group struct {
-	Name       string    `json:"name"`
-	Location   string    `json:"location"`
-	WindowDay  int       `json:"upgrade_window_day"`  // 0 Sunday … 6 Saturday
-	WindowHour int       `json:"upgrade_window_hour"` // start hour, UTC; the window lasts 4 hours
-	CreatedAt  time.Time `json:"created_at"`
-	Keys       int       `json:"keys"`
-	Connectors int       `json:"connectors"`
+	Name       string
+	Location   string
+	WindowDay  int // 0 Sunday … 6 Saturday
+	WindowHour int // start hour, UTC; the window lasts 4 hours
+	CreatedAt  time.Time
+	Keys       int
+	Connectors int
 }
 
 func ms(t time.Time) int64 {

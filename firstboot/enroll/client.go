@@ -4,6 +4,9 @@
 // apart from the real control plane), and the request with retries that
 // reuse the same CSR and nonce so the control plane counts one use.
 //
+// The request, the answer, the path and the refusal codes are cpapi's; the
+// transport (TLS verified against the pin) is this package's own.
+//
 // It does not store anything or decide when to enroll; the firstboot stages do.
 package enroll
 
@@ -22,54 +25,27 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/outpost-appliance/outpost/provkey"
 )
 
-// Refusal codes the control plane returns.
-const (
-	CodeInvalidKey   = "invalid_key"
-	CodeKeyExhausted = "key_exhausted"
-	CodeKeyRevoked   = "key_revoked"
-	CodeKeyExpired   = "key_expired"
-	CodeBadCSR       = "bad_csr"
-	CodeRateLimited  = "rate_limited"
-)
-
-// Sentinel errors for the refusals callers branch on; a *RefusedError
-// matches the one for its code with errors.Is.
-var (
-	ErrInvalidKey   = errors.New(CodeInvalidKey)
-	ErrKeyExhausted = errors.New(CodeKeyExhausted)
-	ErrKeyRevoked   = errors.New(CodeKeyRevoked)
-	ErrKeyExpired   = errors.New(CodeKeyExpired)
-	ErrBadCSR       = errors.New(CodeBadCSR)
-	ErrRateLimited  = errors.New(CodeRateLimited)
-)
-
-var sentinels = map[string]error{
-	CodeInvalidKey: ErrInvalidKey, CodeKeyExhausted: ErrKeyExhausted, CodeKeyRevoked: ErrKeyRevoked,
-	CodeKeyExpired: ErrKeyExpired, CodeBadCSR: ErrBadCSR, CodeRateLimited: ErrRateLimited,
-}
-
 // RefusedError is a refusal from the control plane; retrying will not help.
+// errors.As finds the *cpapi.Error in it; branch on its code
+// (cpapi.IsCode(err, cpapi.CodeKeyExhausted)).
 type RefusedError struct {
-	Status  int
-	Code    string
-	Message string
+	Status  int // HTTP status, for the log
+	Refusal *cpapi.Error
 }
 
 func (e *RefusedError) Error() string {
-	return fmt.Sprintf("enrollment refused: %s — %s", e.Code, e.Message)
+	return fmt.Sprintf("enrollment refused: %s — %s", e.Refusal.Code, e.Refusal.Message)
 }
 
-// Is matches the sentinel of the refusal's code.
-func (e *RefusedError) Is(target error) bool { return sentinels[e.Code] == target }
+func (e *RefusedError) Unwrap() error { return e.Refusal }
 
 // Result is a successful enrollment.
 type Result struct {
-	Name        string `json:"name"`
-	Group       string `json:"group"`
-	Certificate string `json:"certificate"` // PEM chain, leaf first
+	cpapi.EnrollResponse
 }
 
 // NotAfter returns the leaf certificate's expiry.
@@ -126,7 +102,7 @@ func (c *Client) httpClient() *http.Client {
 }
 
 // URL returns the enrollment endpoint for the key's host.
-func (c *Client) URL() string { return "https://" + c.Key.Host + "/api/v1/enroll" }
+func (c *Client) URL() string { return "https://" + c.Key.Host + cpapi.PathEnroll }
 
 // Enroll sends key, CSR, fingerprint and nonce and returns the signed chain.
 // Network errors and 5xx answers are retried with exponential backoff and
@@ -150,11 +126,11 @@ func (c *Client) Enroll(ctx context.Context, id *Identity) (*Result, error) {
 			}
 		}
 	}
-	body, err := json.Marshal(map[string]string{
-		"key":         c.Key.Reveal(), // the one place the key leaves the appliance
-		"csr":         string(id.CSRPEM),
-		"fingerprint": id.Fingerprint,
-		"nonce":       id.Nonce,
+	body, err := json.Marshal(cpapi.EnrollRequest{
+		Key:         c.Key.Reveal(), // the one place the key leaves the appliance
+		CSR:         string(id.CSRPEM),
+		Fingerprint: id.Fingerprint,
+		Nonce:       id.Nonce,
 	})
 	if err != nil {
 		return nil, err
@@ -171,7 +147,7 @@ func (c *Client) Enroll(ctx context.Context, id *Identity) (*Result, error) {
 		}
 		var ref *RefusedError
 		if errors.As(err, &ref) {
-			log.Error("enrollment refused", append(attrs, "status", ref.Status, "code", ref.Code, "reason", ref.Message)...)
+			log.Error("enrollment refused", append(attrs, "status", ref.Status, "code", ref.Refusal.Code, "reason", ref.Refusal.Message)...)
 			return nil, err
 		}
 		if errors.Is(err, ErrInterception) || errors.Is(err, errPermanent) {
@@ -247,14 +223,11 @@ func (c *Client) once(ctx context.Context, hc *http.Client, body []byte) (*Resul
 	case resp.StatusCode >= 500:
 		return nil, fmt.Errorf("control plane %s answered %s", c.Key.Host, resp.Status)
 	default:
-		var e struct {
-			Error   string `json:"error"`
-			Message string `json:"message"`
-		}
-		if err := json.Unmarshal(b, &e); err != nil || e.Error == "" {
+		e := &cpapi.Error{}
+		if err := json.Unmarshal(b, e); err != nil || e.Code == "" {
 			return nil, permanentError{fmt.Errorf("control plane %s answered %s without a reason; is %s the control plane?", c.Key.Host, resp.Status, c.Key.Host)}
 		}
-		return nil, &RefusedError{Status: resp.StatusCode, Code: e.Error, Message: e.Message}
+		return nil, &RefusedError{Status: resp.StatusCode, Refusal: e}
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/outpost-appliance/outpost/provkey"
 )
 
@@ -127,7 +128,7 @@ func TestEnrollRetriesWithSameCSRAndNonce(t *testing.T) {
 	root := newCA(t, "outpost root", nil)
 	signing := newCA(t, "Connector", root)
 	var rec recorder
-	okBody, _ := json.Marshal(Result{Name: "Melbourne-1", Group: "Melbourne", Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: signing.cert.Raw}))})
+	okBody, _ := json.Marshal(cpapi.EnrollResponse{Name: "Melbourne-1", Group: "Melbourne", Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: signing.cert.Raw}))})
 	srv := serve(t, rec.handler(status(503, "busy"), status(502, ""), status(200, string(okBody))), signing, signing, root)
 	var slept []time.Duration
 	c := &Client{
@@ -178,8 +179,13 @@ func TestEnrollRefusal(t *testing.T) {
 		return nil
 	}}
 	_, err := c.Enroll(context.Background(), identity(t))
-	if !errors.Is(err, ErrKeyExhausted) {
+	var refusal *cpapi.Error
+	if !errors.As(err, &refusal) || refusal.Code != cpapi.CodeKeyExhausted || !cpapi.IsCode(err, cpapi.CodeKeyExhausted) {
 		t.Fatalf("err = %v, want key_exhausted", err)
+	}
+	var ref *RefusedError
+	if !errors.As(err, &ref) || ref.Status != 409 {
+		t.Fatalf("err = %#v, want a RefusedError with status 409", err)
 	}
 	want := "enrollment refused: key_exhausted — Melbourne has been used 2 of 2 times; raise its maximum uses or use another key"
 	if err.Error() != want {

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/outpost-appliance/outpost/provkey"
 )
 
@@ -126,35 +127,35 @@ func (s *Server) Requests() int { s.mu.Lock(); defer s.mu.Unlock(); return s.req
 func (s *Server) Distinct() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.byPub) }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/api/v1/enroll" || r.Method != http.MethodPost {
+	if r.URL.Path != cpapi.PathEnroll || r.Method != http.MethodPost {
 		http.NotFound(w, r)
 		return
 	}
-	var req map[string]string
+	var req cpapi.EnrollRequest
 	json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req)
 	refuse := func(status int, code, msg string) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
-		json.NewEncoder(w).Encode(map[string]string{"error": code, "message": msg})
+		json.NewEncoder(w).Encode(&cpapi.Error{Code: code, Message: msg})
 	}
-	blk, _ := pem.Decode([]byte(req["csr"]))
+	blk, _ := pem.Decode([]byte(req.CSR))
 	if blk == nil {
-		refuse(400, "bad_csr", "the CSR is not PEM")
+		refuse(400, cpapi.CodeBadCSR, "the CSR is not PEM")
 		return
 	}
 	csr, err := x509.ParseCertificateRequest(blk.Bytes)
 	if err != nil || csr.CheckSignature() != nil {
-		refuse(400, "bad_csr", "the CSR does not parse or its signature is wrong")
+		refuse(400, cpapi.CodeBadCSR, "the CSR does not parse or its signature is wrong")
 		return
 	}
 	pub, _ := x509.MarshalPKIXPublicKey(csr.PublicKey)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reqs++
-	s.nonces = append(s.nonces, req["nonce"])
+	s.nonces = append(s.nonces, req.Nonce)
 	if s.opts.Refuse != "" {
 		status := http.StatusForbidden
-		if s.opts.Refuse == "invalid_key" {
+		if s.opts.Refuse == cpapi.CodeInvalidKey {
 			status = http.StatusUnauthorized
 		}
 		refuse(status, s.opts.Refuse, "Melbourne: refused by the test control plane ("+s.opts.Refuse+")")
@@ -163,7 +164,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	name, seen := s.byPub[string(pub)]
 	if !seen {
 		if s.uses >= s.opts.MaxUses {
-			refuse(http.StatusConflict, "key_exhausted", fmt.Sprintf("Melbourne has been used %d of %d times; raise its maximum uses or use another key", s.uses, s.opts.MaxUses))
+			refuse(http.StatusConflict, cpapi.CodeKeyExhausted, fmt.Sprintf("Melbourne has been used %d of %d times; raise its maximum uses or use another key", s.uses, s.opts.MaxUses))
 			return
 		}
 		s.uses++
@@ -184,5 +185,5 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(365 * 24 * time.Hour),
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, s.CA, csr.PublicKey, s.caKey)
 	chain := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})) + string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.CA.Raw}))
-	json.NewEncoder(w).Encode(map[string]string{"name": name, "group": "Melbourne", "certificate": chain})
+	json.NewEncoder(w).Encode(cpapi.EnrollResponse{Name: name, Group: "Melbourne", Certificate: chain})
 }
