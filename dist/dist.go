@@ -16,12 +16,12 @@ import (
 	"time"
 
 	"github.com/outpost-appliance/outpost/builder"
+	"github.com/outpost-appliance/outpost/disk"
+	"github.com/outpost-appliance/outpost/disk/qcow2"
+	"github.com/outpost-appliance/outpost/disk/raw"
+	"github.com/outpost-appliance/outpost/disk/vmdk"
 	"github.com/outpost-appliance/outpost/mac"
 	"github.com/outpost-appliance/outpost/ova"
-	"github.com/outpost-appliance/outpost/ova/disk"
-	"github.com/outpost-appliance/outpost/ova/qcow2"
-	"github.com/outpost-appliance/outpost/ova/raw"
-	"github.com/outpost-appliance/outpost/ova/vmdk"
 )
 
 // Job is what every format is made from.

@@ -36,7 +36,7 @@ import (
 
 	"github.com/klauspost/compress/zlib"
 
-	"github.com/outpost-appliance/outpost/ova/disk"
+	"github.com/outpost-appliance/outpost/disk"
 )
 
 const (

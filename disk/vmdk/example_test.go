@@ -5,8 +5,8 @@ import (
 	"log"
 	"os"
 
-	"github.com/outpost-appliance/outpost/ova/disk"
-	"github.com/outpost-appliance/outpost/ova/vmdk"
+	"github.com/outpost-appliance/outpost/disk"
+	"github.com/outpost-appliance/outpost/disk/vmdk"
 )
 
 // Convert a raw disk to the VMDK an OVA carries; Info gives the sizes the

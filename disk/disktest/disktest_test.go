@@ -8,11 +8,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/outpost-appliance/outpost/ova/disk"
-	"github.com/outpost-appliance/outpost/ova/disktest"
-	"github.com/outpost-appliance/outpost/ova/qcow2"
-	"github.com/outpost-appliance/outpost/ova/raw"
-	"github.com/outpost-appliance/outpost/ova/vmdk"
+	"github.com/outpost-appliance/outpost/disk"
+	"github.com/outpost-appliance/outpost/disk/disktest"
+	"github.com/outpost-appliance/outpost/disk/qcow2"
+	"github.com/outpost-appliance/outpost/disk/raw"
+	"github.com/outpost-appliance/outpost/disk/vmdk"
 )
 
 // recorder is a testing.TB that notes failures instead of failing.

@@ -17,7 +17,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/outpost-appliance/outpost/ova/disk"
+	"github.com/outpost-appliance/outpost/disk"
 )
 
 // Kind is what a data region of a test disk holds.

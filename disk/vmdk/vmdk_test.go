@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outpost-appliance/outpost/ova/disk"
-	"github.com/outpost-appliance/outpost/ova/disktest"
-	"github.com/outpost-appliance/outpost/ova/vmdk"
+	"github.com/outpost-appliance/outpost/disk"
+	"github.com/outpost-appliance/outpost/disk/disktest"
+	"github.com/outpost-appliance/outpost/disk/vmdk"
 )
 
 func writeFile(opt vmdk.Options) disktest.WriteFunc {

@@ -22,7 +22,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/outpost-appliance/outpost/ova/disk"
+	"github.com/outpost-appliance/outpost/disk"
 )
 
 const (

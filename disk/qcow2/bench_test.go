@@ -3,8 +3,8 @@ package qcow2_test
 import (
 	"testing"
 
-	"github.com/outpost-appliance/outpost/ova/disk"
-	"github.com/outpost-appliance/outpost/ova/disktest"
+	"github.com/outpost-appliance/outpost/disk"
+	"github.com/outpost-appliance/outpost/disk/disktest"
 )
 
 // BenchmarkWrite converts a 512 MiB disk holding about 320 MiB of system
