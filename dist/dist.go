@@ -43,7 +43,7 @@ type Job struct {
 type vmdkFile struct {
 	path   string
 	sha256 string
-	info   vmdk.Info
+	info   disk.Info
 }
 
 // Format is one output. Write makes dst; callers give a temporary name and
@@ -109,27 +109,6 @@ func openRaw(ctx context.Context, job *Job) (*disk.Raw, error) {
 	return img, nil
 }
 
-// writeFile creates dst and streams fill into it, syncing at the end; dst
-// is removed on failure.
-func writeFile(dst string, fill func(w io.Writer) error) (err error) {
-	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(dst)
-		}
-	}()
-	if err := fill(f); err != nil {
-		return err
-	}
-	return f.Sync()
-}
-
 // vmdkLevel is the deflate level of VMDKs. At level 6 klauspost/compress
 // makes a VMDK about 3% larger than qemu-img's zlib; with the ESP's copy of
 // the kernel the OVA ended 4.9% larger than the standard-tool pipeline's
@@ -145,12 +124,10 @@ func writeVMDK(ctx context.Context, job *Job, dst string) error {
 	}
 	defer img.Close()
 	h := sha256.New()
-	var info vmdk.Info
-	err = writeFile(dst, func(w io.Writer) error {
-		var err error
-		info, err = vmdk.WriteStreamOptimized(io.MultiWriter(w, h), img, vmdk.Options{ExtentName: job.DiskName(), Level: vmdkLevel})
-		return err
-	})
+	hashed := func(w io.Writer, img disk.Image, opt vmdk.Options) (disk.Info, error) {
+		return vmdk.Write(io.MultiWriter(w, h), img, opt)
+	}
+	info, err := disk.WriteFile(dst, img, hashed, vmdk.Options{ExtentName: job.DiskName(), Level: vmdkLevel})
 	if err != nil {
 		return err
 	}
@@ -180,7 +157,8 @@ func writeQCOW2(ctx context.Context, job *Job, dst string) error {
 		return err
 	}
 	defer img.Close()
-	return writeFile(dst, func(w io.Writer) error { return qcow2.Write(w, img) })
+	_, err = disk.WriteFile(dst, img, qcow2.Write, qcow2.Options{})
+	return err
 }
 
 func writeRaw(ctx context.Context, job *Job, dst string) error {
@@ -194,5 +172,6 @@ func writeRaw(ctx context.Context, job *Job, dst string) error {
 		return err
 	}
 	defer img.Close()
-	return raw.WriteFile(dst, img)
+	_, err = disk.WriteFile(dst, img, raw.Write, raw.Options{})
+	return err
 }

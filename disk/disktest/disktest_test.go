@@ -64,11 +64,17 @@ func TestVerifyCatchesDifference(t *testing.T) {
 	dir := t.TempDir()
 	write := map[string]func(*os.File) error{
 		"vmdk": func(f *os.File) error {
-			_, err := vmdk.WriteStreamOptimized(f, img, vmdk.Options{})
+			_, err := vmdk.Write(f, img, vmdk.Options{})
 			return err
 		},
-		"qcow2": func(f *os.File) error { return qcow2.Write(f, img) },
-		"raw":   func(f *os.File) error { return raw.WriteFile(f.Name(), img) },
+		"qcow2": func(f *os.File) error {
+			_, err := qcow2.Write(f, img, qcow2.Options{})
+			return err
+		},
+		"raw": func(f *os.File) error {
+			_, err := raw.Write(f, img, raw.Options{})
+			return err
+		},
 	}
 	for format, w := range write {
 		p := filepath.Join(dir, "b."+format)

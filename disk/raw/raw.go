@@ -1,67 +1,109 @@
-// Package raw writes a disk.Image as a sparse raw image file: data regions
-// are copied, holes and all-zero 64 KiB blocks are left as holes in the new
-// file (never written), so the copy uses only the space the data needs on
-// filesystems with sparse-file support.
+// Package raw writes a disk.Image as a raw image: the disk's bytes, its
+// size rounded up to 64 KiB. Into a file (an io.Writer that can also seek
+// and truncate, such as *os.File) holes and all-zero 64 KiB blocks are left
+// as holes, never written, so the copy uses only the space the data needs on
+// filesystems with sparse-file support; into any other writer the zeros are
+// streamed.
 package raw
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
+	"io"
 
 	"github.com/outpost-appliance/outpost/disk"
 )
 
-// WriteFile writes img to path as a raw image of img.Size() rounded up to
-// 64 KiB. It writes to a temporary file in the same directory, syncs it and
-// renames it over path, so path is either complete or untouched.
-func WriteFile(path string, img disk.Image) (err error) {
+// Options tune the writer. There are none yet: the type keeps raw.Write the
+// same shape as every other format's (disk.WriteFunc).
+type Options struct{}
+
+// sparseFile is a sink that can leave holes: seek past them, and set the
+// size at the end in case the image ends in one.
+type sparseFile interface {
+	io.Seeker
+	Truncate(size int64) error
+}
+
+// Write writes img to w as a raw image of img.Size() rounded up to 64 KiB.
+// If w is a sparseFile (an *os.File), the image starts at w's current
+// offset and zeros are skipped, not written. On error, what was written to
+// w is incomplete and must be discarded.
+func Write(w io.Writer, img disk.Image, _ Options) (disk.Info, error) {
+	info, err := write(w, img)
+	if err != nil {
+		return info, fmt.Errorf("raw: %w", err)
+	}
+	return info, nil
+}
+
+func write(w io.Writer, img disk.Image) (disk.Info, error) {
 	capacity, err := disk.Capacity(img)
 	if err != nil {
-		return fmt.Errorf("raw: %w", err)
+		return disk.Info{}, err
 	}
+	info := disk.Info{Capacity: capacity}
 	exts, err := img.Extents()
 	if err != nil {
-		return fmt.Errorf("raw: list data regions: %w", err)
+		return info, fmt.Errorf("list data regions: %w", err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("raw: create %s: %w (is the directory writable?)", path, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
+	sparse, _ := w.(sparseFile)
+	var start int64
+	if sparse != nil {
+		if start, err = sparse.Seek(0, io.SeekCurrent); err != nil {
+			sparse = nil // a pipe or a terminal: stream the zeros
 		}
-	}()
-	if err := f.Truncate(capacity); err != nil {
-		return fmt.Errorf("raw: size %s: %w", f.Name(), err)
 	}
 	buf := make([]byte, disk.GrainSize)
+	var zeros []byte
+	pos := int64(0) // next offset of the image that w receives
+	skipTo := func(off int64) error {
+		if pos == off {
+			return nil
+		}
+		if sparse != nil {
+			_, err := sparse.Seek(start+off, io.SeekStart)
+			pos = off
+			return err
+		}
+		if zeros == nil {
+			zeros = make([]byte, disk.GrainSize)
+		}
+		for pos < off {
+			n, err := w.Write(zeros[:min(int64(len(zeros)), off-pos)])
+			pos += int64(n)
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	for _, r := range disk.Grains(exts, capacity) {
 		for off := r.Off; off < r.End(); off += disk.GrainSize {
 			if err := disk.ReadGrain(img, buf, off); err != nil {
-				return fmt.Errorf("raw: %w", err)
+				return info, err
 			}
 			if disk.IsZero(buf) {
 				continue
 			}
-			if _, err := f.WriteAt(buf, off); err != nil {
-				return fmt.Errorf("raw: write %s: %w", f.Name(), err)
+			if err := skipTo(off); err != nil {
+				return info, fmt.Errorf("write: %w", err)
 			}
+			n, err := w.Write(buf)
+			pos += int64(n)
+			if err != nil {
+				return info, fmt.Errorf("write: %w", err)
+			}
+			info.Populated += disk.GrainSize
 		}
 	}
-	if err := f.Chmod(0o644); err != nil {
-		return fmt.Errorf("raw: %w", err)
+	if sparse != nil {
+		if err := sparse.Truncate(start + capacity); err != nil {
+			return info, fmt.Errorf("set the size: %w", err)
+		}
+		pos = capacity
+	} else if err := skipTo(capacity); err != nil {
+		return info, fmt.Errorf("write: %w", err)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("raw: sync %s: %w", f.Name(), err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("raw: close %s: %w", f.Name(), err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("raw: %w", err)
-	}
-	return nil
+	info.Written = pos
+	return info, nil
 }

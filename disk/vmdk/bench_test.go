@@ -24,7 +24,7 @@ func BenchmarkStreamOptimized(b *testing.B) {
 		if err != nil {
 			return err
 		}
-		if _, err := vmdk.WriteStreamOptimized(f, img, vmdk.Options{}); err != nil {
+		if _, err := vmdk.Write(f, img, vmdk.Options{}); err != nil {
 			f.Close()
 			return err
 		}

@@ -12,7 +12,7 @@ import (
 // Convert a raw disk to the VMDK an OVA carries; Info gives the sizes the
 // OVF descriptor declares (ovf:capacity, ovf:populatedSize) and the tar
 // member's size.
-func ExampleWriteStreamOptimized() {
+func ExampleWrite() {
 	img, err := disk.OpenRaw("appliance.raw")
 	if err != nil {
 		log.Fatal(err)
@@ -22,7 +22,7 @@ func ExampleWriteStreamOptimized() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	info, err := vmdk.WriteStreamOptimized(f, img, vmdk.Options{ExtentName: "appliance-disk1.vmdk"})
+	info, err := vmdk.Write(f, img, vmdk.Options{ExtentName: "appliance-disk1.vmdk"})
 	if err != nil {
 		log.Fatal(err)
 	}

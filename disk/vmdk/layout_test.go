@@ -29,7 +29,7 @@ func TestStreamLayout(t *testing.T) {
 	}
 	defer img.Close()
 	var out bytes.Buffer
-	info, err := vmdk.WriteStreamOptimized(&out, img, vmdk.Options{AdapterType: "ide", HWVersion: 7, ExtentName: "x.vmdk"})
+	info, err := vmdk.Write(&out, img, vmdk.Options{AdapterType: "ide", HWVersion: 7, ExtentName: "x.vmdk"})
 	if err != nil {
 		t.Fatal(err)
 	}
