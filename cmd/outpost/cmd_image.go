@@ -13,8 +13,8 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/outpost-appliance/outpost/artifact"
 	"github.com/outpost-appliance/outpost/builder"
-	"github.com/outpost-appliance/outpost/dist"
 	"github.com/outpost-appliance/outpost/images"
 	"github.com/outpost-appliance/outpost/mac"
 	"github.com/outpost-appliance/outpost/ova"
@@ -22,7 +22,7 @@ import (
 
 func formatNames() []string {
 	var names []string
-	for _, f := range dist.Formats() {
+	for _, f := range artifact.Formats() {
 		names = append(names, f.Name)
 	}
 	return names
@@ -97,7 +97,7 @@ func (f *imageFlags) signer() (*ova.Signer, error) {
 }
 
 // load reads the spec and checks the flags, before anything is written.
-func (f *imageFlags) load(s streams) (*builder.Spec, mac.MAC, []dist.Format, time.Time, error) {
+func (f *imageFlags) load(s streams) (*builder.Spec, mac.MAC, []artifact.Format, time.Time, error) {
 	var (
 		spec     *builder.Spec
 		warnings []string
@@ -124,10 +124,10 @@ func (f *imageFlags) load(s streams) (*builder.Spec, mac.MAC, []dist.Format, tim
 	if err != nil {
 		return nil, mac.MAC{}, nil, time.Time{}, err
 	}
-	var formats []dist.Format
+	var formats []artifact.Format
 	for _, name := range f.formats {
 		found := false
-		for _, df := range dist.Formats() {
+		for _, df := range artifact.Formats() {
 			if df.Name == strings.TrimSpace(name) {
 				formats, found = append(formats, df), true
 			}
@@ -179,7 +179,7 @@ type imageResult struct {
 	Skipped []string `json:"skipped,omitempty"`
 }
 
-func writeOutputs(ctx context.Context, s streams, f *imageFlags, job *dist.Job, formats []dist.Format, skipped []string) error {
+func writeOutputs(ctx context.Context, s streams, f *imageFlags, job *artifact.Job, formats []artifact.Format, skipped []string) error {
 	base := fmt.Sprintf("%s-%s", job.Spec.Name, job.Spec.Version)
 	type pending struct{ tmp, final string }
 	var done []pending
@@ -266,7 +266,7 @@ func (c *imageBuildCmd) Run(ctx context.Context, s streams, args []string) error
 	for _, sk := range res.Skipped {
 		fmt.Fprintf(s.Err, "note: %s\n", sk)
 	}
-	job := &dist.Job{Spec: spec, MAC: m, RawPath: raw.Name(), Epoch: epoch, Signer: signer, Scratch: true}
+	job := &artifact.Job{Spec: spec, MAC: m, RawPath: raw.Name(), Epoch: epoch, Signer: signer, Scratch: true}
 	return writeOutputs(ctx, s, &c.imageFlags, job, formats, res.Skipped)
 }
 
@@ -320,7 +320,7 @@ func (c *imagePackCmd) Run(ctx context.Context, s streams, args []string) error 
 	if !fi.Mode().IsRegular() || fi.Size() == 0 || fi.Size()%512 != 0 {
 		return fmt.Errorf("--disk %s: not a raw disk image (a regular file whose size is a multiple of 512 bytes)", c.disk)
 	}
-	job := &dist.Job{Spec: spec, MAC: m, RawPath: c.disk, Epoch: epoch, Signer: signer}
+	job := &artifact.Job{Spec: spec, MAC: m, RawPath: c.disk, Epoch: epoch, Signer: signer}
 	return writeOutputs(ctx, s, &c.imageFlags, job, formats, nil)
 }
 

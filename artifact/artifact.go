@@ -1,9 +1,9 @@
-// Package dist writes an appliance's distribution files — OVA, qcow2,
+// Package artifact writes an appliance's distribution files — OVA, qcow2,
 // standalone VMDK and sparse raw — from the raw GPT disk the builder made.
 //
 // It joins the builder's image spec to the ova packages; it does not build
 // disks (package builder) or define the formats (packages ova/...).
-package dist
+package artifact
 
 import (
 	"context"
