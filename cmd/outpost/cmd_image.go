@@ -180,6 +180,7 @@ type imageResult struct {
 }
 
 func writeOutputs(ctx context.Context, s streams, f *imageFlags, job *artifact.Job, formats []artifact.Format, skipped []string) error {
+	defer job.Close()
 	base := fmt.Sprintf("%s-%s", job.Spec.Name, job.Spec.Version)
 	type pending struct{ tmp, final string }
 	var done []pending
