@@ -1,11 +1,11 @@
 // Package disk is outpost's virtual-disk abstraction: Image, a disk seen as
-// a byte range with known data regions, and the one shape every format
-// writer has (Write, WriteFile). The formats are sibling packages, each a
-// sink of Image with the same signature: disk/raw (sparse raw), disk/qcow2
-// (qcow2 v3) and disk/vmdk (streamOptimized VMDK); disk/disktest proves any
-// of them against qemu-img. Raw is the one Image source here (a sparse file
-// read through SEEK_DATA/SEEK_HOLE), so writers skip holes without reading
-// them.
+// a byte range with known data regions, and WriteFunc, the one shape of
+// every format writer (WriteFile runs one into a file atomically). The
+// formats are sibling packages, each a sink of Image with that signature:
+// disk/raw (sparse raw), disk/qcow2 (qcow2 v3) and disk/vmdk
+// (streamOptimized VMDK); disk/disktest proves any of them against qemu-img.
+// Raw is the one Image source here (a sparse file read through
+// SEEK_DATA/SEEK_HOLE), so writers skip holes without reading them.
 //
 // It is not a filesystem or partition library (that is go-diskfs and
 // builder/ext4img, in builder/), and it knows nothing of OVF or OVAs
