@@ -14,8 +14,8 @@ import (
 	"github.com/vmware/govmomi/ovf"
 
 	"github.com/outpost-appliance/outpost/appliance"
+	"github.com/outpost-appliance/outpost/artifact"
 	"github.com/outpost-appliance/outpost/builder"
-	"github.com/outpost-appliance/outpost/dist"
 	"github.com/outpost-appliance/outpost/firstboot/config"
 	"github.com/outpost-appliance/outpost/images"
 )
@@ -182,13 +182,14 @@ func writeOVF(t *testing.T, spec *builder.Spec) *ovf.Envelope {
 	if err != nil {
 		t.Fatal(err)
 	}
-	job := &dist.Job{Spec: spec, MAC: m, RawPath: rawPath, Epoch: time.Unix(0, 0)}
-	i := slices.IndexFunc(dist.Formats(), func(f dist.Format) bool { return f.Name == "ova" })
+	job := &artifact.Job{Spec: spec, MAC: m, RawPath: rawPath, Epoch: time.Unix(0, 0)}
+	defer job.Close()
+	i := slices.IndexFunc(artifact.Formats(), func(f artifact.Format) bool { return f.Name == "ova" })
 	if i < 0 {
-		t.Fatal("dist has no ova format")
+		t.Fatal("artifact has no ova format")
 	}
 	dst := filepath.Join(dir, spec.Name+".ova")
-	if err := dist.Formats()[i].Write(context.Background(), job, dst); err != nil {
+	if err := artifact.Formats()[i].Write(context.Background(), job, dst); err != nil {
 		t.Fatalf("writing the OVA: %v", err)
 	}
 	f, err := os.Open(dst)

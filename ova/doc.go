@@ -22,6 +22,7 @@
 // AddressType "manual", ConfigSpec Firmware) from the parsed descriptor;
 // TestGovcImport does the equivalent with govc and the vSphere API.
 //
-// The disk formats themselves (VMDK, qcow2, raw) live in sub-packages; this
+// It only assembles OVAs: the disk formats (VMDK, qcow2, raw) are siblings
+// under package disk (disk/vmdk writes the VMDK an OVA carries). This
 // package takes finished disk files and never reads a disk into memory.
 package ova

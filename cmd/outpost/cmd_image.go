@@ -6,23 +6,20 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/outpost-appliance/outpost/appliance"
-	"github.com/outpost-appliance/outpost/builder"
-	"github.com/outpost-appliance/outpost/dist"
+	"github.com/outpost-appliance/outpost/artifact"
+	"github.com/outpost-appliance/outpost/imagebuild"
 	"github.com/outpost-appliance/outpost/images"
 	"github.com/outpost-appliance/outpost/ova"
 )
 
 func formatNames() []string {
 	var names []string
-	for _, f := range dist.Formats() {
+	for _, f := range artifact.Formats() {
 		names = append(names, f.Name)
 	}
 	return names
@@ -96,78 +93,46 @@ func (f *imageFlags) signer() (*ova.Signer, error) {
 	return sg, nil
 }
 
-// load reads the spec and checks the flags, before anything is written.
-func (f *imageFlags) load(s streams) (*builder.Spec, appliance.MAC, []dist.Format, time.Time, error) {
-	var (
-		spec     *builder.Spec
-		warnings []string
-		err      error
-	)
-	if f.specPath == "" {
-		spec, warnings, err = builder.ParseSpec(images.ConnectorPath, images.Connector)
-	} else {
-		spec, warnings, err = builder.LoadSpec(f.specPath)
-	}
+// request reads the spec and checks the flags, before anything is written.
+func (f *imageFlags) request(s streams) (imagebuild.Request, error) {
+	spec, warnings, err := imagebuild.LoadSpec(f.specPath)
 	if err != nil {
-		return nil, appliance.MAC{}, nil, time.Time{}, err
+		return imagebuild.Request{}, err
 	}
 	for _, w := range warnings {
 		fmt.Fprintf(s.Err, "warning: %s\n", w)
 	}
-	m, err := spec.MAC()
+	var m appliance.MAC
 	if f.mac != "" {
-		m, err = appliance.ParseMAC(f.mac)
-		if err != nil {
-			return nil, appliance.MAC{}, nil, time.Time{}, usagef("--mac: %v", err)
+		if m, err = appliance.ParseMAC(f.mac); err != nil {
+			return imagebuild.Request{}, usagef("--mac: %v", err)
 		}
 	}
-	if err != nil {
-		return nil, appliance.MAC{}, nil, time.Time{}, err
-	}
-	var formats []dist.Format
+	var formats []artifact.Format
 	for _, name := range f.formats {
 		found := false
-		for _, df := range dist.Formats() {
+		for _, df := range artifact.Formats() {
 			if df.Name == strings.TrimSpace(name) {
 				formats, found = append(formats, df), true
 			}
 		}
 		if !found {
-			return nil, appliance.MAC{}, nil, time.Time{}, usagef("--format: unknown format %q; available: %s", name, strings.Join(formatNames(), ", "))
+			return imagebuild.Request{}, usagef("--format: unknown format %q; available: %s", name, strings.Join(formatNames(), ", "))
 		}
 	}
-	epoch, err := sourceDateEpoch()
+	signer, err := f.signer()
 	if err != nil {
-		return nil, appliance.MAC{}, nil, time.Time{}, err
+		return imagebuild.Request{}, err
 	}
-	if err := checkOutDir(f.outDir); err != nil {
-		return nil, appliance.MAC{}, nil, time.Time{}, err
-	}
-	return spec, m, formats, epoch, nil
-}
-
-func sourceDateEpoch() (time.Time, error) {
-	v := os.Getenv("SOURCE_DATE_EPOCH")
-	if v == "" {
-		return time.Time{}, nil
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 {
-		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q is not a number of seconds since 1970; unset it or give e.g. $(git log -1 --format=%%ct)", v)
-	}
-	return time.Unix(n, 0).UTC(), nil
-}
-
-func checkOutDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("output directory: %w", err)
-	}
-	probe, err := os.CreateTemp(dir, ".outpost-probe-*")
-	if err != nil {
-		return fmt.Errorf("output directory %s is not writable: %w", dir, err)
-	}
-	probe.Close()
-	return os.Remove(probe.Name())
+	return imagebuild.Request{
+		Spec:            spec,
+		MAC:             m,
+		Formats:         formats,
+		OutDir:          f.outDir,
+		Signer:          signer,
+		SourceDateEpoch: os.Getenv("SOURCE_DATE_EPOCH"),
+		Log:             s.Err,
+	}, nil
 }
 
 // imageResult is what build and pack print.
@@ -179,33 +144,8 @@ type imageResult struct {
 	Skipped []string `json:"skipped,omitempty"`
 }
 
-func writeOutputs(ctx context.Context, s streams, f *imageFlags, job *dist.Job, formats []dist.Format, skipped []string) error {
-	base := fmt.Sprintf("%s-%s", job.Spec.Name, job.Spec.Version)
-	type pending struct{ tmp, final string }
-	var done []pending
-	cleanup := func() {
-		for _, p := range done {
-			os.Remove(p.tmp)
-		}
-	}
-	for _, df := range formats {
-		final := filepath.Join(f.outDir, base+df.Ext)
-		tmp := filepath.Join(f.outDir, "."+base+df.Ext+".partial")
-		os.Remove(tmp)
-		done = append(done, pending{tmp, final})
-		if err := df.Write(ctx, job, tmp); err != nil {
-			cleanup()
-			return fmt.Errorf("writing %s: %w", df.Name, err)
-		}
-	}
-	res := imageResult{Name: job.Spec.Name, Version: job.Spec.Version, MAC: job.MAC.String(), Skipped: skipped}
-	for _, p := range done {
-		if err := os.Rename(p.tmp, p.final); err != nil {
-			cleanup()
-			return fmt.Errorf("writing %s: %w", p.final, err)
-		}
-		res.Outputs = append(res.Outputs, p.final)
-	}
+func (f *imageFlags) print(s streams, r imagebuild.Result) error {
+	res := imageResult{Name: r.Name, Version: r.Version, MAC: r.MAC.String(), Outputs: r.Outputs, Skipped: r.Skipped}
 	if f.jsonOut {
 		enc := json.NewEncoder(s.Out)
 		enc.SetIndent("", "  ")
@@ -231,43 +171,25 @@ func (c *imageBuildCmd) Run(ctx context.Context, s streams, args []string) error
 	if len(args) > 0 {
 		return usagef("image build: unexpected argument %q; the spec is given with -f", args[0])
 	}
-	spec, m, formats, epoch, err := c.load(s)
-	if err != nil {
-		return err
-	}
-	signer, err := c.signer()
+	req, err := c.request(s)
 	if err != nil {
 		return err
 	}
 	rootfs := c.rootfs
 	if rootfs == "" {
-		rootfs = spec.RootfsPath()
+		rootfs = req.Spec.RootfsPath()
 	}
 	if rootfs == "" {
 		return usagef("image build: no root filesystem: give --rootfs DIR|TAR or set rootfs.dir or rootfs.tar in the spec")
 	}
-	raw, err := os.CreateTemp(c.outDir, "."+spec.Name+"-*.raw.partial")
-	if err != nil {
-		return fmt.Errorf("output directory %s: %w", c.outDir, err)
-	}
-	raw.Close()
-	if err := os.Chmod(raw.Name(), 0o644); err != nil {
-		return err
-	}
-	defer os.Remove(raw.Name())
-	opts := builder.Options{Epoch: epoch}
 	if isTerminal(s.Err) {
-		opts.Progress = s.Err
+		req.Progress = s.Err
 	}
-	res, err := builder.Build(ctx, spec, rootfs, raw.Name(), opts)
+	res, err := imagebuild.Build(ctx, req, rootfs)
 	if err != nil {
 		return err
 	}
-	for _, sk := range res.Skipped {
-		fmt.Fprintf(s.Err, "note: %s\n", sk)
-	}
-	job := &dist.Job{Spec: spec, MAC: m, RawPath: raw.Name(), Epoch: epoch, Signer: signer, Scratch: true}
-	return writeOutputs(ctx, s, &c.imageFlags, job, formats, res.Skipped)
+	return c.print(s, res)
 }
 
 type imagePackCmd struct {
@@ -291,25 +213,20 @@ func (c *imagePackCmd) Run(ctx context.Context, s streams, args []string) error 
 	if c.disk == "" {
 		return usagef("image pack: --disk RAW is required")
 	}
-	spec, m, formats, epoch, err := c.load(s)
-	if err != nil {
-		return err
-	}
-	signer, err := c.signer()
+	req, err := c.request(s)
 	if err != nil {
 		return err
 	}
 	if c.name != "" || c.version != "" {
+		// A new name also gives a new derived MAC (imagebuild derives it
+		// from the spec's name when neither --mac nor nic.mac is given).
 		if c.name != "" {
-			spec.Name = c.name
-			if c.mac == "" && spec.NIC.MAC == "" {
-				m = appliance.DeriveMAC(c.name)
-			}
+			req.Spec.Name = c.name
 		}
 		if c.version != "" {
-			spec.Version = c.version
+			req.Spec.Version = c.version
 		}
-		if _, err := spec.Validate(); err != nil {
+		if _, err := req.Spec.Validate(); err != nil {
 			return usagef("--name/--version: %v", err)
 		}
 	}
@@ -320,8 +237,11 @@ func (c *imagePackCmd) Run(ctx context.Context, s streams, args []string) error 
 	if !fi.Mode().IsRegular() || fi.Size() == 0 || fi.Size()%512 != 0 {
 		return fmt.Errorf("--disk %s: not a raw disk image (a regular file whose size is a multiple of 512 bytes)", c.disk)
 	}
-	job := &dist.Job{Spec: spec, MAC: m, RawPath: c.disk, Epoch: epoch, Signer: signer}
-	return writeOutputs(ctx, s, &c.imageFlags, job, formats, nil)
+	res, err := imagebuild.Pack(ctx, req, c.disk)
+	if err != nil {
+		return err
+	}
+	return c.print(s, res)
 }
 
 func isTerminal(w io.Writer) bool {

@@ -1,27 +1,32 @@
-// Package dist writes an appliance's distribution files — OVA, qcow2,
+// Package artifact writes an appliance's distribution files — OVA, qcow2,
 // standalone VMDK and sparse raw — from the raw GPT disk the builder made.
 //
-// It joins the builder's image spec to the ova packages; it does not build
-// disks (package builder) or define the formats (packages ova/...).
-package dist
+// It joins the builder's image spec to the disk writers and the OVA
+// packager: it does not build disks (package builder), define the disk
+// formats (packages disk/...) or the OVA (package ova), and it does not
+// decide where outputs are published (package imagebuild writes each format
+// to a temporary name and renames them when all succeeded).
+package artifact
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/builder"
+	"github.com/outpost-appliance/outpost/disk"
+	"github.com/outpost-appliance/outpost/disk/qcow2"
+	"github.com/outpost-appliance/outpost/disk/raw"
+	"github.com/outpost-appliance/outpost/disk/vmdk"
 	"github.com/outpost-appliance/outpost/ova"
-	"github.com/outpost-appliance/outpost/ova/disk"
-	"github.com/outpost-appliance/outpost/ova/qcow2"
-	"github.com/outpost-appliance/outpost/ova/raw"
-	"github.com/outpost-appliance/outpost/ova/vmdk"
 )
 
 // Job is what every format is made from.
@@ -35,19 +40,25 @@ type Job struct {
 	// the raw output may hard-link it; otherwise it is the user's and is copied.
 	Scratch bool
 
-	// vmdk remembers a streamOptimized VMDK written in this run, so an OVA
-	// written after the standalone VMDK does not compress the disk again.
+	// vmdk is the streamOptimized VMDK of this run: compressing is the
+	// slow part, so the standalone VMDK and the OVA share one, whichever
+	// is written first.
 	vmdk *vmdkFile
+	// scratch lists the files the job keeps between formats (a VMDK an OVA
+	// compressed before the standalone VMDK was asked for); Close removes them.
+	scratch []string
+	// compressions counts the disk's compressions to VMDK, for tests.
+	compressions int
 }
 
 type vmdkFile struct {
 	path   string
 	sha256 string
-	info   vmdk.Info
+	info   disk.Info
 }
 
 // Format is one output. Write makes dst; callers give a temporary name and
-// rename it when every format succeeded.
+// rename it when every format succeeded, and Close the Job after the last.
 type Format struct {
 	Name  string
 	Ext   string
@@ -106,27 +117,6 @@ func openRaw(ctx context.Context, job *Job) (*disk.Raw, error) {
 	return img, nil
 }
 
-// writeFile creates dst and streams fill into it, syncing at the end; dst
-// is removed on failure.
-func writeFile(dst string, fill func(w io.Writer) error) (err error) {
-	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(dst)
-		}
-	}()
-	if err := fill(f); err != nil {
-		return err
-	}
-	return f.Sync()
-}
-
 // vmdkLevel is the deflate level of VMDKs. At level 6 klauspost/compress
 // makes a VMDK about 3% larger than qemu-img's zlib; with the ESP's copy of
 // the kernel the OVA ended 4.9% larger than the standard-tool pipeline's
@@ -135,19 +125,36 @@ func writeFile(dst string, fill func(w io.Writer) error) (err error) {
 // saves only 0.4% more for as much again.
 const vmdkLevel = 7
 
-func writeVMDK(ctx context.Context, job *Job, dst string) error {
+// Close removes the files the job kept between formats. Call it when every
+// format is written (or one failed); the outputs stay.
+func (j *Job) Close() error {
+	var errs []error
+	for _, p := range j.scratch {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+		if j.vmdk != nil && j.vmdk.path == p {
+			j.vmdk = nil
+		}
+	}
+	j.scratch = nil
+	return errors.Join(errs...)
+}
+
+// compressVMDK writes the disk as a streamOptimized VMDK to dst and keeps it
+// as the run's VMDK.
+func compressVMDK(ctx context.Context, job *Job, dst string) error {
 	img, err := openRaw(ctx, job)
 	if err != nil {
 		return err
 	}
 	defer img.Close()
+	job.compressions++
 	h := sha256.New()
-	var info vmdk.Info
-	err = writeFile(dst, func(w io.Writer) error {
-		var err error
-		info, err = vmdk.WriteStreamOptimized(io.MultiWriter(w, h), img, vmdk.Options{ExtentName: job.DiskName(), Level: vmdkLevel})
-		return err
-	})
+	hashed := func(w io.Writer, img disk.Image, opt vmdk.Options) (disk.Info, error) {
+		return vmdk.Write(io.MultiWriter(w, h), img, opt)
+	}
+	info, err := disk.WriteFile(dst, img, hashed, vmdk.Options{ExtentName: job.DiskName(), Level: vmdkLevel})
 	if err != nil {
 		return err
 	}
@@ -155,14 +162,21 @@ func writeVMDK(ctx context.Context, job *Job, dst string) error {
 	return nil
 }
 
+func writeVMDK(ctx context.Context, job *Job, dst string) error {
+	if job.vmdk == nil {
+		return compressVMDK(ctx, job, dst)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return linkOrCopy(job.vmdk.path, dst)
+}
+
 func writeOVA(ctx context.Context, job *Job, dst string) error {
 	if job.vmdk == nil {
 		tmp := filepath.Join(filepath.Dir(dst), "."+job.DiskName()+".partial")
-		defer func() {
-			os.Remove(tmp)
-			job.vmdk = nil
-		}()
-		if err := writeVMDK(ctx, job, tmp); err != nil {
+		job.scratch = append(job.scratch, tmp)
+		if err := compressVMDK(ctx, job, tmp); err != nil {
 			return err
 		}
 	}
@@ -171,13 +185,42 @@ func writeOVA(ctx context.Context, job *Job, dst string) error {
 	return ova.WriteOVAFile(dst, job.Appliance(), disks, ova.PackOptions{ModTime: job.Epoch, Signer: job.Signer})
 }
 
+// linkOrCopy makes dst a hard link of src, or a copy where links fail.
+func linkOrCopy(src, dst string) (err error) {
+	if os.Link(src, dst) == nil {
+		return nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(dst)
+		}
+	}()
+	if _, err := io.Copy(out, in); err != nil {
+		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
+	}
+	return out.Sync()
+}
+
 func writeQCOW2(ctx context.Context, job *Job, dst string) error {
 	img, err := openRaw(ctx, job)
 	if err != nil {
 		return err
 	}
 	defer img.Close()
-	return writeFile(dst, func(w io.Writer) error { return qcow2.Write(w, img) })
+	_, err = disk.WriteFile(dst, img, qcow2.Write, qcow2.Options{})
+	return err
 }
 
 func writeRaw(ctx context.Context, job *Job, dst string) error {
@@ -191,5 +234,6 @@ func writeRaw(ctx context.Context, job *Job, dst string) error {
 		return err
 	}
 	defer img.Close()
-	return raw.WriteFile(dst, img)
+	_, err = disk.WriteFile(dst, img, raw.Write, raw.Options{})
+	return err
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -17,7 +18,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/outpost-appliance/outpost/ova/disk"
+	"github.com/outpost-appliance/outpost/disk"
 )
 
 // Kind is what a data region of a test disk holds.
@@ -247,12 +248,13 @@ if raw.read(1): raise SystemExit("raw disk longer than media size %d" % size)
 print("same", size)
 `
 
-// WriteFunc writes img in some format to the file dst.
-type WriteFunc func(dst string, img disk.Image) error
-
-// Prove writes every disk of Disks with write, verifies each output with
-// Verify, and checks that writing again gives the same bytes.
-func Prove(t *testing.T, format string, write WriteFunc) {
+// Prove proves a format writer, through the one shape every writer has
+// (disk.WriteFunc), on every disk of Disks: it writes the disk to a file,
+// checks the Info the writer reports (the file's size, the capacity, the
+// non-zero grains) and the output with Verify, then writes the disk again
+// through a plain io.Writer (no seeking, no truncating: a pipe or a tar
+// member) and checks that gives the same bytes.
+func Prove[O any](t *testing.T, format string, write disk.WriteFunc[O], opt O) {
 	for _, s := range Disks() {
 		t.Run(s.Name, func(t *testing.T) {
 			raw := MakeRaw(t, s)
@@ -263,17 +265,67 @@ func Prove(t *testing.T, format string, write WriteFunc) {
 			defer img.Close()
 			dir := t.TempDir()
 			a, b := filepath.Join(dir, "a."+format), filepath.Join(dir, "b."+format)
-			if err := write(a, img); err != nil {
+			info, err := writeTo(a, func(f *os.File) (disk.Info, error) { return write(f, img, opt) })
+			if err != nil {
 				t.Fatalf("write %s: %v", format, err)
 			}
+			checkInfo(t, info, a, img)
 			Verify(t, format, a, raw)
-			if err := write(b, img); err != nil {
-				t.Fatalf("write %s again: %v", format, err)
+			if _, err := writeTo(b, func(f *os.File) (disk.Info, error) { return write(struct{ io.Writer }{f}, img, opt) }); err != nil {
+				t.Fatalf("write %s again, to a plain io.Writer: %v", format, err)
 			}
 			if !sameFiles(t, a, b) {
 				t.Errorf("same disk written twice gives different %s files", format)
 			}
 		})
+	}
+}
+
+func writeTo(path string, write func(*os.File) (disk.Info, error)) (disk.Info, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return disk.Info{}, err
+	}
+	info, err := write(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return info, err
+}
+
+// checkInfo compares what a writer reported with the file it wrote and the
+// disk it read.
+func checkInfo(t testing.TB, info disk.Info, path string, img disk.Image) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Written != fi.Size() {
+		t.Errorf("Info.Written %d, the file has %d bytes", info.Written, fi.Size())
+	}
+	capacity := (img.Size() + disk.GrainSize - 1) / disk.GrainSize * disk.GrainSize
+	if info.Capacity != capacity {
+		t.Errorf("Info.Capacity %d, want %d", info.Capacity, capacity)
+	}
+	exts, err := img.Extents()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var populated int64
+	buf := make([]byte, disk.GrainSize)
+	for _, r := range disk.Grains(exts, capacity) {
+		for off := r.Off; off < r.End(); off += disk.GrainSize {
+			if err := disk.ReadGrain(img, buf, off); err != nil {
+				t.Fatal(err)
+			}
+			if !disk.IsZero(buf) {
+				populated += disk.GrainSize
+			}
+		}
+	}
+	if info.Populated != populated {
+		t.Errorf("Info.Populated %d, the disk has %d bytes in non-zero grains", info.Populated, populated)
 	}
 }
 

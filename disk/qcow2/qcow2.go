@@ -22,7 +22,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/outpost-appliance/outpost/ova/disk"
+	"github.com/outpost-appliance/outpost/disk"
 )
 
 const (
@@ -36,24 +36,30 @@ const (
 	chunk        = 16 * clusterSize               // read and write unit for data
 )
 
+// Options tune the writer. There are none yet: the type keeps qcow2.Write
+// the same shape as every other format's (disk.WriteFunc).
+type Options struct{}
+
 // Write writes img to w as qcow2 v3 whose virtual size is img.Size()
 // rounded up to 64 KiB. img must not change while it is written. On error,
 // what was written to w is incomplete and must be discarded.
-func Write(w io.Writer, img disk.Image) error {
-	if err := write(w, img); err != nil {
-		return fmt.Errorf("qcow2: %w", err)
+func Write(w io.Writer, img disk.Image, _ Options) (disk.Info, error) {
+	info, err := write(w, img)
+	if err != nil {
+		return info, fmt.Errorf("qcow2: %w", err)
 	}
-	return nil
+	return info, nil
 }
 
-func write(w io.Writer, img disk.Image) error {
+func write(w io.Writer, img disk.Image) (disk.Info, error) {
 	capacity, err := disk.Capacity(img)
 	if err != nil {
-		return err
+		return disk.Info{}, err
 	}
+	info := disk.Info{Capacity: capacity}
 	exts, err := img.Extents()
 	if err != nil {
-		return fmt.Errorf("list data regions: %w", err)
+		return info, fmt.Errorf("list data regions: %w", err)
 	}
 	ranges := disk.Grains(exts, capacity)
 	nClusters := capacity / clusterSize
@@ -67,7 +73,7 @@ func write(w io.Writer, img disk.Image) error {
 		for off := r.Off; off < r.End(); off += chunk {
 			b := buf[:min(chunk, r.End()-off)]
 			if err := disk.ReadGrain(img, b, off); err != nil {
-				return err
+				return info, err
 			}
 			for i := 0; i < len(b); i += clusterSize {
 				if !disk.IsZero(b[i : i+clusterSize]) {
@@ -106,6 +112,7 @@ func write(w io.Writer, img disk.Image) error {
 	l1Off := rbOff + rbClusters
 	l2Off := l1Off + l1Clusters
 	dataOff := l2Off + nL2
+	info.Populated = nData * clusterSize
 
 	bw := bufio.NewWriterSize(w, 1<<20)
 	be := binary.BigEndian // qcow2 is big-endian throughout
@@ -167,7 +174,7 @@ func write(w io.Writer, img disk.Image) error {
 		}
 	}
 	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("write: %w", err)
+		return info, fmt.Errorf("write: %w", err)
 	}
 	// Pass 2: data, in runs of used clusters of up to 1 MiB.
 	for _, r := range ranges {
@@ -181,15 +188,16 @@ func write(w io.Writer, img disk.Image) error {
 				n += clusterSize
 			}
 			if err := disk.ReadGrain(img, buf[:n], off); err != nil {
-				return err
+				return info, err
 			}
 			if _, err := w.Write(buf[:n]); err != nil {
-				return fmt.Errorf("write: %w", err)
+				return info, fmt.Errorf("write: %w", err)
 			}
 			off += n
 		}
 	}
-	return nil
+	info.Written = total * clusterSize
+	return info, nil
 }
 
 func putEntry(w *bufio.Writer, e uint64) {

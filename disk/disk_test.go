@@ -8,7 +8,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/outpost-appliance/outpost/ova/disk"
+	"github.com/outpost-appliance/outpost/disk"
 )
 
 func TestGrains(t *testing.T) {

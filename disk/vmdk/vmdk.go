@@ -36,7 +36,7 @@ import (
 
 	"github.com/klauspost/compress/zlib"
 
-	"github.com/outpost-appliance/outpost/ova/disk"
+	"github.com/outpost-appliance/outpost/disk"
 )
 
 const (
@@ -80,18 +80,6 @@ type Options struct {
 	CID uint32
 }
 
-// Info describes a written VMDK.
-type Info struct {
-	// Written is the number of bytes written to w (the file size).
-	Written int64
-	// Capacity is the virtual size in bytes (the image size rounded up to
-	// 64 KiB).
-	Capacity int64
-	// Populated is the number of bytes of non-zero grains, as OVF's
-	// ovf:populatedSize wants.
-	Populated int64
-}
-
 // DefaultLevel is the deflate level used when Options.Level is 0: zlib's
 // default, as qemu-img uses. klauspost/compress at level 6 costs about a
 // quarter of zlib's CPU time for 3-4% more output; level 5 saves only
@@ -132,18 +120,19 @@ func (o Options) withDefaults() (Options, error) {
 	return o, nil
 }
 
-// WriteStreamOptimized writes img to w as a streamOptimized VMDK.
+// Write writes img to w as a streamOptimized VMDK whose capacity is
+// img.Size() rounded up to 64 KiB. img must not change while it is written.
 // On error, what was written to w is incomplete and must be discarded.
-func WriteStreamOptimized(w io.Writer, img disk.Image, opt Options) (Info, error) {
+func Write(w io.Writer, img disk.Image, opt Options) (disk.Info, error) {
 	opt, err := opt.withDefaults()
 	if err != nil {
-		return Info{}, err
+		return disk.Info{}, err
 	}
 	capacity, err := disk.Capacity(img)
 	if err != nil {
-		return Info{}, fmt.Errorf("vmdk: %w", err)
+		return disk.Info{}, fmt.Errorf("vmdk: %w", err)
 	}
-	info := Info{Capacity: capacity}
+	info := disk.Info{Capacity: capacity}
 	exts, err := img.Extents()
 	if err != nil {
 		return info, fmt.Errorf("vmdk: list data regions: %w", err)

@@ -5,14 +5,14 @@ import (
 	"log"
 	"os"
 
-	"github.com/outpost-appliance/outpost/ova/disk"
-	"github.com/outpost-appliance/outpost/ova/vmdk"
+	"github.com/outpost-appliance/outpost/disk"
+	"github.com/outpost-appliance/outpost/disk/vmdk"
 )
 
 // Convert a raw disk to the VMDK an OVA carries; Info gives the sizes the
 // OVF descriptor declares (ovf:capacity, ovf:populatedSize) and the tar
 // member's size.
-func ExampleWriteStreamOptimized() {
+func ExampleWrite() {
 	img, err := disk.OpenRaw("appliance.raw")
 	if err != nil {
 		log.Fatal(err)
@@ -22,7 +22,7 @@ func ExampleWriteStreamOptimized() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	info, err := vmdk.WriteStreamOptimized(f, img, vmdk.Options{ExtentName: "appliance-disk1.vmdk"})
+	info, err := vmdk.Write(f, img, vmdk.Options{ExtentName: "appliance-disk1.vmdk"})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -7,13 +7,13 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/outpost-appliance/outpost/ova/disk"
-	"github.com/outpost-appliance/outpost/ova/disktest"
-	"github.com/outpost-appliance/outpost/ova/raw"
+	"github.com/outpost-appliance/outpost/disk"
+	"github.com/outpost-appliance/outpost/disk/disktest"
+	"github.com/outpost-appliance/outpost/disk/raw"
 )
 
-func TestWriteFile(t *testing.T) {
-	disktest.Prove(t, "raw", raw.WriteFile)
+func TestWrite(t *testing.T) {
+	disktest.Prove(t, "raw", raw.Write, raw.Options{})
 }
 
 // The copy of a 1 GiB disk holding 3.5 MiB must use about that much space.
@@ -30,7 +30,7 @@ func TestSparse(t *testing.T) {
 	}
 	defer img.Close()
 	out := filepath.Join(t.TempDir(), "copy.raw")
-	if err := raw.WriteFile(out, img); err != nil {
+	if _, err := disk.WriteFile(out, img, raw.Write, raw.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(out)
@@ -66,13 +66,13 @@ func TestNoPartialOutput(t *testing.T) {
 	}
 	defer img.Close()
 	out := filepath.Join(dir, "out.raw")
-	if err := raw.WriteFile(out, failing{img, 512 << 10}); !errors.Is(err, errDevice) {
+	if _, err := disk.WriteFile(out, failing{img, 512 << 10}, raw.Write, raw.Options{}); !errors.Is(err, errDevice) {
 		t.Fatalf("got %v, want the read error", err)
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Errorf("failed write left %v behind", ents)
 	}
-	if err := raw.WriteFile(filepath.Join(dir, "missing", "out.raw"), img); err == nil {
+	if _, err := disk.WriteFile(filepath.Join(dir, "missing", "out.raw"), img, raw.Write, raw.Options{}); err == nil {
 		t.Errorf("write into a missing directory succeeded")
 	}
 }

@@ -1,9 +1,15 @@
-// Package disk is the source side of outpost's disk formats: a virtual disk
-// seen as a byte range with known data regions, so that every writer (ova/vmdk,
-// ova/qcow2, ova/raw) skips holes without reading them.
+// Package disk is outpost's virtual-disk abstraction: Image, a disk seen as
+// a byte range with known data regions, and WriteFunc, the one shape of
+// every format writer (WriteFile runs one into a file atomically). The
+// formats are sibling packages, each a sink of Image with that signature:
+// disk/raw (sparse raw), disk/qcow2 (qcow2 v3) and disk/vmdk
+// (streamOptimized VMDK); disk/disktest proves any of them against qemu-img.
+// Raw is the one Image source here (a sparse file read through
+// SEEK_DATA/SEEK_HOLE), so writers skip holes without reading them.
 //
-// It is not a filesystem or partition library (that is go-diskfs in builder/),
-// and it does not write anything.
+// It is not a filesystem or partition library (that is go-diskfs and
+// builder/ext4img, in builder/), and it knows nothing of OVF or OVAs
+// (package ova takes finished disk files).
 package disk
 
 import (

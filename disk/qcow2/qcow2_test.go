@@ -4,29 +4,16 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"os"
 	"runtime"
 	"testing"
 
-	"github.com/outpost-appliance/outpost/ova/disk"
-	"github.com/outpost-appliance/outpost/ova/disktest"
-	"github.com/outpost-appliance/outpost/ova/qcow2"
+	"github.com/outpost-appliance/outpost/disk"
+	"github.com/outpost-appliance/outpost/disk/disktest"
+	"github.com/outpost-appliance/outpost/disk/qcow2"
 )
 
-func writeFile(dst string, img disk.Image) error {
-	f, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if err := qcow2.Write(f, img); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
 func TestWrite(t *testing.T) {
-	disktest.Prove(t, "qcow2", writeFile)
+	disktest.Prove(t, "qcow2", qcow2.Write, qcow2.Options{})
 }
 
 func TestZeroSizeRefused(t *testing.T) {
@@ -36,7 +23,7 @@ func TestZeroSizeRefused(t *testing.T) {
 	}
 	defer img.Close()
 	var buf bytes.Buffer
-	if err := qcow2.Write(&buf, img); !errors.Is(err, disk.ErrEmpty) || buf.Len() != 0 {
+	if _, err := qcow2.Write(&buf, img, qcow2.Options{}); !errors.Is(err, disk.ErrEmpty) || buf.Len() != 0 {
 		t.Fatalf("writing a 0-byte disk: got %v and %d bytes, want disk.ErrEmpty and nothing", err, buf.Len())
 	}
 }
@@ -52,7 +39,7 @@ func TestMemoryBounded(t *testing.T) {
 	defer img.Close()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	err = qcow2.Write(io.Discard, img)
+	_, err = qcow2.Write(io.Discard, img, qcow2.Options{})
 	runtime.ReadMemStats(&after)
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +61,7 @@ func TestZerosNotStored(t *testing.T) {
 			t.Fatal(err)
 		}
 		var buf bytes.Buffer
-		err = qcow2.Write(&buf, img)
+		_, err = qcow2.Write(&buf, img, qcow2.Options{})
 		img.Close()
 		if err != nil {
 			t.Fatal(err)

@@ -8,11 +8,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/outpost-appliance/outpost/ova/disk"
-	"github.com/outpost-appliance/outpost/ova/disktest"
-	"github.com/outpost-appliance/outpost/ova/qcow2"
-	"github.com/outpost-appliance/outpost/ova/raw"
-	"github.com/outpost-appliance/outpost/ova/vmdk"
+	"github.com/outpost-appliance/outpost/disk"
+	"github.com/outpost-appliance/outpost/disk/disktest"
+	"github.com/outpost-appliance/outpost/disk/qcow2"
+	"github.com/outpost-appliance/outpost/disk/raw"
+	"github.com/outpost-appliance/outpost/disk/vmdk"
 )
 
 // recorder is a testing.TB that notes failures instead of failing.
@@ -64,11 +64,17 @@ func TestVerifyCatchesDifference(t *testing.T) {
 	dir := t.TempDir()
 	write := map[string]func(*os.File) error{
 		"vmdk": func(f *os.File) error {
-			_, err := vmdk.WriteStreamOptimized(f, img, vmdk.Options{})
+			_, err := vmdk.Write(f, img, vmdk.Options{})
 			return err
 		},
-		"qcow2": func(f *os.File) error { return qcow2.Write(f, img) },
-		"raw":   func(f *os.File) error { return raw.WriteFile(f.Name(), img) },
+		"qcow2": func(f *os.File) error {
+			_, err := qcow2.Write(f, img, qcow2.Options{})
+			return err
+		},
+		"raw": func(f *os.File) error {
+			_, err := raw.Write(f, img, raw.Options{})
+			return err
+		},
 	}
 	for format, w := range write {
 		p := filepath.Join(dir, "b."+format)

@@ -3,45 +3,18 @@ package vmdk_test
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
-	"os"
 	"runtime"
 	"testing"
 	"time"
 
-	"github.com/outpost-appliance/outpost/ova/disk"
-	"github.com/outpost-appliance/outpost/ova/disktest"
-	"github.com/outpost-appliance/outpost/ova/vmdk"
+	"github.com/outpost-appliance/outpost/disk"
+	"github.com/outpost-appliance/outpost/disk/disktest"
+	"github.com/outpost-appliance/outpost/disk/vmdk"
 )
 
-func writeFile(opt vmdk.Options) disktest.WriteFunc {
-	return func(dst string, img disk.Image) error {
-		f, err := os.Create(dst)
-		if err != nil {
-			return err
-		}
-		info, err := vmdk.WriteStreamOptimized(f, img, opt)
-		if err != nil {
-			f.Close()
-			return err
-		}
-		fi, err := f.Stat()
-		if err != nil {
-			return err
-		}
-		if fi.Size() != info.Written {
-			return fmt.Errorf("Info.Written %d, file has %d bytes", info.Written, fi.Size())
-		}
-		if want := (img.Size() + 65535) &^ 65535; info.Capacity != want {
-			return fmt.Errorf("Info.Capacity %d, want %d", info.Capacity, want)
-		}
-		return f.Close()
-	}
-}
-
 func TestStreamOptimized(t *testing.T) {
-	disktest.Prove(t, "vmdk", writeFile(vmdk.Options{}))
+	disktest.Prove(t, "vmdk", vmdk.Write, vmdk.Options{})
 }
 
 func TestZeroSizeRefused(t *testing.T) {
@@ -52,7 +25,7 @@ func TestZeroSizeRefused(t *testing.T) {
 	}
 	defer img.Close()
 	var buf bytes.Buffer
-	if _, err := vmdk.WriteStreamOptimized(&buf, img, vmdk.Options{}); !errors.Is(err, disk.ErrEmpty) {
+	if _, err := vmdk.Write(&buf, img, vmdk.Options{}); !errors.Is(err, disk.ErrEmpty) {
 		t.Fatalf("writing a 0-byte disk: got %v, want disk.ErrEmpty", err)
 	}
 	if buf.Len() != 0 {
@@ -68,7 +41,7 @@ func TestOptionsRefused(t *testing.T) {
 	}
 	defer img.Close()
 	for _, o := range []vmdk.Options{{Level: 10}, {AdapterType: "pvscsi"}, {ExtentName: "a\"b"}} {
-		if _, err := vmdk.WriteStreamOptimized(io.Discard, img, o); err == nil {
+		if _, err := vmdk.Write(io.Discard, img, o); err == nil {
 			t.Errorf("options %+v accepted", o)
 		}
 	}
@@ -87,7 +60,7 @@ func TestMemoryBounded(t *testing.T) {
 		defer img.Close()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		info, err := vmdk.WriteStreamOptimized(io.Discard, img, vmdk.Options{Workers: 4})
+		info, err := vmdk.Write(io.Discard, img, vmdk.Options{Workers: 4})
 		runtime.ReadMemStats(&after)
 		if err != nil {
 			t.Fatal(err)
@@ -114,7 +87,7 @@ func TestZerosNotStored(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		info, err := vmdk.WriteStreamOptimized(io.Discard, img, vmdk.Options{})
+		info, err := vmdk.Write(io.Discard, img, vmdk.Options{})
 		img.Close()
 		if err != nil {
 			t.Fatal(err)
@@ -179,7 +152,7 @@ func TestErrors(t *testing.T) {
 		{"write", full, &failingWriter{left: 4 << 20}, errFull},
 		{"write at the end", img, &failingWriter{left: 64<<10 + 512}, errFull},
 	} {
-		if _, err := vmdk.WriteStreamOptimized(tc.w, tc.img, vmdk.Options{Workers: 3}); !errors.Is(err, tc.want) {
+		if _, err := vmdk.Write(tc.w, tc.img, vmdk.Options{Workers: 3}); !errors.Is(err, tc.want) {
 			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
 		}
 	}
@@ -200,10 +173,10 @@ func TestWorkersDoNotChangeOutput(t *testing.T) {
 	}
 	defer img.Close()
 	var one, many bytes.Buffer
-	if _, err := vmdk.WriteStreamOptimized(&one, img, vmdk.Options{Workers: 1}); err != nil {
+	if _, err := vmdk.Write(&one, img, vmdk.Options{Workers: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := vmdk.WriteStreamOptimized(&many, img, vmdk.Options{Workers: 7}); err != nil {
+	if _, err := vmdk.Write(&many, img, vmdk.Options{Workers: 7}); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(one.Bytes(), many.Bytes()) {

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/outpost-appliance/outpost/ova/disk"
-	"github.com/outpost-appliance/outpost/ova/disktest"
-	"github.com/outpost-appliance/outpost/ova/vmdk"
+	"github.com/outpost-appliance/outpost/disk"
+	"github.com/outpost-appliance/outpost/disk/disktest"
+	"github.com/outpost-appliance/outpost/disk/vmdk"
 )
 
 // TestStreamLayout walks the file the way a streaming importer (ESXi's OVF
@@ -29,7 +29,7 @@ func TestStreamLayout(t *testing.T) {
 	}
 	defer img.Close()
 	var out bytes.Buffer
-	info, err := vmdk.WriteStreamOptimized(&out, img, vmdk.Options{AdapterType: "ide", HWVersion: 7, ExtentName: "x.vmdk"})
+	info, err := vmdk.Write(&out, img, vmdk.Options{AdapterType: "ide", HWVersion: 7, ExtentName: "x.vmdk"})
 	if err != nil {
 		t.Fatal(err)
 	}

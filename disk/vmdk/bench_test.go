@@ -4,9 +4,9 @@ import (
 	"os"
 	"testing"
 
-	"github.com/outpost-appliance/outpost/ova/disk"
-	"github.com/outpost-appliance/outpost/ova/disktest"
-	"github.com/outpost-appliance/outpost/ova/vmdk"
+	"github.com/outpost-appliance/outpost/disk"
+	"github.com/outpost-appliance/outpost/disk/disktest"
+	"github.com/outpost-appliance/outpost/disk/vmdk"
 )
 
 // BenchmarkStreamOptimized converts a 512 MiB disk holding about 320 MiB of
@@ -24,7 +24,7 @@ func BenchmarkStreamOptimized(b *testing.B) {
 		if err != nil {
 			return err
 		}
-		if _, err := vmdk.WriteStreamOptimized(f, img, vmdk.Options{}); err != nil {
+		if _, err := vmdk.Write(f, img, vmdk.Options{}); err != nil {
 			f.Close()
 			return err
 		}

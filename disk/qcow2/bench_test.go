@@ -3,8 +3,9 @@ package qcow2_test
 import (
 	"testing"
 
-	"github.com/outpost-appliance/outpost/ova/disk"
-	"github.com/outpost-appliance/outpost/ova/disktest"
+	"github.com/outpost-appliance/outpost/disk"
+	"github.com/outpost-appliance/outpost/disk/disktest"
+	"github.com/outpost-appliance/outpost/disk/qcow2"
 )
 
 // BenchmarkWrite converts a 512 MiB disk holding about 320 MiB of system
@@ -18,6 +19,7 @@ func BenchmarkWrite(b *testing.B) {
 			return err
 		}
 		defer img.Close()
-		return writeFile(dst, img)
+		_, err = disk.WriteFile(dst, img, qcow2.Write, qcow2.Options{})
+		return err
 	}, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", "SRC", "DST")
 }

@@ -1,0 +1,206 @@
+// Package imagebuild is the appliance image pipeline behind `outpost image
+// build` and `outpost image pack`: it settles the NIC's MAC and the build
+// time, checks the output directory before anything is written, builds the
+// raw disk to a temporary file (Build) or takes a raw disk given (Pack),
+// writes every requested format under a temporary name, and publishes them
+// all, renaming, only when every format succeeded.
+//
+// It does not parse flags or print results (cmd/outpost does), build disks
+// (package builder) or define the formats (package artifact). Messages for
+// a person go to the writers in Request; nothing else is printed.
+package imagebuild
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/outpost-appliance/outpost/appliance"
+	"github.com/outpost-appliance/outpost/artifact"
+	"github.com/outpost-appliance/outpost/builder"
+	"github.com/outpost-appliance/outpost/images"
+	"github.com/outpost-appliance/outpost/ova"
+)
+
+// Request is what Build and Pack share.
+type Request struct {
+	// Spec is the validated image spec (LoadSpec); Name and Version name
+	// the outputs NAME-VERSION.EXT.
+	Spec *builder.Spec
+	// MAC is the NIC's static MAC given by the user; the zero MAC means
+	// none, and then the spec's nic.mac is used, else one derived from
+	// Spec.Name.
+	MAC appliance.MAC
+	// Formats are written in this order; Result.Outputs keeps it.
+	Formats []artifact.Format
+	// OutDir receives the outputs; it is created if missing.
+	OutDir string
+	// Signer signs the OVA's manifest; nil leaves the OVA unsigned.
+	Signer *ova.Signer
+	// SourceDateEpoch is $SOURCE_DATE_EPOCH, seconds since 1970 as text:
+	// the time stamped in the outputs. "" means unset: Build uses the
+	// newest modification time in the root filesystem, Pack the zero time.
+	SourceDateEpoch string
+	// Log receives notes for a person, a line each ("note: …"); nil
+	// discards them.
+	Log io.Writer
+	// Progress receives the builder's progress display (for a terminal);
+	// nil shows none.
+	Progress io.Writer
+}
+
+// Result is what a successful Build or Pack made.
+type Result struct {
+	Name    string
+	Version string
+	MAC     appliance.MAC
+	// Outputs are the published files, in the order of Request.Formats.
+	Outputs []string
+	// Skipped lists what the builder left out of the root filesystem.
+	Skipped []string
+}
+
+// LoadSpec reads the image spec at path, or the embedded connector spec
+// (images.ConnectorPath) when path is "". Warnings are for a person.
+func LoadSpec(path string) (*builder.Spec, []string, error) {
+	if path == "" {
+		return builder.ParseSpec(images.ConnectorPath, images.Connector)
+	}
+	return builder.LoadSpec(path)
+}
+
+// settled is a request whose MAC and time are decided and whose output
+// directory is known to be writable.
+type settled struct {
+	Request
+	mac   appliance.MAC
+	epoch time.Time
+}
+
+func settle(req Request) (settled, error) {
+	s := settled{Request: req, mac: req.MAC}
+	if s.mac == (appliance.MAC{}) {
+		m, err := req.Spec.MAC()
+		if err != nil {
+			return s, err
+		}
+		s.mac = m
+	}
+	epoch, err := SourceDateEpoch(req.SourceDateEpoch)
+	if err != nil {
+		return s, err
+	}
+	s.epoch = epoch
+	if err := checkOutDir(req.OutDir); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// SourceDateEpoch parses the value of $SOURCE_DATE_EPOCH; "" is the zero
+// time (unset).
+func SourceDateEpoch(v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q is not a number of seconds since 1970; unset it or give e.g. $(git log -1 --format=%%ct)", v)
+	}
+	return time.Unix(n, 0).UTC(), nil
+}
+
+func checkOutDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("output directory: %w", err)
+	}
+	probe, err := os.CreateTemp(dir, ".outpost-probe-*")
+	if err != nil {
+		return fmt.Errorf("output directory %s is not writable: %w", dir, err)
+	}
+	probe.Close()
+	return os.Remove(probe.Name())
+}
+
+// Build builds the bootable raw disk from the root filesystem rootfs (a
+// directory or a tar archive) into a temporary file in OutDir, then writes
+// and publishes every format from it. The temporary disk is removed.
+func Build(ctx context.Context, req Request, rootfs string) (Result, error) {
+	s, err := settle(req)
+	if err != nil {
+		return Result{}, err
+	}
+	raw, err := os.CreateTemp(s.OutDir, "."+s.Spec.Name+"-*.raw.partial")
+	if err != nil {
+		return Result{}, fmt.Errorf("output directory %s: %w", s.OutDir, err)
+	}
+	raw.Close()
+	defer os.Remove(raw.Name())
+	if err := os.Chmod(raw.Name(), 0o644); err != nil {
+		return Result{}, err
+	}
+	res, err := builder.Build(ctx, s.Spec, rootfs, raw.Name(), builder.Options{Epoch: s.epoch, Progress: s.Progress})
+	if err != nil {
+		return Result{}, err
+	}
+	for _, sk := range res.Skipped {
+		s.logf("note: %s\n", sk)
+	}
+	job := &artifact.Job{Spec: s.Spec, MAC: s.mac, RawPath: raw.Name(), Epoch: s.epoch, Signer: s.Signer, Scratch: true}
+	return publish(ctx, s, job, res.Skipped)
+}
+
+// Pack writes and publishes every format from rawDisk, a raw disk image
+// built earlier (or by other tools); rawDisk is only read.
+func Pack(ctx context.Context, req Request, rawDisk string) (Result, error) {
+	s, err := settle(req)
+	if err != nil {
+		return Result{}, err
+	}
+	job := &artifact.Job{Spec: s.Spec, MAC: s.mac, RawPath: rawDisk, Epoch: s.epoch, Signer: s.Signer}
+	return publish(ctx, s, job, nil)
+}
+
+func (s settled) logf(format string, a ...any) {
+	if s.Log != nil {
+		fmt.Fprintf(s.Log, format, a...)
+	}
+}
+
+// publish writes every format to a temporary name in OutDir and renames
+// them to NAME-VERSION.EXT only when all succeeded; on failure the
+// temporary files are removed.
+func publish(ctx context.Context, s settled, job *artifact.Job, skipped []string) (Result, error) {
+	defer job.Close()
+	base := fmt.Sprintf("%s-%s", job.Spec.Name, job.Spec.Version)
+	type pending struct{ tmp, final string }
+	var done []pending
+	cleanup := func() {
+		for _, p := range done {
+			os.Remove(p.tmp)
+		}
+	}
+	for _, df := range s.Formats {
+		final := filepath.Join(s.OutDir, base+df.Ext)
+		tmp := filepath.Join(s.OutDir, "."+base+df.Ext+".partial")
+		os.Remove(tmp)
+		done = append(done, pending{tmp, final})
+		if err := df.Write(ctx, job, tmp); err != nil {
+			cleanup()
+			return Result{}, fmt.Errorf("writing %s: %w", df.Name, err)
+		}
+	}
+	res := Result{Name: job.Spec.Name, Version: job.Spec.Version, MAC: job.MAC, Skipped: skipped}
+	for _, p := range done {
+		if err := os.Rename(p.tmp, p.final); err != nil {
+			cleanup()
+			return Result{}, fmt.Errorf("writing %s: %w", p.final, err)
+		}
+		res.Outputs = append(res.Outputs, p.final)
+	}
+	return res, nil
+}
