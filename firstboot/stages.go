@@ -20,15 +20,45 @@ import (
 	"github.com/outpost-appliance/outpost/firstboot/timesync"
 )
 
+// StageName names a stage in the state file, the status and the crash
+// points.
+type StageName string
+
+// First boot's stages, in order.
+const (
+	StageConfig    StageName = "config"
+	StageNetwork   StageName = "network"
+	StageDNS       StageName = "dns"
+	StageTime      StageName = "time"
+	StagePreflight StageName = "preflight"
+	StageEnroll    StageName = "enroll"
+	StageReport    StageName = "report"
+)
+
+// Schedule says when the runner runs a stage.
+type Schedule int
+
+const (
+	// UntilEnrolled stages run on every invocation until the appliance is
+	// enrolled, then never again: what they produce does not outlive the
+	// process or the boot (the key lives only in memory, addresses go with
+	// a reboot, the clock drifts), and after enrollment a later config
+	// problem must not turn a working connector into a failed one.
+	UntilEnrolled Schedule = iota
+	// Once stages run until they complete, enrolled or not: enrollment
+	// finishes its clean-up after a run killed between storing the
+	// certificate and recording the stage done.
+	Once
+	// Always stages run on every invocation (the report).
+	Always
+)
+
 // Stage is one step of first boot.
 type Stage interface {
-	Name() string
+	Name() StageName
+	Schedule() Schedule
 	Run(ctx context.Context, st *State) error
 }
-
-// repeater marks stages that run on every invocation even when done: the
-// config (the key lives only in memory) and the clock check.
-type repeater interface{ Repeat() bool }
 
 // Stages returns first boot's steps in order.
 func Stages(env *Env) []Stage {
@@ -45,8 +75,8 @@ var ErrNoKey = fmt.Errorf("no provisioning key: write it to %s (or set the outpo
 
 type configStage struct{ env *Env }
 
-func (configStage) Name() string { return "config" }
-func (configStage) Repeat() bool { return true }
+func (configStage) Name() StageName    { return StageConfig }
+func (configStage) Schedule() Schedule { return UntilEnrolled }
 func (s configStage) Run(ctx context.Context, st *State) error {
 	c, err := s.env.loadConfig(ctx)
 	if err != nil {
@@ -64,12 +94,12 @@ func (s configStage) Run(ctx context.Context, st *State) error {
 
 type networkStage struct{ env *Env }
 
-func (networkStage) Name() string { return "network" }
+func (networkStage) Name() StageName { return StageNetwork }
 
-// Repeat: addresses do not survive a reboot, and systemd-networkd starts
+// Schedule: addresses do not survive a reboot, and systemd-networkd starts
 // only after first boot, so a run resumed on the next boot must bring the
 // network up again (unless it is still up, as on a re-run in the same boot).
-func (networkStage) Repeat() bool { return true }
+func (networkStage) Schedule() Schedule { return UntilEnrolled }
 
 func (s networkStage) Run(ctx context.Context, st *State) error {
 	e, c := s.env, st.cfg
@@ -81,7 +111,7 @@ func (s networkStage) Run(ctx context.Context, st *State) error {
 	if err != nil {
 		return err
 	}
-	if _, done := st.Done["network"]; done && st.Network != nil && st.Interface == ifc.Name && n.Has(ifc.Name, st.Network.Address) {
+	if _, done := st.Done[StageNetwork]; done && st.Network != nil && st.Interface == ifc.Name && n.Has(ifc.Name, st.Network.Address) {
 		e.log().Debug("network already configured", "interface", ifc.Name, "address", st.Network.Address)
 		return nil
 	}
@@ -132,8 +162,8 @@ func (s networkStage) Run(ctx context.Context, st *State) error {
 
 type dnsStage struct{ env *Env }
 
-func (dnsStage) Name() string { return "dns" }
-func (dnsStage) Repeat() bool { return true } // follows a new lease
+func (dnsStage) Name() StageName    { return StageDNS }
+func (dnsStage) Schedule() Schedule { return UntilEnrolled } // follows a new lease
 
 func dnsSettings(st *State) ([]netip.Addr, []string) {
 	servers, search := st.cfg.DNSServers, st.cfg.DNSSearch
@@ -173,8 +203,8 @@ func (s dnsStage) Run(ctx context.Context, st *State) error {
 
 type timeStage struct{ env *Env }
 
-func (timeStage) Name() string { return "time" }
-func (timeStage) Repeat() bool { return true }
+func (timeStage) Name() StageName    { return StageTime }
+func (timeStage) Schedule() Schedule { return UntilEnrolled }
 func (s timeStage) Run(ctx context.Context, st *State) error {
 	e := s.env
 	servers := st.cfg.NTPServers
@@ -228,8 +258,8 @@ func (e *Env) clock(st *State) func() time.Time {
 
 type preflightStage struct{ env *Env }
 
-func (preflightStage) Name() string { return "preflight" }
-func (preflightStage) Repeat() bool { return true }
+func (preflightStage) Name() StageName    { return StagePreflight }
+func (preflightStage) Schedule() Schedule { return UntilEnrolled }
 func (s preflightStage) Run(ctx context.Context, st *State) error {
 	if err := s.env.waitKey(ctx, st); err != nil {
 		return err
@@ -293,7 +323,8 @@ func (e *Env) waitKey(ctx context.Context, st *State) error {
 
 type enrollStage struct{ env *Env }
 
-func (enrollStage) Name() string { return "enroll" }
+func (enrollStage) Name() StageName    { return StageEnroll }
+func (enrollStage) Schedule() Schedule { return Once }
 func (s enrollStage) Run(ctx context.Context, st *State) error {
 	e := s.env
 	if st.Enrolled() {
@@ -391,8 +422,8 @@ func (e *Env) waitEntropy(ctx context.Context) {
 
 type reportStage struct{ env *Env }
 
-func (reportStage) Name() string { return "report" }
-func (reportStage) Repeat() bool { return true }
+func (reportStage) Name() StageName    { return StageReport }
+func (reportStage) Schedule() Schedule { return Always }
 func (s reportStage) Run(ctx context.Context, st *State) error {
 	return nil // the runner writes the report after every stage
 }

@@ -28,9 +28,9 @@ const stateVersion = 1
 // killed at any point resumes where it stopped. It never holds the
 // provisioning key or the private key.
 type State struct {
-	Version int                  `json:"version"`
-	Done    map[string]time.Time `json:"done"`
-	Stage   string               `json:"stage,omitempty"` // running or last failed
+	Version int                     `json:"version"`
+	Done    map[StageName]time.Time `json:"done"`
+	Stage   StageName               `json:"stage,omitempty"` // running or last failed
 
 	Config    *config.Config `json:"config,omitempty"`
 	Interface string         `json:"interface,omitempty"`
@@ -73,7 +73,7 @@ func (s *State) Enrolled() bool { return s.Enroll.Name != "" }
 
 // LoadState reads the state under root; a missing file is a fresh state.
 func LoadState(root sysroot.Root) (*State, error) {
-	st := &State{Version: stateVersion, Done: map[string]time.Time{}}
+	st := &State{Version: stateVersion, Done: map[StageName]time.Time{}}
 	b, err := root.ReadFile(StateFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, nil
@@ -88,7 +88,7 @@ func LoadState(root sysroot.Root) (*State, error) {
 		return nil, fmt.Errorf("%s: version %d, this outpost-firstboot reads version %d", StateFile, st.Version, stateVersion)
 	}
 	if st.Done == nil {
-		st.Done = map[string]time.Time{}
+		st.Done = map[StageName]time.Time{}
 	}
 	return st, nil
 }
