@@ -14,6 +14,7 @@ import (
 	"github.com/outpost-appliance/outpost/firstboot/config"
 	"github.com/outpost-appliance/outpost/firstboot/netconf"
 	"github.com/outpost-appliance/outpost/firstboot/sysroot"
+	"github.com/outpost-appliance/outpost/firstboot/vmtools"
 )
 
 // Env is everything the stages touch outside their own logic: the root, the
@@ -55,8 +56,11 @@ type Env struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// EnrollAttempts bounds enrollment requests; 0 retries until ctx ends.
 	EnrollAttempts int
-	// RPCTool runs vmware-rpctool (guestinfo status); nil skips it.
-	RPCTool func(ctx context.Context, cmd string) ([]byte, error)
+	// RPCTool runs vmware-rpctool: the configuration loader reads
+	// guestinfo.ovfEnv and the report sets guestinfo.outpost.status through
+	// it. nil skips the status; the loader then looks the tool up itself
+	// when the root is the host's.
+	RPCTool vmtools.RPC
 
 	// Crash is a test hook called at named points of a run ("network:start",
 	// "network:done", "enroll:identity-saved", "enroll:response",
@@ -128,7 +132,7 @@ func (e *Env) loadConfig(ctx context.Context) (*config.Config, error) {
 	if e.Config != nil {
 		return e.Config(ctx)
 	}
-	c, _, err := config.Loader{Root: e.Root, Extra: e.ConfigFile}.Load(ctx)
+	c, _, err := config.Loader{Root: e.Root, Extra: e.ConfigFile, RPCTool: e.RPCTool}.Load(ctx)
 	return c, err
 }
 
