@@ -6,12 +6,12 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sync/atomic"
 	"time"
 
 	"github.com/beevik/ntp"
 
 	"github.com/outpost-appliance/outpost/firstboot/config"
+	"github.com/outpost-appliance/outpost/firstboot/enroll"
 	"github.com/outpost-appliance/outpost/firstboot/netconf"
 	"github.com/outpost-appliance/outpost/firstboot/sysroot"
 	"github.com/outpost-appliance/outpost/firstboot/vmtools"
@@ -43,8 +43,9 @@ type Env struct {
 	SetHostname func(string) error // nil: only /etc/hostname is written
 	NTPQuery    func(host string, opt ntp.QueryOptions) (*ntp.Response, error)
 
-	// Resolver returns a resolver that asks servers; default uses the Go
-	// resolver dialling them directly, so it works before resolv.conf exists.
+	// Resolver returns a resolver that asks servers; default
+	// enroll.ResolverFor, the Go resolver dialling them directly, so it
+	// works before resolv.conf exists.
 	Resolver func(servers []netip.Addr) *net.Resolver
 	Dial     func(ctx context.Context, network, addr string) (net.Conn, error)
 
@@ -136,31 +137,27 @@ func (e *Env) loadConfig(ctx context.Context) (*config.Config, error) {
 	return c, err
 }
 
-func (e *Env) resolver(servers []netip.Addr) *net.Resolver {
+// route is the way to the control plane over the DNS servers the network
+// stage resolved, for preflight and enrollment alike.
+func (e *Env) route(dns []netip.Addr) enroll.Route {
+	r := enroll.Route{Dial: e.Dial}
 	if e.Resolver != nil {
-		return e.Resolver(servers)
+		r.Resolver = e.Resolver(dns)
+	} else {
+		r.Resolver = enroll.ResolverFor(dns)
 	}
-	if len(servers) == 0 {
-		return net.DefaultResolver
-	}
-	var i atomic.Uint32 // the Go resolver dials concurrently (A and AAAA)
-	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		s := servers[int(i.Add(1)-1)%len(servers)]
-		var d net.Dialer
-		return d.DialContext(ctx, network, netip.AddrPortFrom(s, 53).String())
-	}}
+	return r
 }
 
-func (e *Env) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	if e.Dial != nil {
-		return e.Dial(ctx, network, addr)
+func (e *Env) network() Network {
+	if e.Net == nil {
+		return HostNetwork{}
 	}
-	d := net.Dialer{Timeout: 10 * time.Second}
-	return d.DialContext(ctx, network, addr)
+	return e.Net
 }
 
-func (e *Env) readTrim(name string) string {
-	b, err := e.Root.ReadFile(name)
+func readTrim(root sysroot.Root, name string) string {
+	b, err := root.ReadFile(name)
 	if err != nil {
 		return ""
 	}
