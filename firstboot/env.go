@@ -19,7 +19,8 @@ import (
 
 // Env is everything the stages touch outside their own logic: the root, the
 // network, the clock, the host. Zero fields get the real implementation,
-// except where noted; tests replace them.
+// except where noted; tests replace them. Stages(env) hands each stage only
+// the seams it uses.
 type Env struct {
 	Root       sysroot.Root
 	Interface  string // --interface; empty picks the first Ethernet NIC

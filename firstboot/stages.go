@@ -57,7 +57,9 @@ const (
 	Always
 )
 
-// Stage is one step of first boot.
+// Stage is one step of first boot. Run reads its inputs from the typed
+// results earlier stages recorded in st (the configuration, Networking,
+// TimeCheck) and records its own; the runner persists st around it.
 type Stage interface {
 	Name() StageName
 	Schedule() Schedule
