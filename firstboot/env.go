@@ -6,19 +6,21 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sync/atomic"
 	"time"
 
 	"github.com/beevik/ntp"
 
 	"github.com/outpost-appliance/outpost/firstboot/config"
+	"github.com/outpost-appliance/outpost/firstboot/enroll"
 	"github.com/outpost-appliance/outpost/firstboot/netconf"
 	"github.com/outpost-appliance/outpost/firstboot/sysroot"
+	"github.com/outpost-appliance/outpost/firstboot/vmtools"
 )
 
 // Env is everything the stages touch outside their own logic: the root, the
 // network, the clock, the host. Zero fields get the real implementation,
-// except where noted; tests replace them.
+// except where noted; tests replace them. Stages(env) hands each stage only
+// the seams it uses.
 type Env struct {
 	Root       sysroot.Root
 	Interface  string // --interface; empty picks the first Ethernet NIC
@@ -42,8 +44,9 @@ type Env struct {
 	SetHostname func(string) error // nil: only /etc/hostname is written
 	NTPQuery    func(host string, opt ntp.QueryOptions) (*ntp.Response, error)
 
-	// Resolver returns a resolver that asks servers; default uses the Go
-	// resolver dialling them directly, so it works before resolv.conf exists.
+	// Resolver returns a resolver that asks servers; default
+	// enroll.ResolverFor, the Go resolver dialling them directly, so it
+	// works before resolv.conf exists.
 	Resolver func(servers []netip.Addr) *net.Resolver
 	Dial     func(ctx context.Context, network, addr string) (net.Conn, error)
 
@@ -55,8 +58,11 @@ type Env struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// EnrollAttempts bounds enrollment requests; 0 retries until ctx ends.
 	EnrollAttempts int
-	// RPCTool runs vmware-rpctool (guestinfo status); nil skips it.
-	RPCTool func(ctx context.Context, cmd string) ([]byte, error)
+	// RPCTool runs vmware-rpctool: the configuration loader reads
+	// guestinfo.ovfEnv and the report sets guestinfo.outpost.status through
+	// it. nil skips the status; the loader then looks the tool up itself
+	// when the root is the host's.
+	RPCTool vmtools.RPC
 
 	// Crash is a test hook called at named points of a run ("network:start",
 	// "network:done", "enroll:identity-saved", "enroll:response",
@@ -128,35 +134,31 @@ func (e *Env) loadConfig(ctx context.Context) (*config.Config, error) {
 	if e.Config != nil {
 		return e.Config(ctx)
 	}
-	c, _, err := config.Loader{Root: e.Root, Extra: e.ConfigFile}.Load(ctx)
+	c, _, err := config.Loader{Root: e.Root, Extra: e.ConfigFile, RPCTool: e.RPCTool}.Load(ctx)
 	return c, err
 }
 
-func (e *Env) resolver(servers []netip.Addr) *net.Resolver {
+// route is the way to the control plane over the DNS servers the network
+// stage resolved, for preflight and enrollment alike.
+func (e *Env) route(dns []netip.Addr) enroll.Route {
+	r := enroll.Route{Dial: e.Dial}
 	if e.Resolver != nil {
-		return e.Resolver(servers)
+		r.Resolver = e.Resolver(dns)
+	} else {
+		r.Resolver = enroll.ResolverFor(dns)
 	}
-	if len(servers) == 0 {
-		return net.DefaultResolver
-	}
-	var i atomic.Uint32 // the Go resolver dials concurrently (A and AAAA)
-	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		s := servers[int(i.Add(1)-1)%len(servers)]
-		var d net.Dialer
-		return d.DialContext(ctx, network, netip.AddrPortFrom(s, 53).String())
-	}}
+	return r
 }
 
-func (e *Env) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	if e.Dial != nil {
-		return e.Dial(ctx, network, addr)
+func (e *Env) network() Network {
+	if e.Net == nil {
+		return HostNetwork{}
 	}
-	d := net.Dialer{Timeout: 10 * time.Second}
-	return d.DialContext(ctx, network, addr)
+	return e.Net
 }
 
-func (e *Env) readTrim(name string) string {
-	b, err := e.Root.ReadFile(name)
+func readTrim(root sysroot.Root, name string) string {
+	b, err := root.ReadFile(name)
 	if err != nil {
 		return ""
 	}

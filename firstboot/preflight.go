@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"runtime"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/outpost-appliance/outpost/appliance"
+	"github.com/outpost-appliance/outpost/firstboot/config"
 	"github.com/outpost-appliance/outpost/firstboot/enroll"
 )
 
@@ -59,7 +59,7 @@ func (e *Env) facts() (Facts, error) {
 	if e.Facts != nil {
 		return e.Facts()
 	}
-	f := Facts{CPUs: runtime.NumCPU(), Vendor: e.readTrim("/sys/class/dmi/id/sys_vendor")}
+	f := Facts{CPUs: runtime.NumCPU(), Vendor: readTrim(e.Root, "/sys/class/dmi/id/sys_vendor")}
 	if b, err := e.Root.ReadFile("/proc/meminfo"); err == nil {
 		sc := bufio.NewScanner(bytes.NewReader(b))
 		for sc.Scan() {
@@ -77,12 +77,14 @@ func (e *Env) facts() (Facts, error) {
 	return f, nil
 }
 
-func (e *Env) preflight(ctx context.Context, st *State) []Check {
+// checks runs the preflight table for configuration c, with the network
+// and clock the earlier stages left.
+func (s preflightStage) checks(ctx context.Context, c *config.Config, n Networking, clock func() time.Time) []Check {
 	var checks []Check
 	add := func(name, status, format string, a ...any) {
 		checks = append(checks, Check{Name: name, Status: status, Detail: fmt.Sprintf(format, a...)})
 	}
-	f, err := e.facts()
+	f, err := s.facts()
 	if err != nil {
 		add("hardware", Fail, "%v", err)
 	} else {
@@ -107,7 +109,7 @@ func (e *Env) preflight(ctx context.Context, st *State) []Check {
 			add("disk", Fail, "%s; the appliance needs an 8 GiB disk", disk)
 		}
 		onVMware := strings.Contains(strings.ToLower(f.Vendor), "vmware")
-		mac := strings.ToLower(st.MAC)
+		mac := strings.ToLower(n.MAC)
 		switch {
 		case !onVMware:
 			add("static MAC", Pass, "%s (not on VMware: no manual range applies)", mac)
@@ -118,19 +120,20 @@ func (e *Env) preflight(ctx context.Context, st *State) []Check {
 		}
 	}
 
-	k := st.cfg.Key
+	k := c.Key
 	host, port, err := net.SplitHostPort(k.Host)
 	if err != nil {
 		host, port = strings.Trim(k.Host, "[]"), "443"
 	}
-	servers, _ := dnsSettings(st)
+	servers := n.DNS
+	route := s.route(servers)
 	var addrs []string
 	if ip := net.ParseIP(host); ip != nil {
 		addrs = []string{ip.String()}
 		add("DNS", Pass, "%s is an address", host)
 	} else {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		addrs, err = e.resolver(servers).LookupHost(rctx, host)
+		addrs, err = route.LookupHost(rctx, host)
 		cancel()
 		if err != nil {
 			add("DNS", Fail, "%s does not resolve with %v: %v; check the DNS servers and that they resolve external names", host, servers, unwrapDNS(err))
@@ -138,24 +141,24 @@ func (e *Env) preflight(ctx context.Context, st *State) []Check {
 			add("DNS", Pass, "%s → %s", host, strings.Join(addrs, ", "))
 		}
 	}
-	if st.cfg.DNSCheck != "" {
+	if c.DNSCheck != "" {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		a, err := e.resolver(servers).LookupHost(rctx, st.cfg.DNSCheck)
+		a, err := route.LookupHost(rctx, c.DNSCheck)
 		cancel()
 		if err != nil {
-			add("DNS (internal)", Fail, "%s does not resolve: %v; the connector must resolve internal names", st.cfg.DNSCheck, unwrapDNS(err))
+			add("DNS (internal)", Fail, "%s does not resolve: %v; the connector must resolve internal names", c.DNSCheck, unwrapDNS(err))
 		} else {
-			add("DNS (internal)", Pass, "%s → %s", st.cfg.DNSCheck, strings.Join(a, ", "))
+			add("DNS (internal)", Pass, "%s → %s", c.DNSCheck, strings.Join(a, ", "))
 		}
 	}
 	target := ""
 	via := ""
-	if st.cfg.Proxy != "" {
+	if c.Proxy != "" {
 		// Through the proxy: TCP to the proxy, then CONNECT; the pin check
 		// below still runs end to end with the control plane.
-		u, err := url.Parse(st.cfg.Proxy)
+		u, err := url.Parse(c.Proxy)
 		if err != nil {
-			add("TCP "+port, Fail, "proxy %s: %v", st.cfg.Proxy, err)
+			add("TCP "+port, Fail, "proxy %s: %v", c.Proxy, err)
 			return checks
 		}
 		target = u.Host
@@ -175,9 +178,9 @@ func (e *Env) preflight(ctx context.Context, st *State) []Check {
 		target = net.JoinHostPort(addrs[0], port)
 	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	conn, err := e.dial(dctx, "tcp", target)
+	conn, err := route.DialAddr(dctx, "tcp", target)
 	if err == nil && via != "" {
-		err = connect(dctx, conn, net.JoinHostPort(host, port))
+		err = enroll.Connect(dctx, conn, net.JoinHostPort(host, port))
 	}
 	cancel()
 	if err != nil {
@@ -191,7 +194,7 @@ func (e *Env) preflight(ctx context.Context, st *State) []Check {
 	add("TCP "+port, Pass, "%s (%s) reachable%s", host, target, via)
 	// The handshake alone, without sending anything: the key is only sent
 	// by enrollment, over a connection that passed this same check.
-	tc := tls.Client(conn, enroll.PinnedTLS(k.Host, k.Pin, e.clock(st)))
+	tc := tls.Client(conn, enroll.PinnedTLS(k.Host, k.Pin, clock))
 	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	err = tc.HandshakeContext(hctx)
 	cancel()
@@ -208,27 +211,6 @@ func (e *Env) preflight(ctx context.Context, st *State) []Check {
 	return checks
 }
 
-// connect asks an HTTP proxy on conn for a tunnel to hostport.
-func connect(ctx context.Context, conn net.Conn, hostport string) error {
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-		defer conn.SetDeadline(time.Time{})
-	}
-	req := &http.Request{Method: http.MethodConnect, URL: &url.URL{Opaque: hostport}, Host: hostport, Header: http.Header{}}
-	if err := req.Write(conn); err != nil {
-		return fmt.Errorf("proxy CONNECT: %w", err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
-	if err != nil {
-		return fmt.Errorf("proxy CONNECT: %w", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("proxy refused CONNECT %s: %s", hostport, resp.Status)
-	}
-	return nil
-}
-
 // inManualRange reports whether mac, as the kernel shows it, is in VMware's
 // manual range.
 func inManualRange(mac string) bool {
@@ -242,36 +224,4 @@ func unwrapDNS(err error) error {
 		return errors.New(de.Err)
 	}
 	return err
-}
-
-// transport dials the control plane with the resolvers first boot
-// configured (not the host's, which under --root are someone else's).
-func (e *Env) transport(st *State) *http.Transport {
-	servers, _ := dnsSettings(st)
-	return &http.Transport{
-		ForceAttemptHTTP2:   true,
-		TLSHandshakeTimeout: 15 * time.Second,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			host, port, err := net.SplitHostPort(addr)
-			if err != nil {
-				return nil, err
-			}
-			if net.ParseIP(host) != nil {
-				return e.dial(ctx, network, addr)
-			}
-			addrs, err := e.resolver(servers).LookupHost(ctx, host)
-			if err != nil {
-				return nil, err
-			}
-			var last error
-			for _, a := range addrs {
-				c, err := e.dial(ctx, network, net.JoinHostPort(a, port))
-				if err == nil {
-					return c, nil
-				}
-				last = err
-			}
-			return nil, last
-		},
-	}
 }

@@ -40,15 +40,7 @@ func (r *Runner) Run(ctx context.Context) (*State, error) {
 	}
 	for _, s := range stages {
 		name := s.Name()
-		rep, _ := s.(repeater)
-		_, done := st.Done[name]
-		switch {
-		case st.Enrolled() && name != "report" && name != "enroll":
-			// An enrolled appliance has no key any more, and a later
-			// config problem must not turn a working connector into a
-			// failed one: only the report is refreshed.
-			continue
-		case done && (rep == nil || !rep.Repeat()):
+		if !st.due(s) {
 			continue
 		}
 		st.Stage = name
@@ -56,7 +48,7 @@ func (r *Runner) Run(ctx context.Context) (*State, error) {
 			return st, err
 		}
 		e.log().Debug("stage", "name", name)
-		e.crash(name + ":start")
+		e.crash(string(name) + ":start")
 		err := s.Run(ctx, st)
 		if err != nil {
 			st.LastError = err.Error()
@@ -73,7 +65,7 @@ func (r *Runner) Run(ctx context.Context) (*State, error) {
 		if err := st.Save(e.Root, e.now()); err != nil {
 			return st, err
 		}
-		e.crash(name + ":done")
+		e.crash(string(name) + ":done")
 		if err := e.report(ctx, st); err != nil {
 			return st, err
 		}
@@ -85,9 +77,23 @@ func (r *Runner) Run(ctx context.Context) (*State, error) {
 	return st, e.report(ctx, st)
 }
 
+// due reports whether s runs now. An enrolled appliance has no key any
+// more: only the stages that finish or report enrollment run.
+func (st *State) due(s Stage) bool {
+	_, done := st.Done[s.Name()]
+	switch s.Schedule() {
+	case Always:
+		return true
+	case Once:
+		return !done
+	default:
+		return !st.Enrolled()
+	}
+}
+
 // StageError names the stage that failed.
 type StageError struct {
-	Stage string
+	Stage StageName
 	Err   error
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"time"
 
 	"github.com/outpost-appliance/outpost/firstboot/config"
@@ -28,30 +29,75 @@ const stateVersion = 1
 // killed at any point resumes where it stopped. It never holds the
 // provisioning key or the private key.
 type State struct {
-	Version int                  `json:"version"`
-	Done    map[string]time.Time `json:"done"`
-	Stage   string               `json:"stage,omitempty"` // running or last failed
+	Version int                     `json:"version"`
+	Done    map[StageName]time.Time `json:"done"`
+	Stage   StageName               `json:"stage,omitempty"` // running or last failed
 
-	Config    *config.Config `json:"config,omitempty"`
-	Interface string         `json:"interface,omitempty"`
-	MAC       string         `json:"mac,omitempty"`
-	Network   *netconf.Lease `json:"network,omitempty"` // effective: DHCP lease or static
+	// Each stage's typed result, read by the stages after it. The embedded
+	// results keep their fields at the top level of the JSON.
 
-	Time      *timesync.Result `json:"time,omitempty"`
-	TimeError string           `json:"time_error,omitempty"`
-	// ClockCorrection is added to the system clock for certificate checks
-	// when the clock could not be stepped (e.g. under --root in a test).
-	ClockCorrection time.Duration `json:"clock_correction,omitempty"`
-
-	Preflight []Check `json:"preflight,omitempty"`
-
-	Enroll Enrollment `json:"enroll"`
+	Config *config.Config `json:"config,omitempty"` // the config stage's (without the key)
+	Networking
+	TimeCheck
+	Preflight []Check    `json:"preflight,omitempty"`
+	Enroll    Enrollment `json:"enroll"`
 
 	LastError string    `json:"last_error,omitempty"`
 	Updated   time.Time `json:"updated"`
 
 	cfg *config.Config // with the key; never persisted
 }
+
+// Networking is the network stage's result: the primary NIC, the address
+// in effect, and the DNS and NTP settings resolved once from the static
+// configuration and the DHCP lease, which the DNS, time, preflight and
+// enroll stages use as they are.
+type Networking struct {
+	Interface string         `json:"interface,omitempty"`
+	MAC       string         `json:"mac,omitempty"`
+	Network   *netconf.Lease `json:"network,omitempty"` // effective: DHCP lease or static
+
+	DNS    []netip.Addr `json:"dns,omitempty"`
+	Search []string     `json:"dns_search,omitempty"`
+	NTP    []string     `json:"ntp,omitempty"`
+}
+
+// resolve fills in the settings in effect: the configuration's where it
+// gives them, else the lease's.
+func (n Networking) resolve(c *config.Config) Networking {
+	n.DNS, n.Search, n.NTP = c.DNSServers, c.DNSSearch, c.NTPServers
+	if l := n.Network; l != nil {
+		if len(n.DNS) == 0 {
+			n.DNS = l.DNS
+		}
+		if len(n.Search) == 0 {
+			n.Search = l.Search
+		}
+		if len(n.NTP) == 0 {
+			n.NTP = l.NTP
+		}
+	}
+	return n
+}
+
+// TimeCheck is the time stage's result.
+type TimeCheck struct {
+	Time      *timesync.Result `json:"time,omitempty"`
+	TimeError string           `json:"time_error,omitempty"`
+	// ClockCorrection is added to the system clock for certificate checks
+	// when the clock could not be stepped (e.g. under --root in a test).
+	ClockCorrection time.Duration `json:"clock_correction,omitempty"`
+}
+
+// Clock returns the time certificate checks use: now corrected by what
+// the time stage could not step.
+func (t TimeCheck) Clock(now func() time.Time) func() time.Time {
+	return func() time.Time { return now().Add(t.ClockCorrection) }
+}
+
+// setConfig records the configuration the config stage (or preflight,
+// when a key arrived while it waited) loaded.
+func (s *State) setConfig(c *config.Config) { s.cfg, s.Config = c, c }
 
 // Enrollment is the persisted part of enrollment. CSR, nonce and
 // fingerprint are kept so that a retry after a crash sends the same request
@@ -73,7 +119,7 @@ func (s *State) Enrolled() bool { return s.Enroll.Name != "" }
 
 // LoadState reads the state under root; a missing file is a fresh state.
 func LoadState(root sysroot.Root) (*State, error) {
-	st := &State{Version: stateVersion, Done: map[string]time.Time{}}
+	st := &State{Version: stateVersion, Done: map[StageName]time.Time{}}
 	b, err := root.ReadFile(StateFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, nil
@@ -88,7 +134,7 @@ func LoadState(root sysroot.Root) (*State, error) {
 		return nil, fmt.Errorf("%s: version %d, this outpost-firstboot reads version %d", StateFile, st.Version, stateVersion)
 	}
 	if st.Done == nil {
-		st.Done = map[string]time.Time{}
+		st.Done = map[StageName]time.Time{}
 	}
 	return st, nil
 }

@@ -43,7 +43,7 @@ type Status struct {
 // Status summarises the state.
 func (s *State) Status() Status {
 	out := Status{
-		Stage: s.Stage, Name: s.Enroll.Name, Group: s.Enroll.Group, ControlPlane: s.Enroll.ControlPlane,
+		Stage: string(s.Stage), Name: s.Enroll.Name, Group: s.Enroll.Group, ControlPlane: s.Enroll.ControlPlane,
 		Interface: s.Interface, MAC: s.MAC, TimeError: s.TimeError, Preflight: s.Preflight,
 		LastError: s.LastError, Updated: s.Updated,
 	}

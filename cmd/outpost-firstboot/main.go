@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/signal"
 	"syscall"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/outpost-appliance/outpost/firstboot"
 	"github.com/outpost-appliance/outpost/firstboot/sysroot"
 	"github.com/outpost-appliance/outpost/firstboot/timesync"
+	"github.com/outpost-appliance/outpost/firstboot/vmtools"
 )
 
 // version is set at link time.
@@ -154,11 +154,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		// vSphere how it went. Under another root these stay untouched.
 		env.SetClock = timesync.SetSystemClock
 		env.SetHostname = func(h string) error { return unix.Sethostname([]byte(h)) }
-		if tool, err := exec.LookPath("vmware-rpctool"); err == nil {
-			env.RPCTool = func(ctx context.Context, cmd string) ([]byte, error) {
-				return exec.CommandContext(ctx, tool, cmd).Output()
-			}
-		}
+		env.RPCTool = vmtools.Lookup()
 	}
 	env.Log.Info("outpost-firstboot starting", "version", version, "root", r.Dir())
 	st, err := (&firstboot.Runner{Env: env}).Run(ctx)

@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path"
 	"strings"
 
@@ -19,6 +18,7 @@ import (
 
 	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/firstboot/sysroot"
+	"github.com/outpost-appliance/outpost/firstboot/vmtools"
 )
 
 // Well-known locations inside the appliance's root.
@@ -134,12 +134,8 @@ func (l Loader) guestinfo(ctx context.Context) (*Set, error) {
 		if !l.Root.IsHost() {
 			return nil, nil
 		}
-		tool, err := exec.LookPath("vmware-rpctool")
-		if err != nil {
+		if run = vmtools.Lookup(); run == nil {
 			return nil, nil
-		}
-		run = func(ctx context.Context, cmd string) ([]byte, error) {
-			return exec.CommandContext(ctx, tool, cmd).Output()
 		}
 	}
 	b, err := run(ctx, "info-get guestinfo.ovfEnv")
