@@ -20,6 +20,7 @@ import (
 
 	"github.com/outpost-appliance/outpost/firstboot"
 	"github.com/outpost-appliance/outpost/firstboot/enroll/enrolltest"
+	"github.com/outpost-appliance/outpost/internal/testtool"
 	"github.com/outpost-appliance/outpost/provkey"
 )
 
@@ -48,24 +49,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// needTools needs root (network namespaces), ip and tools.
 func needTools(t testing.TB, tools ...string) {
 	t.Helper()
-	var missing []string
 	if os.Geteuid() != 0 {
-		missing = append(missing, "root (network namespaces)")
+		testtool.Missing(t, "not root: network namespaces need root; run the tests as root")
 	}
-	for _, tool := range append([]string{"ip"}, tools...) {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, tool)
-		}
-	}
-	if len(missing) == 0 {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("missing %s (CI is set: this test must run)", strings.Join(missing, ", "))
-	}
-	t.Skipf("missing %s; run scripts/setup.sh as root", strings.Join(missing, ", "))
+	testtool.Need(t, append([]string{"ip"}, tools...)...)
 }
 
 const (
