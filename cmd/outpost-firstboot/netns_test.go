@@ -386,8 +386,9 @@ func TestNamespaceKilledDuringEnrollment(t *testing.T) {
 	}
 }
 
-// outpostBinary builds cmd/outpost (or takes $OUTPOST_BIN) and reports
-// whether it has the control plane's `server` command.
+// outpostBinary builds this tree's cmd/outpost (or takes $OUTPOST_BIN) and
+// skips the test when the binary has no `server` command, which only an
+// OUTPOST_BIN older than the control plane lacks.
 func outpostBinary(t *testing.T) string {
 	t.Helper()
 	bin := os.Getenv("OUTPOST_BIN")
@@ -400,8 +401,9 @@ func outpostBinary(t *testing.T) string {
 		}
 	}
 	if err := exec.Command(bin, "server", "--help").Run(); err != nil {
-		// Not a missing tool: this tree does not have the control plane yet.
-		t.Skipf("%s has no `server` command in this tree (the control plane is not merged); set OUTPOST_BIN to an outpost binary that has it", bin)
+		// Not a missing tool: OUTPOST_BIN names an outpost from before the
+		// control plane.
+		t.Skipf("%s has no `server` command; unset OUTPOST_BIN to build this tree's, or point it at an outpost that has one", bin)
 	}
 	return bin
 }
