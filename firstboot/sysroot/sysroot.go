@@ -179,8 +179,12 @@ func (r Root) write(name string, data []byte, perm fs.FileMode, durable bool) er
 		return err
 	})
 	if err != nil {
-		// atomicfile names the resolved path; the caller knows name.
-		return fmt.Errorf("write %s: %w", name, errors.Unwrap(err))
+		// atomicfile names the resolved path under the root; the caller
+		// knows name, so name the cause with it.
+		if cause := errors.Unwrap(err); cause != nil {
+			err = cause
+		}
+		return fmt.Errorf("write %s: %w", name, err)
 	}
 	return nil
 }
