@@ -2,30 +2,19 @@ package builder
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/outpost-appliance/outpost/internal/testrootfs"
+	"github.com/outpost-appliance/outpost/internal/testtool"
 )
 
 const (
 	ovmfCode = testrootfs.OVMFCode
 	ovmfVars = testrootfs.OVMFVars
 )
-
-// needFile is needTool for data files installed by packages.
-func needFile(t *testing.T, p, pkg string) {
-	t.Helper()
-	if _, err := os.Stat(p); err == nil {
-		return
-	} else if os.Getenv("CI") != "" {
-		t.Fatalf("%s missing (CI requires it; Debian package %s): %v", p, pkg, err)
-	}
-	t.Skipf("%s missing; install %s (scripts/setup.sh)", p, pkg)
-}
 
 // TestBootUnderQEMU builds a disk from Debian's cloud kernel and a static Go
 // init with Build, boots it with OVMF under TCG and expects the marker from
@@ -35,15 +24,11 @@ func TestBootUnderQEMU(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a VM (about 30 s under TCG)")
 	}
-	needTool(t, "qemu-system-x86_64")
-	needFile(t, ovmfCode, "ovmf")
-	needFile(t, ovmfVars, "ovmf")
-	needFile(t, HostBootloader, "systemd-boot-efi")
+	testtool.Need(t, "qemu-system-x86_64", ovmfCode, ovmfVars, HostBootloader)
 	if _, err := testrootfs.CacheDir(); err != nil {
 		t.Fatal(err)
 	}
-	needTool(t, "dpkg-deb")
-	needTool(t, "go")
+	testtool.Need(t, "dpkg-deb", "go")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()

@@ -17,23 +17,9 @@ import (
 
 	"github.com/diskfs/go-diskfs"
 	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/outpost-appliance/outpost/internal/testtool"
 	"golang.org/x/sys/unix"
 )
-
-// needTool returns the path of a tool the test needs; it skips when the tool
-// is missing, unless CI is set, where a missing tool fails the test.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s not found (CI requires it): %v; run scripts/setup.sh", name, err)
-	}
-	t.Skipf("%s not found; run scripts/setup.sh", name)
-	return ""
-}
 
 // testSpec is a small appliance for tests.
 func testSpec(t *testing.T) *Spec {
@@ -133,10 +119,10 @@ func partition(t *testing.T, raw string, idx int) string {
 }
 
 func TestBuildDirVerifiedByTools(t *testing.T) {
-	e2fsck := needTool(t, "e2fsck")
-	fsckVfat := needTool(t, "fsck.vfat")
-	qemuImg := needTool(t, "qemu-img")
-	debugfs := needTool(t, "debugfs")
+	e2fsck := testtool.Path(t, "e2fsck")
+	fsckVfat := testtool.Path(t, "fsck.vfat")
+	qemuImg := testtool.Path(t, "qemu-img")
+	debugfs := testtool.Path(t, "debugfs")
 	dir := t.TempDir()
 	writeTree(t, dir)
 	raw := filepath.Join(t.TempDir(), "disk.raw")
@@ -236,7 +222,7 @@ func TestBuildDirVerifiedByTools(t *testing.T) {
 // stamps time.Now into the FAT ESP), and compares bytes; a third build with another epoch
 // must differ, or the comparison proves nothing.
 func TestBuildReproducible(t *testing.T) {
-	needTool(t, "e2fsck")
+	testtool.Need(t, "e2fsck")
 	dir := t.TempDir()
 	writeTree(t, dir)
 	a := filepath.Join(t.TempDir(), "a.raw")
@@ -334,7 +320,7 @@ func firstDiffs(t *testing.T, a, b string) string {
 }
 
 func TestBuildTar(t *testing.T) {
-	e2fsck := needTool(t, "e2fsck")
+	e2fsck := testtool.Path(t, "e2fsck")
 	dir := t.TempDir()
 	writeTree(t, dir)
 	tarPath := filepath.Join(t.TempDir(), "rootfs.tar")

@@ -10,17 +10,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// diskFile is the go-diskfs backend over the raw image.
+// diskFile is the go-diskfs backend over the raw image: the partition
+// table, the FAT32 EFI system partition and fixFAT32 go through it. The ext4
+// root is not written through it: package ext4img writes the *os.File
+// directly, in one pass.
 //
 // Small reads and writes go through a write-back cache of 4 KiB blocks:
-// go-diskfs re-reads the same inodes, directories and bitmaps on every path
-// lookup and rewrites the superblock and group descriptors (all backups)
-// on every allocation, each a small pread or pwrite. Flush writes the dirty
-// blocks; call it before reading the file by other means.
+// go-diskfs's FAT32 re-reads directory clusters on every path lookup and
+// rewrites both FS information sectors with every FAT update, each a small
+// pread or pwrite. Flush writes the dirty blocks; call it before reading the
+// file by other means.
 //
-// Writes of whole zero blocks punch holes instead (go-diskfs zeroes the
-// journal explicitly), so the raw file stays sparse and only used space
-// costs bytes.
+// Writes of whole zero blocks punch holes instead (go-diskfs writes its
+// FATs, mostly zeros, in full on every allocation and zeroes new clusters),
+// so the raw file stays sparse and only used space costs bytes.
 type diskFile struct {
 	f     *os.File
 	cache map[int64]*cacheEntry // block number → contents

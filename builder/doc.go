@@ -35,6 +35,9 @@
 // -d, qemu-img convert, sha256sum and tar (76 s), most of it deflating the
 // VMDK.
 //
-// The package does not write VMDK, qcow2 or OVA; package ova does, from the
-// raw disk.
+// The package writes only the raw disk. The disk formats are packages under
+// disk/ (disk/vmdk, disk/qcow2, disk/raw) and the OVA is package ova;
+// package artifact writes an appliance's distribution files from the raw
+// disk with them, and package imagebuild is the pipeline behind `outpost
+// image build`.
 package builder

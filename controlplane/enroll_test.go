@@ -24,6 +24,7 @@ import (
 	"github.com/outpost-appliance/outpost/controlplane"
 	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/outpost-appliance/outpost/cpclient"
+	"github.com/outpost-appliance/outpost/internal/testtool"
 	"github.com/outpost-appliance/outpost/provkey"
 )
 
@@ -429,12 +430,7 @@ func TestHeartbeatBlocksChangedFingerprint(t *testing.T) {
 }
 
 func TestIssuedCertificateVerifiesWithOpenSSL(t *testing.T) {
-	if _, err := exec.LookPath("openssl"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("openssl is not installed")
-		}
-		t.Skip("openssl is not installed")
-	}
+	testtool.Need(t, "openssl")
 	e := newEnv(t, "")
 	r := e.enroll(e.key("Ver", 1, ""), csrFor(t, newSigner(t)), fp(1), "n")
 	if r.Status != 200 {

@@ -1,10 +1,9 @@
 package disk
 
 import (
-	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+
+	"github.com/outpost-appliance/outpost/internal/atomicfile"
 )
 
 // Info describes an image a writer wrote.
@@ -30,32 +29,13 @@ type WriteFunc[O any] func(w io.Writer, img Image, opt O) (Info, error)
 
 // WriteFile writes img to path with write, so that path is either complete
 // or untouched: it writes a temporary file in the same directory, syncs it
-// and renames it over path, mode 0644.
-func WriteFile[O any](path string, img Image, write WriteFunc[O], opt O) (info Info, err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return Info{}, fmt.Errorf("create %s: %w (is the directory writable?)", path, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if info, err = write(f, img, opt); err != nil {
-		return info, err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return info, err
-	}
-	if err := f.Sync(); err != nil {
-		return info, fmt.Errorf("sync %s: %w", f.Name(), err)
-	}
-	if err := f.Close(); err != nil {
-		return info, fmt.Errorf("close %s: %w", f.Name(), err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return info, err
-	}
-	return info, nil
+// and renames it over path, mode 0644 (internal/atomicfile). write is given
+// the temporary *os.File, so a writer that leaves holes in a file can.
+func WriteFile[O any](path string, img Image, write WriteFunc[O], opt O) (Info, error) {
+	var info Info
+	err := atomicfile.Write(path, 0o644, atomicfile.Options{}, func(w io.Writer) (err error) {
+		info, err = write(w, img, opt)
+		return err
+	})
+	return info, err
 }

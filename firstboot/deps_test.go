@@ -12,7 +12,8 @@ const module = "github.com/outpost-appliance/outpost"
 
 // TestDependencies keeps what ships in the appliance free of the admin side:
 // first boot may use the key package, the appliance contract, the control
-// plane's API types (cpapi) and its own sub-packages, never govmomi, the
+// plane's API types (cpapi), the atomic-write helper (internal/atomicfile,
+// standard library only) and its own sub-packages, never govmomi, the
 // builder, the OVA packer or the control plane.
 func TestDependencies(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
@@ -29,7 +30,7 @@ func TestDependencies(t *testing.T) {
 		t.Fatal(err)
 	}
 	dec := json.NewDecoder(out)
-	allowed := []string{module + "/firstboot", module + "/cmd/outpost-firstboot", module + "/provkey", module + "/appliance", module + "/cpapi"}
+	allowed := []string{module + "/firstboot", module + "/cmd/outpost-firstboot", module + "/provkey", module + "/appliance", module + "/cpapi", module + "/internal/atomicfile"}
 	n := 0
 	for {
 		var p struct {
@@ -53,7 +54,7 @@ func TestDependencies(t *testing.T) {
 				}
 			}
 			if !ok {
-				t.Errorf("first boot depends on %s; only firstboot/..., provkey, appliance and cpapi may be imported", p.ImportPath)
+				t.Errorf("first boot depends on %s; only firstboot/..., provkey, appliance, cpapi and internal/atomicfile may be imported", p.ImportPath)
 			}
 			if p.Doc == "" {
 				t.Errorf("package %s has no package doc comment", p.ImportPath)

@@ -14,20 +14,10 @@ import (
 	"github.com/vmware/govmomi/ovf"
 
 	"github.com/outpost-appliance/outpost/appliance"
+	"github.com/outpost-appliance/outpost/internal/testtool"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
-
-// requireTool skips without the tool, except in CI where it must be there.
-func requireTool(t *testing.T, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI (scripts/setup.sh installs it): %v", name, err)
-		}
-		t.Skipf("%s not installed: %v", name, err)
-	}
-}
 
 func run(t *testing.T, dir, name string, args ...string) string {
 	t.Helper()
@@ -67,7 +57,7 @@ func fixedDisk(t testing.TB) Disk {
 // raw file with some data and a hole.
 func streamOptimizedDisk(t *testing.T) Disk {
 	t.Helper()
-	requireTool(t, "qemu-img")
+	testtool.Need(t, "qemu-img")
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "disk.raw")
 	f, err := os.Create(raw)
@@ -239,8 +229,7 @@ func writeOVA(t *testing.T, a Appliance, disks []Disk, opt PackOptions) string {
 var epoch = time.Unix(1700000000, 0)
 
 func TestOVAMembersAndManifest(t *testing.T) {
-	requireTool(t, "tar")
-	requireTool(t, "sha256sum")
+	testtool.Need(t, "tar", "sha256sum")
 	disk := streamOptimizedDisk(t)
 	ova := writeOVA(t, testAppliance(), []Disk{disk}, PackOptions{ModTime: epoch})
 

@@ -15,8 +15,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/outpost-appliance/outpost/internal/atomicfile"
 )
 
 // PackOptions are the choices of WriteOVA that are not part of the appliance.
@@ -169,42 +170,16 @@ func WriteOVA(w io.Writer, a Appliance, disks []Disk, opt PackOptions) error {
 }
 
 // WriteOVAFile writes the OVA to path through a temporary file in the same
-// directory, synced and renamed into place: a failure leaves no partial OVA.
-func WriteOVAFile(path string, a Appliance, disks []Disk, opt PackOptions) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w (is the output directory writable?)", path, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
+// directory, synced and renamed into place (internal/atomicfile): a failure
+// leaves no partial OVA.
+func WriteOVAFile(path string, a Appliance, disks []Disk, opt PackOptions) error {
+	return atomicfile.Write(path, 0o644, atomicfile.Options{}, func(w io.Writer) error {
+		bw := bufio.NewWriterSize(w, 1<<20)
+		if err := WriteOVA(bw, a, disks, opt); err != nil {
+			return err
 		}
-	}()
-	bw := bufio.NewWriterSize(f, 1<<20)
-	if err = WriteOVA(bw, a, disks, opt); err != nil {
-		return err
-	}
-	if err = bw.Flush(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
+		return bw.Flush()
+	})
 }
 
 // copyDisk streams d into the archive and checks that the file still has

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/outpost-appliance/outpost/internal/testtool"
 )
 
 // signingPair makes an RSA key and a self-signed certificate with openssl.
@@ -27,8 +29,7 @@ func signingPair(t *testing.T, dir, name string) (keyPEM, certPEM []byte) {
 }
 
 func TestSignedOVAVerifiesWithOpenSSL(t *testing.T) {
-	requireTool(t, "openssl")
-	requireTool(t, "tar")
+	testtool.Need(t, "openssl", "tar")
 	dir := t.TempDir()
 	keyPEM, certPEM := signingPair(t, dir, "signer")
 	signer, err := NewSigner(keyPEM, certPEM)
@@ -88,7 +89,7 @@ func TestSignedOVAVerifiesWithOpenSSL(t *testing.T) {
 }
 
 func TestNewSignerRefusesBadInput(t *testing.T) {
-	requireTool(t, "openssl")
+	testtool.Need(t, "openssl")
 	dir := t.TempDir()
 	keyA, certA := signingPair(t, dir, "a")
 	_, certB := signingPair(t, dir, "b")

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/outpost-appliance/outpost/internal/testtool"
 )
 
 func TestCSRChecks(t *testing.T) {
@@ -103,12 +105,7 @@ func TestSignSaveLoadVerify(t *testing.T) {
 	if n := strings.Count(string(iss.ChainPEM), "BEGIN CERTIFICATE"); n != 3 {
 		t.Fatalf("chain has %d certificates, want 3", n)
 	}
-	if _, err := exec.LookPath("openssl"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("openssl missing")
-		}
-		t.Skip("openssl not installed")
-	}
+	testtool.Need(t, "openssl")
 	leaf := filepath.Join(dir, "leaf.pem")
 	os.WriteFile(leaf, iss.ChainPEM[:strings.Index(string(iss.ChainPEM), "-----END CERTIFICATE-----")+26], 0o644)
 	out, err := exec.Command("openssl", "verify", "-CAfile", filepath.Join(dir, rootCertFile),

@@ -11,9 +11,10 @@
 // Unicode name, repairs only what is safe (quotes around the key, one final
 // LF or CRLF, wrapping inside the blob) and says what to do about the rest.
 //
-// The full text of a key is a secret. Key's String and Format print a redacted
-// form; only Reveal returns the text, for the places where an admin asked for
-// it. This package does not talk to the network or store keys.
+// The full text of a key is a secret. Key's String and GoString print the
+// redacted form (Redacted), so %v, %s and %#v are safe in logs and errors;
+// only Reveal returns the text, for the places where an admin asked for it.
+// This package does not talk to the network or store keys.
 package provkey
 
 import (

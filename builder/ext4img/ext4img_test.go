@@ -14,20 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s not found (CI requires it): %v; run scripts/setup.sh", name, err)
-	}
-	t.Skipf("%s not found; run scripts/setup.sh", name)
-	return ""
-}
+	"github.com/outpost-appliance/outpost/internal/testtool"
+)
 
 func must(t *testing.T, err error) {
 	t.Helper()
@@ -115,7 +104,7 @@ func writeImage(t *testing.T, im *Image, open Open, size int64) string {
 
 func debugfs(t *testing.T, img, req string) string {
 	t.Helper()
-	out, err := exec.Command(needTool(t, "debugfs"), "-R", req, img).CombinedOutput()
+	out, err := exec.Command(testtool.Path(t, "debugfs"), "-R", req, img).CombinedOutput()
 	if err != nil {
 		t.Fatalf("debugfs -R %q: %v\n%s", req, err, out)
 	}
@@ -124,7 +113,7 @@ func debugfs(t *testing.T, img, req string) string {
 
 func e2fsck(t *testing.T, img string) {
 	t.Helper()
-	out, err := exec.Command(needTool(t, "e2fsck"), "-fn", img).CombinedOutput()
+	out, err := exec.Command(testtool.Path(t, "e2fsck"), "-fn", img).CombinedOutput()
 	if err != nil {
 		t.Fatalf("e2fsck -fn: %v\n%s", err, out)
 	}
@@ -184,7 +173,7 @@ func TestTreeRoundTrip(t *testing.T) {
 		}
 	}
 	// The journal as e2fsprogs reads it: mkfs's default size, empty.
-	dump, err := exec.Command(needTool(t, "dumpe2fs"), "-h", img).CombinedOutput()
+	dump, err := exec.Command(testtool.Path(t, "dumpe2fs"), "-h", img).CombinedOutput()
 	must(t, err)
 	for _, w := range []string{"has_journal", "Total journal size:       16M", "Journal start:            0", "Filesystem volume name:   root"} {
 		if !strings.Contains(string(dump), w) {
@@ -226,7 +215,7 @@ func TestDeepExtents(t *testing.T) {
 	if s := debugfs(t, img, "stat /big"); !strings.Contains(s, "(ETB0)") || !strings.Contains(s, "Size: 629145723") {
 		t.Errorf("want a depth-1 extent tree:\n%s", s)
 	}
-	cmd := exec.Command(needTool(t, "debugfs"), "-R", "cat /big", img)
+	cmd := exec.Command(testtool.Path(t, "debugfs"), "-R", "cat /big", img)
 	got := sha256.New()
 	cmd.Stdout = got
 	must(t, cmd.Run())

@@ -20,6 +20,7 @@ import (
 
 	"github.com/outpost-appliance/outpost/firstboot"
 	"github.com/outpost-appliance/outpost/firstboot/enroll/enrolltest"
+	"github.com/outpost-appliance/outpost/internal/testtool"
 	"github.com/outpost-appliance/outpost/provkey"
 )
 
@@ -48,24 +49,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// needTools needs root (network namespaces), ip and tools.
 func needTools(t testing.TB, tools ...string) {
 	t.Helper()
-	var missing []string
 	if os.Geteuid() != 0 {
-		missing = append(missing, "root (network namespaces)")
+		testtool.Missing(t, "not root: network namespaces need root; run the tests as root")
 	}
-	for _, tool := range append([]string{"ip"}, tools...) {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, tool)
-		}
-	}
-	if len(missing) == 0 {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("missing %s (CI is set: this test must run)", strings.Join(missing, ", "))
-	}
-	t.Skipf("missing %s; run scripts/setup.sh as root", strings.Join(missing, ", "))
+	testtool.Need(t, append([]string{"ip"}, tools...)...)
 }
 
 const (
@@ -396,8 +386,9 @@ func TestNamespaceKilledDuringEnrollment(t *testing.T) {
 	}
 }
 
-// outpostBinary builds cmd/outpost (or takes $OUTPOST_BIN) and reports
-// whether it has the control plane's `server` command.
+// outpostBinary builds this tree's cmd/outpost (or takes $OUTPOST_BIN) and
+// skips the test when the binary has no `server` command, which only an
+// OUTPOST_BIN older than the control plane lacks.
 func outpostBinary(t *testing.T) string {
 	t.Helper()
 	bin := os.Getenv("OUTPOST_BIN")
@@ -410,8 +401,9 @@ func outpostBinary(t *testing.T) string {
 		}
 	}
 	if err := exec.Command(bin, "server", "--help").Run(); err != nil {
-		// Not a missing tool: this tree does not have the control plane yet.
-		t.Skipf("%s has no `server` command in this tree (the control plane is not merged); set OUTPOST_BIN to an outpost binary that has it", bin)
+		// Not a missing tool: OUTPOST_BIN names an outpost from before the
+		// control plane.
+		t.Skipf("%s has no `server` command; unset OUTPOST_BIN to build this tree's, or point it at an outpost that has one", bin)
 	}
 	return bin
 }

@@ -10,6 +10,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/outpost-appliance/outpost/builder"
+	"github.com/outpost-appliance/outpost/internal/testtool"
 )
 
 // benchDirs are host directories hard-linked (cp -al, no data copied) into
@@ -26,20 +29,7 @@ var benchDirs = []string{"/usr/share", "/usr/bin", "/usr/sbin"}
 // wall time / ours; target ≥ 3), ova-size-ratio (ours / pipeline's; target
 // ≤ 1.05) and peak-rss-MiB (target < 256).
 func BenchmarkRootfsToOVA(b *testing.B) {
-	for _, tool := range []string{"mkfs.ext4", "qemu-img", "sha256sum", "tar", "cp", "go"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") != "" {
-				b.Fatalf("%s missing (CI requires it; run scripts/setup.sh)", tool)
-			}
-			b.Skipf("%s missing; run scripts/setup.sh", tool)
-		}
-	}
-	if _, err := os.Stat("/usr/lib/systemd/boot/efi/systemd-bootx64.efi"); err != nil {
-		if os.Getenv("CI") != "" {
-			b.Fatal("systemd-boot-efi not installed (CI requires it)")
-		}
-		b.Skip("systemd-boot-efi not installed")
-	}
+	testtool.Need(b, "mkfs.ext4", "qemu-img", "sha256sum", "tar", "cp", "go", builder.HostBootloader)
 	tmp := b.TempDir()
 	bin := filepath.Join(tmp, "outpost")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/outpost-appliance/outpost/cpapi"
-	"github.com/outpost-appliance/outpost/pki"
+	"github.com/outpost-appliance/outpost/internal/atomicfile"
 	"github.com/spf13/pflag"
 )
 
@@ -283,7 +283,7 @@ func (c *keysDownloadCmd) Run(ctx context.Context, s streams, args []string) err
 		return exhaustedWarning(s, err)
 	}
 	path, _ := filepath.Abs(c.out)
-	if err := pki.WriteFileAtomic(path, []byte(kt.Text+"\n"), 0o600); err != nil {
+	if err := atomicfile.WriteFile(path, []byte(kt.Text+"\n"), 0o600); err != nil {
 		return err
 	}
 	if err := os.Chmod(path, 0o600); err != nil {

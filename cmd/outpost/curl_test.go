@@ -9,19 +9,13 @@ import (
 	"testing"
 
 	"github.com/outpost-appliance/outpost/cpclient"
+	"github.com/outpost-appliance/outpost/internal/testtool"
 )
 
 // TestEnrollWithCurlAndOpenSSL scripts enrollment and a heartbeat the way
 // an admin would by hand: openssl makes an RSA key and CSR, curl posts it.
 func TestEnrollWithCurlAndOpenSSL(t *testing.T) {
-	for _, tool := range []string{"curl", "openssl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s is not installed", tool)
-			}
-			t.Skipf("%s is not installed", tool)
-		}
-	}
+	testtool.Need(t, "curl", "openssl")
 	dir := t.TempDir()
 	p := startServer(t, dir, "")
 	mustCLI(t, dir, "groups", "create", "melb")

@@ -12,27 +12,8 @@ import (
 
 	"github.com/outpost-appliance/outpost/internal/govctest"
 	"github.com/outpost-appliance/outpost/internal/testrootfs"
+	"github.com/outpost-appliance/outpost/internal/testtool"
 )
-
-// needTools skips when a tool is missing outside CI, and fails in CI.
-func needTools(t *testing.T, paths ...string) {
-	t.Helper()
-	for _, p := range paths {
-		var err error
-		if strings.HasPrefix(p, "/") {
-			_, err = os.Stat(p)
-		} else {
-			_, err = exec.LookPath(p)
-		}
-		if err == nil {
-			continue
-		}
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s missing (CI requires it; run scripts/setup.sh): %v", p, err)
-		}
-		t.Skipf("%s missing; run scripts/setup.sh", p)
-	}
-}
 
 // TestImageBuildEndToEnd is the main job as a user runs it: `outpost image
 // build` turns a root filesystem (Debian's cloud kernel and a static Go
@@ -43,7 +24,7 @@ func TestImageBuildEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a VM")
 	}
-	needTools(t, "qemu-system-x86_64", "qemu-img", "dpkg-deb", testrootfs.OVMFCode, testrootfs.OVMFVars)
+	testtool.Need(t, "qemu-system-x86_64", "qemu-img", "dpkg-deb", testrootfs.OVMFCode, testrootfs.OVMFVars)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 

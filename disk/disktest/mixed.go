@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/outpost-appliance/outpost/internal/testtool"
 )
 
 // MakeMixed builds a raw disk of size bytes laid out like a filesystem
@@ -96,7 +98,7 @@ func Bench(b *testing.B, src string, write func(dst, src string) error, ref ...s
 		}
 		args[i] = a
 	}
-	tool := Tool(b, ref[0])
+	tool := testtool.Path(b, ref[0])
 
 	var peak atomic.Uint64
 	stop := make(chan struct{})

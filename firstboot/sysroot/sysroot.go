@@ -12,11 +12,14 @@ package sysroot
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/outpost-appliance/outpost/internal/atomicfile"
 )
 
 // maxLinks bounds symlink resolution, as the kernel's ELOOP does.
@@ -168,47 +171,20 @@ func (r Root) write(name string, data []byte, perm fs.FileMode, durable bool) er
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(p)+".tmp*")
+	err = atomicfile.Write(p, perm, atomicfile.Options{NoSync: !durable}, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
+		// atomicfile names the resolved path under the root; the caller
+		// knows name, so name the cause with it.
+		if cause := errors.Unwrap(err); cause != nil {
+			err = cause
 		}
-	}()
-	// Chmod before writing so a secret is never readable by others.
-	if err := f.Chmod(perm); err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if durable {
-		if err := f.Sync(); err != nil {
-			return fmt.Errorf("write %s: %w", name, err)
-		}
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	ok = true
-	if !durable {
-		return nil
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

@@ -35,11 +35,15 @@ func WriteFile(path string, data []byte, perm fs.FileMode) error {
 // Write streams fill into a temporary file beside path and renames it over
 // path when fill and the sync succeed; on any failure path is untouched and
 // the temporary file is removed. Errors name path.
+//
+// fill is given the temporary *os.File itself, so a writer that can do
+// better with a file (disk/raw seeks over zeros to leave holes) still can;
+// it must write from the current offset and not close the file.
 func Write(path string, perm fs.FileMode, opts Options, fill func(w io.Writer) error) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return fmt.Errorf("write %s: %w (is the directory writable?)", path, err)
 	}
 	tmp := f.Name()
 	defer func() {

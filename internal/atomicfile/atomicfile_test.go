@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -50,7 +51,11 @@ func TestFailedWriteKeepsOldFileAndLeavesNoTemp(t *testing.T) {
 
 func TestMissingDirectory(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "no", "such", "file")
-	if err := WriteFile(p, nil, 0o600); err == nil {
+	err := WriteFile(p, nil, 0o600)
+	if err == nil {
 		t.Fatal("write into a missing directory succeeded")
+	}
+	if !strings.Contains(err.Error(), "is the directory writable?") {
+		t.Errorf("err = %v, want a hint about the directory", err)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"testing"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
+	"github.com/outpost-appliance/outpost/internal/testtool"
 )
 
 // Server is a running PostgreSQL.
@@ -47,8 +48,8 @@ func Shared(t testing.TB) *Server {
 		shared, err0 = start()
 	}
 	if err0 != nil {
-		if _, ok := err0.(missingError); ok && os.Getenv("CI") == "" {
-			t.Skip(err0.Error())
+		if _, ok := err0.(missingError); ok {
+			testtool.Missing(t, err0.Error())
 		}
 		t.Fatal(err0)
 	}
@@ -72,7 +73,7 @@ func (e missingError) Error() string { return e.msg }
 func findBin() (string, error) {
 	m, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
 	if len(m) == 0 {
-		return "", missingError{"PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb); install Debian's postgresql package (make setup)"}
+		return "", missingError{"PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb); " + testtool.Install("initdb")}
 	}
 	sort.Strings(m)
 	return filepath.Dir(m[len(m)-1]), nil

@@ -1,7 +1,13 @@
-// Package enrolltest is a stand-in control plane for first boot's tests, keeping
-// the enrollment contract of issue 3 (the same CSR public key again returns
-// the same connector and consumes no use; refusals as {"error","message"})
-// until the real `outpost server` is available to the tests.
+// Package enrolltest is a stand-in control plane for first boot's tests: an
+// in-process TLS server that answers only the enrollment endpoint, keeping
+// the contract of issue 3 (the same CSR public key again returns the same
+// connector and consumes no use; refusals as cpapi.Error), and that injects
+// what the real server cannot be asked for: a lost answer (DropFirst), any
+// refusal (Refuse), a slow answer (Delay).
+//
+// It keeps firstboot's tests fast and free of the control plane; the tests
+// that need the real `outpost server` (cmd/outpost-firstboot's namespace
+// tests: the crash points, a second appliance refused) run it.
 package enrolltest
 
 import (
