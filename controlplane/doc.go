@@ -33,7 +33,8 @@
 //
 //	400 bad_request     malformed JSON, unknown or missing fields
 //	413 too_large       body over 64 KiB
-//	401 invalid_key     malformed key, unknown key id, or an old secret (regenerated)
+//	401 invalid_key     malformed key, unknown key id, or a wrong secret: one
+//	                    sentence for all, naming no key (details in the server log)
 //	400 wrong_host      the key names another control plane (host or CA pin)
 //	403 key_revoked     the key was revoked
 //	403 key_expired     the key's expiry has passed

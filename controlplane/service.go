@@ -100,6 +100,10 @@ func (s *Service) skeleton(k store.Key) provkey.Key {
 	return pk
 }
 
+// invalidKeyMessage is the one answer to a key this server does not accept:
+// unknown id, deleted, regenerated or a wrong secret look the same.
+const invalidKeyMessage = "this control plane does not accept the provisioning key (unknown, deleted or regenerated since it was copied); ask the admin for the current key ('outpost keys reveal NAME') and check it with 'outpost key check'"
+
 // Enroll checks a key and CSR, counts one use and issues a certificate.
 // source identifies the client for rate limiting (its IP address).
 func (s *Service) Enroll(ctx context.Context, req cpapi.EnrollRequest, source string) (cpapi.EnrollResponse, error) {
@@ -109,6 +113,14 @@ func (s *Service) Enroll(ctx context.Context, req cpapi.EnrollRequest, source st
 		s.Log.Warn("enrollment refused", "code", e.Code, "reason", e.Message, "key_id", keyID,
 			"nonce", req.Nonce, "fingerprint", req.Fingerprint, "source", source)
 		return cpapi.EnrollResponse{}, e
+	}
+	// invalid answers an unauthenticated caller the same sentence whether
+	// the key id is unknown or its secret wrong, so nobody learns which
+	// ids exist or what they are called; the detail goes to the log only.
+	invalid := func(detail string) (cpapi.EnrollResponse, error) {
+		s.Log.Warn("enrollment refused", "code", cpapi.CodeInvalidKey, "reason", detail, "key_id", keyID,
+			"nonce", req.Nonce, "fingerprint", req.Fingerprint, "source", source)
+		return cpapi.EnrollResponse{}, refuse(cpapi.CodeInvalidKey, invalidKeyMessage)
 	}
 	if s.limiter.limited(source, now) {
 		return fail(refuse(cpapi.CodeRateLimited, "too many failed enrollments from %s; wait a minute before trying again, and check that the provisioning key was copied completely", source))
@@ -137,7 +149,7 @@ func (s *Service) Enroll(ctx context.Context, req cpapi.EnrollRequest, source st
 	k, err := s.Store.KeyByID(ctx, keyID)
 	if errors.Is(err, store.ErrNotFound) {
 		s.limiter.fail(source, now)
-		return fail(refuse(cpapi.CodeInvalidKey, "this control plane does not know the provisioning key %s; it may have been deleted — ask the admin for a current key", keyID))
+		return invalid("unknown key id (never created here, or deleted)")
 	}
 	if err != nil {
 		return fail(s.internal(err))
@@ -145,7 +157,7 @@ func (s *Service) Enroll(ctx context.Context, req cpapi.EnrollRequest, source st
 	hash, _ := hex.DecodeString(k.SecretHash)
 	if !pk.SecretMatches(hash) {
 		s.limiter.fail(source, now)
-		return fail(refuse(cpapi.CodeInvalidKey, "the provisioning key %s (%s) has been regenerated and this copy no longer works; get the current text with 'outpost keys reveal %s'", k.Name, keyID, k.Name))
+		return invalid(fmt.Sprintf("wrong secret for key %s (generation %d): a copy from before a regeneration, or a guess", k.Name, k.Generation))
 	}
 	if k.State == store.KeyRevoked {
 		return fail(refuse(cpapi.CodeKeyRevoked, "the provisioning key %s was revoked; create a new key with 'outpost keys create'", k.Name))
