@@ -54,6 +54,11 @@
 // active. A revoked connector gets 403 connector_revoked; no client
 // certificate gets 401 unauthorized.
 //
+// What a connector reports is shown to admins, so enrollment and heartbeat
+// check it against cpapi's grammar (CheckFingerprint, CheckVersion,
+// CheckNonce) and refuse anything else — control characters above all —
+// with 400 bad_request naming the field.
+//
 // # Admin API (Authorization: Bearer TOKEN from DATA/admin.conf)
 //
 //	GET/POST /api/v1/groups, GET/PATCH/DELETE /api/v1/groups/{name}[?force=true]

@@ -1,11 +1,53 @@
 package controlplane_test
 
 import (
+	"bytes"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/outpost-appliance/outpost/provkey"
 )
+
+// mtls is an HTTP client presenting the enrolled chain (leaf, signing CA).
+func (e *env) mtls(chainPEM string, key crypto.Signer) *http.Client {
+	e.t.Helper()
+	var chain [][]byte
+	rest := []byte(chainPEM)
+	for {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		chain = append(chain, b.Bytes)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(chainPEM[strings.LastIndex(chainPEM, "-----BEGIN"):]))
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool,
+		Certificates: []tls.Certificate{{Certificate: chain[:2], PrivateKey: key}}}}}
+	e.t.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
+func (e *env) heartbeat(c *http.Client, fingerprint, version string) result {
+	e.t.Helper()
+	b, _ := json.Marshal(cpapi.HeartbeatRequest{Fingerprint: fingerprint, Version: version, Uptime: 42})
+	resp, err := c.Post(e.url+cpapi.PathHeartbeat, "application/json", bytes.NewReader(b))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out result
+	json.NewDecoder(resp.Body).Decode(&out)
+	out.Status = resp.StatusCode
+	return out
+}
 
 // TestWrongSecretIsGeneric: a wrong secret for a known key id gets the same
 // answer as an unknown id, naming neither the key nor a regeneration that
@@ -32,5 +74,66 @@ func TestWrongSecretIsGeneric(t *testing.T) {
 	log := e.logBuf.String()
 	if !strings.Contains(log, "wrong secret for key Melbourne") || !strings.Contains(log, "unknown key id") {
 		t.Errorf("the server log lacks the refusal details:\n%.2000s", log)
+	}
+}
+
+// TestReportedTextIsValidated: what an enrolled connector reports ends up
+// in admins' terminals, so escape sequences, CR and LF are refused with a
+// message naming the field, at enrollment and in heartbeats.
+func TestReportedTextIsValidated(t *testing.T) {
+	e := newEnv(t, "")
+	text := e.key("Hobart", 5, "")
+	for _, tc := range []struct{ name, fp, nonce, field string }{
+		{"ESC in fingerprint", "mac=00:50:56:00:00:01;uuid=\x1b[2J\x1b]0;pwned\x07", "n", "fingerprint"},
+		{"CR LF in fingerprint", "mac=00:50:56:00:00:01\r\nuuid=x", "n", "fingerprint"},
+		{"C1 in fingerprint", "mac=00:50:56:00:00:01;uuid=\u009b31m", "n", "fingerprint"},
+		{"not key=value", "just text", "n", "fingerprint"},
+		{"ESC in nonce", fp(1), "n\x1b[0m", "nonce"},
+	} {
+		r := e.enroll(text, csrFor(t, newSigner(t)), tc.fp, tc.nonce)
+		if r.Status != 400 || r.Error != "bad_request" || !strings.Contains(r.Message, tc.field) {
+			t.Errorf("%s: %+v, want 400 bad_request naming %s", tc.name, r, tc.field)
+		}
+	}
+	if k := e.keyInfo("Hobart"); k.UseCount != 0 {
+		t.Fatalf("use count %d after refused enrollments", k.UseCount)
+	}
+	signer := newSigner(t)
+	orig := "mac=00:50:56:00:00:01;uuid=4210-aa"
+	r := e.enroll(text, csrFor(t, signer), orig, "n")
+	if r.Status != 200 {
+		t.Fatal(r)
+	}
+	mtls := e.mtls(r.Certificate, signer)
+	for _, tc := range []struct{ name, fp, version, field string }{
+		{"ESC in version", orig, "1.0\x1b[31m", "version"},
+		{"LF in version", orig, "1.0\nforged log line", "version"},
+		{"ESC in fingerprint", orig + "\x1b[2J", "1.0", "fingerprint"},
+	} {
+		r := e.heartbeat(mtls, tc.fp, tc.version)
+		if r.Status != 400 || r.Error != "bad_request" || !strings.Contains(r.Message, tc.field) {
+			t.Errorf("heartbeat %s: %+v, want 400 bad_request naming %s", tc.name, r, tc.field)
+		}
+	}
+	c := map[string]any{}
+	e.adminHTTP("GET", cpapi.Path(cpapi.PathConnector, r.Name), nil, &c)
+	if c["version"] != "" || c["state"] != "active" {
+		t.Fatalf("connector after refused heartbeats: %v", c)
+	}
+	if r := e.heartbeat(mtls, orig, "1.4.2+g1a2b3c"); r.Status != 200 {
+		t.Fatalf("valid heartbeat: %+v", r)
+	}
+}
+
+func TestCheckFingerprint(t *testing.T) {
+	for _, ok := range []string{"mac=00:50:56:00:00:01;uuid=4c4c4544-0000", "mac=00:50:56:00:00:01;uuid=unknown", "a=b"} {
+		if err := cpapi.CheckFingerprint(ok); err != nil {
+			t.Errorf("CheckFingerprint(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "mac", "mac=", "=x", "Mac=1", "mac=1;mac=2", "mac=1;", "mac=a b", "mac=\x00", "mac=é", strings.Repeat("a=b;", 300)} {
+		if err := cpapi.CheckFingerprint(bad); err == nil {
+			t.Errorf("CheckFingerprint(%q) accepted it", bad)
+		}
 	}
 }

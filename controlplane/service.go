@@ -134,6 +134,9 @@ func (s *Service) Enroll(ctx context.Context, req cpapi.EnrollRequest, source st
 	if len(missing) > 0 {
 		return fail(refuse(cpapi.CodeBadRequest, "the request is missing %s; send a JSON object with key, csr, fingerprint and nonce", strings.Join(missing, ", ")))
 	}
+	if e := checkReported(cpapi.CheckFingerprint(req.Fingerprint), cpapi.CheckNonce(req.Nonce)); e != nil {
+		return fail(e)
+	}
 	pk, err := provkey.Parse(req.Key)
 	if err != nil {
 		s.limiter.fail(source, now)
@@ -322,6 +325,9 @@ func SourceOf(remoteAddr string) string {
 // Heartbeat records a report from the connector holding the certificate
 // with serial. A fingerprint different from the enrolled one blocks it.
 func (s *Service) Heartbeat(ctx context.Context, serial string, req cpapi.HeartbeatRequest) (cpapi.HeartbeatResponse, error) {
+	if e := checkReported(cpapi.CheckFingerprint(req.Fingerprint), cpapi.CheckVersion(req.Version)); e != nil {
+		return cpapi.HeartbeatResponse{}, e
+	}
 	c, err := s.Store.ConnectorBySerial(ctx, serial)
 	if errors.Is(err, store.ErrNotFound) {
 		return cpapi.HeartbeatResponse{}, refuse(cpapi.CodeRevoked, "no connector holds the certificate with serial %s; it was deleted — enroll again with a current key", serial)
@@ -352,6 +358,22 @@ func (s *Service) Heartbeat(ctx context.Context, serial string, req cpapi.Heartb
 		return cpapi.HeartbeatResponse{}, s.internal(err)
 	}
 	return cpapi.HeartbeatResponse{Name: c.Name, State: state}, nil
+}
+
+// checkReported refuses what a connector reported (fingerprint, version,
+// nonce) unless it follows cpapi's grammar: these strings end up in
+// admins' terminals.
+func checkReported(errs ...error) *cpapi.Error {
+	var msgs []string
+	for _, err := range errs {
+		if err != nil {
+			msgs = append(msgs, err.Error())
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return refuse(cpapi.CodeBadRequest, "%s", strings.Join(msgs, "; "))
 }
 
 // FingerprintChange describes how fingerprint "a=1;b=2" became another one,

@@ -38,7 +38,7 @@ func expiry(t time.Time) string {
 
 func printKeyDetail(w io.Writer, k cpapi.KeyInfo) {
 	fmt.Fprintf(w, "Name:                %s\nID:                  %s\nGroup:               %s\nSigning certificate: %s\nMaximum uses:        %d\nUtilization count:   %d\nExpires:             %s\nState:               %s\nControl plane:       %s\nCA pin:              %s\nGeneration:          %d\nCreated:             %s\nKey:                 %s\n",
-		k.Name, k.ID, k.Group, k.SigningCA, k.MaxUses, k.UseCount, expiry(k.ExpiresAt), keyState(k), k.Host, k.Pin, k.Generation, expiry(k.CreatedAt), k.Redacted)
+		safe(k.Name), safe(k.ID), safe(k.Group), safe(k.SigningCA), k.MaxUses, k.UseCount, expiry(k.ExpiresAt), keyState(k), safe(k.Host), safe(k.Pin), k.Generation, expiry(k.CreatedAt), safe(k.Redacted))
 }
 
 // printKeyText prints the key alone on stdout and its details on stderr,
@@ -48,7 +48,7 @@ func printKeyText(s streams, asJSON bool, kt cpapi.KeyText) error {
 		return printJSON(s.Out, kt)
 	}
 	printKeyDetail(s.Err, kt.KeyInfo)
-	fmt.Fprintln(s.Out, kt.Text)
+	fmt.Fprintln(s.Out, safe(kt.Text))
 	return nil
 }
 
@@ -147,7 +147,7 @@ func printKeyTable(w io.Writer, keys []cpapi.KeyInfo) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSIGNING CERTIFICATE\tMAX USES\tUTILIZATION\tGROUP\tEXPIRES\tSTATE\tKEY")
 	for _, k := range keys {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", k.Name, k.SigningCA, k.MaxUses, k.UseCount, k.Group, expiry(k.ExpiresAt), keyState(k), k.Redacted)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", safe(k.Name), safe(k.SigningCA), k.MaxUses, k.UseCount, safe(k.Group), expiry(k.ExpiresAt), keyState(k), safe(k.Redacted))
 	}
 	return tw.Flush()
 }
@@ -215,7 +215,7 @@ func (c *keysNameCmd) Run(ctx context.Context, s streams, args []string) error {
 func exhaustedWarning(s streams, err error) error {
 	var e *cpapi.Error
 	if errors.As(err, &e) && e.Code == cpapi.CodeKeyExhausted {
-		fmt.Fprintf(s.Err, "warning: %s\n", e.Message)
+		fmt.Fprintf(s.Err, "warning: %s\n", safeLines(e.Message))
 		return silentExit(exitFailure)
 	}
 	return err

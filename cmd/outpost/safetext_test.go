@@ -1,0 +1,91 @@
+package main
+
+import (
+	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/outpost-appliance/outpost/cpapi"
+	"github.com/outpost-appliance/outpost/cpclient"
+)
+
+// fakeServer answers admin requests with what answer returns for the path,
+// and writes an admin.conf for it into a temp dir, returned.
+func fakeServer(t *testing.T, answer func(r *http.Request) (int, any)) string {
+	t.Helper()
+	ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		status, v := answer(r)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		json.NewEncoder(w).Encode(v)
+	}))
+	t.Cleanup(ts.Close)
+	dir := t.TempDir()
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw})
+	if err := cpclient.WriteConfig(filepath.Join(dir, "admin.conf"), cpclient.Config{Server: ts.URL, Token: "t", CA: string(ca)}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestRemoteTextIsEscaped: a connector's fingerprint and version (and any
+// other text from the server) cannot drive the admin's terminal.
+func TestRemoteTextIsEscaped(t *testing.T) {
+	evil := "\x1b]0;owned\x07\x1b[2J\rX\nY\u009b31m\u202e\x7f"
+	c := cpapi.Connector{Name: "Melbourne-1" + evil, Group: "g" + evil, KeyName: "Melbourne", Fingerprint: "mac=1;uuid=" + evil,
+		Version: "1.0" + evil, State: "blocked", StateReason: "because" + evil, Serial: "01"}
+	k := cpapi.KeyInfo{Key: cpapi.Key{Name: "K" + evil, Group: "g" + evil, Host: "h" + evil, MaxUses: 1}, Redacted: "r" + evil}
+	dir := fakeServer(t, func(r *http.Request) (int, any) {
+		switch r.URL.Path {
+		case cpapi.PathConnectors:
+			return 200, []cpapi.Connector{c}
+		case cpapi.Path(cpapi.PathConnector, "x"):
+			return 200, c
+		case cpapi.PathKeys:
+			return 200, []cpapi.KeyInfo{k}
+		case cpapi.Path(cpapi.PathKey, "x"):
+			return 200, k
+		case cpapi.PathGroups:
+			return 200, []cpapi.Group{{Name: "g" + evil, Location: evil, WindowDay: 99}}
+		}
+		return 403, cpapi.Error{Code: "blocked", Message: "refused" + evil}
+	})
+	for _, args := range [][]string{
+		{"connectors", "list"}, {"connectors", "show", "x"}, {"keys", "list"}, {"keys", "show", "x"},
+		{"groups", "list"}, {"groups", "show", "nope"},
+	} {
+		o, e, err := cli(t, dir, args...)
+		if err != nil {
+			var b strings.Builder
+			exitCode(err, &b)
+			e += b.String()
+		}
+		for name, out := range map[string]string{"stdout": o, "stderr": e} {
+			for _, r := range out {
+				if r < 0x20 && r != '\n' && r != '\t' || r >= 0x7f && r < 0xa0 || r == 0x202e {
+					t.Errorf("outpost %s: %s has the control character %q:\n%q", strings.Join(args, " "), name, r, out)
+					break
+				}
+			}
+		}
+		if strings.Contains(o+e, "\nY") {
+			t.Errorf("outpost %s: a remote LF starts a new line:\n%s%s", strings.Join(args, " "), o, e)
+		}
+		if !strings.Contains(o+e, `\x1b]0;owned\a`) {
+			t.Errorf("outpost %s: the escaped text is not shown:\n%s%s", strings.Join(args, " "), o, e)
+		}
+	}
+	// JSON stays exact (the encoder escapes control characters itself).
+	o, _, err := cli(t, dir, "connectors", "show", "x", "--json")
+	var got cpapi.Connector
+	if err != nil || json.Unmarshal([]byte(o), &got) != nil || got.Fingerprint != c.Fingerprint {
+		t.Fatalf("--json: %v %q", err, o)
+	}
+	if safe("plain ümlaut text") != "plain ümlaut text" || safe("a\x00b\xffc") != `a\x00b\xffc` {
+		t.Errorf("safe: %q %q", safe("plain ümlaut text"), safe("a\x00b\xffc"))
+	}
+}
