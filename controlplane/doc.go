@@ -63,7 +63,7 @@
 //
 //	GET/POST /api/v1/groups, GET/PATCH/DELETE /api/v1/groups/{name}[?force=true]
 //	GET /api/v1/keys[?group=&name=&state=], POST /api/v1/keys {name, group, max_uses, expires_in, signing_ca}
-//	GET/PATCH {max_uses}/DELETE /api/v1/keys/{name}
+//	GET/PATCH {max_uses}/DELETE /api/v1/keys/{name}[?force=true] (force: the key enrolled connectors)
 //	POST /api/v1/keys/{name}/reveal | regenerate | revoke
 //	GET /api/v1/connectors[?group=], GET /api/v1/connectors/{name}, POST /api/v1/connectors/{name}/revoke
 //	GET /healthz (no token): 200 {"status": "ok"}, or 503 unhealthy when the database does not answer
@@ -75,5 +75,6 @@
 //
 // A missing or wrong token answers 401 unauthorized. Other admin refusals:
 // 404 not_found, 409 exists, 409 conflict, 409 key_exhausted (reveal of a
-// used-up key), 400 bad_request.
+// used-up key), 400 bad_request. A known path with another method answers
+// 405 method_not_allowed with an Allow header.
 package controlplane

@@ -166,7 +166,7 @@ func TestRegenerateRevokeDelete(t *testing.T) {
 		if r := e.enroll(kt.Text, csrFor(t, newSigner(t)), fp(4), "d"); r.Status != 403 || r.Error != cpapi.CodeKeyRevoked {
 			t.Fatalf("revoked: %+v", r)
 		}
-		if _, err := e.admin.DeleteKey(ctx, "Perth"); err != nil {
+		if _, err := e.admin.DeleteKey(ctx, "Perth", true); err != nil {
 			t.Fatal(err)
 		}
 		if r := e.enroll(kt.Text, csrFor(t, newSigner(t)), fp(5), "e"); r.Status != 401 || r.Error != cpapi.CodeInvalidKey {

@@ -137,3 +137,63 @@ func TestCheckFingerprint(t *testing.T) {
 		}
 	}
 }
+
+// TestSmallAPIFixes: 405 with Allow for a known path and a wrong method;
+// JSON errors in the API's words, not Go's; deleting a key that enrolled
+// connectors needs force.
+func TestSmallAPIFixes(t *testing.T) {
+	e := newEnv(t, "")
+	req, _ := http.NewRequest("DELETE", e.url+cpapi.PathHealthz, nil)
+	resp, err := e.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET" {
+		t.Errorf("DELETE /healthz: %d Allow %q, want 405 Allow GET", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+	var out result
+	if st := e.adminHTTP("PUT", cpapi.Path(cpapi.PathKey, "x"), nil, &out); st != 405 || out.Error != cpapi.CodeMethodNotAllowed {
+		t.Errorf("PUT key: %d %+v", st, out)
+	}
+	if st := e.adminHTTP("GET", "/api/v1/nothing", nil, &out); st != 404 {
+		t.Errorf("GET unknown path: %d %+v", st, out)
+	}
+
+	for _, tc := range []struct{ path, body, want string }{
+		{cpapi.PathKeys, `{"name":"x","group":"g","max_uses":"two"}`, `field "max_uses" must be a whole number, not string`},
+		{cpapi.PathEnroll, `{"key": 1}`, `field "key" must be a string, not number`},
+		{cpapi.PathEnroll, `[1]`, `must be an object, not array`},
+		{cpapi.PathEnroll, `{"key": "x",`, "not valid JSON"},
+	} {
+		req, _ := http.NewRequest("POST", e.url+tc.path, strings.NewReader(tc.body))
+		req.Header.Set("Authorization", "Bearer "+e.token)
+		resp, err := e.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r result
+		json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || !strings.Contains(r.Message, tc.want) || strings.Contains(r.Message, "cpapi.") || strings.Contains(r.Message, "controlplane.") || strings.Contains(r.Message, "int64") {
+			t.Errorf("POST %s %s: %d %q, want 400 containing %q and no Go type names", tc.path, tc.body, resp.StatusCode, r.Message, tc.want)
+		}
+	}
+
+	text := e.key("Broome", 2, "")
+	if r := e.enroll(text, csrFor(t, newSigner(t)), fp(1), "n"); r.Status != 200 {
+		t.Fatal(r)
+	}
+	ctx := t.Context()
+	_, err = e.admin.DeleteKey(ctx, "Broome", false)
+	if !cpapi.IsCode(err, cpapi.CodeConflict) || !strings.Contains(err.Error(), "1 connectors") || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("delete of a key with a connector: %v", err)
+	}
+	if _, err := e.admin.DeleteKey(ctx, "Broome", true); err != nil {
+		t.Fatalf("forced delete: %v", err)
+	}
+	e.key("Empty", 1, "")
+	if _, err := e.admin.DeleteKey(ctx, "Empty", false); err != nil {
+		t.Fatalf("delete of an unused key: %v", err)
+	}
+}

@@ -184,9 +184,14 @@ func (c *Client) RevokeKey(ctx context.Context, name string) (k cpapi.KeyInfo, e
 	return k, c.do(ctx, http.MethodPost, cpapi.Path(cpapi.PathKeyRevoke, name), nil, &k)
 }
 
-// DeleteKey deletes a key; the connectors it enrolled stay.
-func (c *Client) DeleteKey(ctx context.Context, name string) (d cpapi.Deleted, err error) {
-	return d, c.do(ctx, http.MethodDelete, cpapi.Path(cpapi.PathKey, name), nil, &d)
+// DeleteKey deletes a key; the connectors it enrolled stay. A key that
+// enrolled connectors is refused (cpapi.CodeConflict) unless force.
+func (c *Client) DeleteKey(ctx context.Context, name string, force bool) (d cpapi.Deleted, err error) {
+	path := cpapi.Path(cpapi.PathKey, name)
+	if force {
+		path += "?" + url.Values{cpapi.QueryForce: {"true"}}.Encode()
+	}
+	return d, c.do(ctx, http.MethodDelete, path, nil, &d)
 }
 
 // Connectors lists connectors, of one group unless group is empty.

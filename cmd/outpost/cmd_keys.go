@@ -156,10 +156,16 @@ func printKeyTable(w io.Writer, keys []cpapi.KeyInfo) error {
 // regenerate, revoke or delete.
 type keysNameCmd struct {
 	adminOpts
-	verb string
+	verb  string
+	force bool
 }
 
-func (c *keysNameCmd) Register(fs *pflag.FlagSet) { c.adminOpts.register(fs) }
+func (c *keysNameCmd) Register(fs *pflag.FlagSet) {
+	if c.verb == "delete" {
+		fs.BoolVar(&c.force, "force", false, "delete even if the key enrolled connectors (they stay enrolled)")
+	}
+	c.adminOpts.register(fs)
+}
 
 func (c *keysNameCmd) Run(ctx context.Context, s streams, args []string) error {
 	name, err := oneName("keys "+c.verb, args)
@@ -185,7 +191,7 @@ func (c *keysNameCmd) Run(ctx context.Context, s streams, args []string) error {
 		}
 		return printKeyText(s, c.json, kt)
 	case "delete":
-		out, err := cl.DeleteKey(ctx, name)
+		out, err := cl.DeleteKey(ctx, name, c.force)
 		if err != nil {
 			return err
 		}
@@ -262,7 +268,7 @@ type keysDownloadCmd struct {
 }
 
 func (c *keysDownloadCmd) Register(fs *pflag.FlagSet) {
-	fs.StringVarP(&c.out, "output", "o", "", "file to write the key to, mode 0600 (required)")
+	fs.StringVarP(&c.out, "output", "o", "", "file to write the key to, mode 0600, or - for standard output (required)")
 	c.adminOpts.register(fs)
 }
 
@@ -281,6 +287,13 @@ func (c *keysDownloadCmd) Run(ctx context.Context, s streams, args []string) err
 	kt, err := cl.RevealKey(ctx, name)
 	if err != nil {
 		return exhaustedWarning(s, err)
+	}
+	if c.out == "-" {
+		if c.json {
+			return printJSON(s.Out, kt)
+		}
+		fmt.Fprintln(s.Out, safe(kt.Text))
+		return nil
 	}
 	path, _ := filepath.Abs(c.out)
 	if err := pki.WriteFileAtomic(path, []byte(kt.Text+"\n"), 0o600); err != nil {

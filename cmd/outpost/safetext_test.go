@@ -5,6 +5,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -87,5 +88,22 @@ func TestRemoteTextIsEscaped(t *testing.T) {
 	}
 	if safe("plain ümlaut text") != "plain ümlaut text" || safe("a\x00b\xffc") != `a\x00b\xffc` {
 		t.Errorf("safe: %q %q", safe("plain ümlaut text"), safe("a\x00b\xffc"))
+	}
+}
+
+// TestKeysDownloadToStdout: -o - writes the key to standard output, not to
+// a file named "-".
+func TestKeysDownloadToStdout(t *testing.T) {
+	const text = "1|cp.example.com|AAAA"
+	dir := fakeServer(t, func(r *http.Request) (int, any) {
+		return 200, cpapi.KeyText{KeyInfo: cpapi.KeyInfo{Key: cpapi.Key{Name: "K", MaxUses: 1}}, Text: text}
+	})
+	t.Chdir(t.TempDir())
+	o, e, err := cli(t, dir, "keys", "download", "K", "-o", "-")
+	if err != nil || o != text+"\n" {
+		t.Fatalf("keys download -o -: %v stdout %q stderr %q", err, o, e)
+	}
+	if _, err := os.Stat("-"); err == nil {
+		t.Fatal("keys download -o - wrote a file named -")
 	}
 }
