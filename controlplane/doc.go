@@ -68,6 +68,16 @@
 //	GET /api/v1/connectors[?group=], GET /api/v1/connectors/{name}, POST /api/v1/connectors/{name}/revoke
 //	GET /healthz (no token): 200 {"status": "ok"}, or 503 unhealthy when the database does not answer
 //
+// # Files
+//
+// The data directory is private (0700), and so are its secrets (0600):
+// admin.token, secrets.key, admin.conf and the CA keys under pki/. Open
+// refuses to start while any of them, or a directory holding them, is open
+// to group or others, naming each and the chmod that fixes it. Secrets are
+// created whole (atomicfile) and checked when read, so an empty or partial
+// file left by a crash is reported, never used. The SQLite database and its
+// -wal and -shm files are 0600 whatever the umask.
+//
 // Processes that share one PostgreSQL database act as one control plane
 // when they share the data directory's CAs and secrets (copy DATA to each);
 // a server refuses to start on a database initialised by another CA. The

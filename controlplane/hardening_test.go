@@ -2,15 +2,21 @@ package controlplane_test
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
+	"github.com/outpost-appliance/outpost/controlplane"
 	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/outpost-appliance/outpost/provkey"
 )
@@ -195,5 +201,87 @@ func TestSmallAPIFixes(t *testing.T) {
 	e.key("Empty", 1, "")
 	if _, err := e.admin.DeleteKey(ctx, "Empty", false); err != nil {
 		t.Fatalf("delete of an unused key: %v", err)
+	}
+}
+
+// open starts a control plane on dir without serving, for checks of what
+// Open accepts and writes.
+func open(t *testing.T, dir string) (*controlplane.Server, error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	srv, err := controlplane.Open(context.Background(), controlplane.Config{DataDir: dir}, ln.Addr())
+	if err == nil {
+		t.Cleanup(func() { srv.Close() })
+	}
+	return srv, err
+}
+
+// TestFileModes: the database is private whatever the umask; the server
+// refuses secrets (and directories holding them) that group or others can
+// read, naming the file and the chmod; an empty secret left by a crash is
+// reported, not used.
+func TestFileModes(t *testing.T) {
+	old := syscall.Umask(0)
+	dir := filepath.Join(t.TempDir(), "data")
+	os.Mkdir(dir, 0o755)
+	srv, err := open(t, dir)
+	syscall.Umask(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// While open, SQLite keeps its -wal and -shm beside the database.
+	for _, f := range []string{"outpost.db", "outpost.db-wal", "outpost.db-shm", "admin.token", "secrets.key", "admin.conf", "pki/root-ca.key", "pki/signing-ca/Connector.key"} {
+		st, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+		} else if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s is mode %v, want 0600", f, st.Mode().Perm())
+		}
+	}
+	srv.Close()
+	if st, _ := os.Stat(dir); st.Mode().Perm() != 0o700 {
+		t.Errorf("data directory is mode %v, want 0700", st.Mode().Perm())
+	}
+	if srv, err := open(t, dir); err != nil {
+		t.Fatalf("restart with private files: %v", err)
+	} else {
+		srv.Close()
+	}
+	for _, tc := range []struct {
+		path string
+		mode os.FileMode
+		fix  string
+	}{
+		{"admin.token", 0o644, "chmod 600 "},
+		{"secrets.key", 0o640, "chmod 600 "},
+		{"pki/root-ca.key", 0o644, "chmod 600 "},
+		{"admin.conf", 0o604, "chmod 600 "},
+		{"", 0o755, "chmod 700 "},
+		{"pki", 0o750, "chmod 700 "},
+	} {
+		p := filepath.Join(dir, tc.path)
+		st, _ := os.Stat(p)
+		os.Chmod(p, tc.mode)
+		_, err := open(t, dir)
+		os.Chmod(p, st.Mode().Perm())
+		if err == nil || !strings.Contains(err.Error(), tc.fix+p) {
+			t.Errorf("%s at %v: %v, want a refusal naming %q", p, tc.mode, err, tc.fix+p)
+		}
+	}
+
+	empty := t.TempDir()
+	os.Chmod(empty, 0o700)
+	os.WriteFile(filepath.Join(empty, "admin.token"), nil, 0o600)
+	if _, err := open(t, empty); err == nil || !strings.Contains(err.Error(), "admin.token is empty") {
+		t.Errorf("empty admin.token: %v", err)
+	}
+	os.Remove(filepath.Join(empty, "admin.token"))
+	os.WriteFile(filepath.Join(empty, "secrets.key"), []byte("short"), 0o600)
+	if _, err := open(t, empty); err == nil || !strings.Contains(err.Error(), "secrets.key is damaged") {
+		t.Errorf("partial secrets.key: %v", err)
 	}
 }

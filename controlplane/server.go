@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/outpost-appliance/outpost/controlplane/store"
 	"github.com/outpost-appliance/outpost/cpclient"
+	"github.com/outpost-appliance/outpost/internal/atomicfile"
 	"github.com/outpost-appliance/outpost/pki"
 	"github.com/outpost-appliance/outpost/provkey"
 )
@@ -68,6 +70,9 @@ func Open(ctx context.Context, cfg Config, addr net.Addr) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
+	if err := checkPrivate(cfg.DataDir, log); err != nil {
+		return nil, err
+	}
 	auth, err := pki.Load(filepath.Join(cfg.DataDir, pkiDir))
 	if errors.Is(err, os.ErrNotExist) {
 		if auth, err = pki.NewAuthority(now()); err == nil {
@@ -82,11 +87,14 @@ func Open(ctx context.Context, cfg Config, addr net.Addr) (*Server, error) {
 	}
 	token, err := secretFile(filepath.Join(cfg.DataDir, tokenFile), func(b []byte) []byte {
 		return []byte(base64.RawURLEncoding.EncodeToString(b))
+	}, func(b []byte) bool {
+		raw, err := base64.RawURLEncoding.DecodeString(string(b))
+		return err == nil && len(raw) == 32
 	})
 	if err != nil {
 		return nil, err
 	}
-	sealKey, err := secretFile(filepath.Join(cfg.DataDir, sealFile), func(b []byte) []byte { return b })
+	sealKey, err := secretFile(filepath.Join(cfg.DataDir, sealFile), func(b []byte) []byte { return b }, func(b []byte) bool { return len(b) == 32 })
 	if err != nil {
 		return nil, err
 	}
@@ -183,12 +191,15 @@ func Open(ctx context.Context, cfg Config, addr net.Addr) (*Server, error) {
 	return srv, nil
 }
 
-// secretFile reads a 0600 file, or creates it from 32 random bytes encoded
-// by enc.
-func secretFile(path string, enc func([]byte) []byte) ([]byte, error) {
+// secretFile reads a 0600 file that valid accepts, or creates it from 32
+// random bytes encoded by enc. Creation is atomic and exclusive: the
+// secret is written whole under a temporary name (atomicfile) and linked
+// into place only if no other process linked one first, so a crash never
+// leaves an empty or partial secret and two first starts agree on one.
+func secretFile(path string, enc func([]byte) []byte, valid func([]byte) bool) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err == nil {
-		return b, nil
+		return checkSecret(path, b, valid)
 	}
 	if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
@@ -198,24 +209,84 @@ func secretFile(path string, enc func([]byte) []byte) ([]byte, error) {
 		return nil, err
 	}
 	b = enc(raw)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) { // another process created it first
-		return os.ReadFile(path)
+	tmp := fmt.Sprintf("%s.new-%x", path, raw[:4])
+	if err := atomicfile.WriteFile(tmp, b, 0o600); err != nil {
+		return nil, err
 	}
-	if err != nil {
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, path); errors.Is(err, os.ErrExist) { // another process created it first
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", path, err)
+		}
+		return checkSecret(path, b, valid)
+	} else if err != nil {
 		return nil, fmt.Errorf("create %s: %w", path, err)
 	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("write %s: %w", path, err)
+	return b, nil
+}
+
+func checkSecret(path string, b []byte, valid func([]byte) bool) ([]byte, error) {
+	if !valid(b) {
+		what := "damaged"
+		if len(b) == 0 {
+			what = "empty"
+		}
+		return nil, fmt.Errorf("%s is %s (%d bytes), perhaps left by a crash or an interrupted copy: restore it from a backup of the data directory; only if this server never issued a key, delete it and start again", path, what, len(b))
 	}
 	return b, nil
+}
+
+// checkPrivate refuses a data directory whose secrets (admin token,
+// sealing key, CA private keys, admin.conf) or the directories holding
+// them are open to group or others, naming each and the chmod that fixes
+// it. A directory that holds no secret yet (a first start in an existing
+// directory) is tightened to 0700 instead.
+func checkPrivate(dir string, log *slog.Logger) error {
+	secrets := []string{filepath.Join(dir, tokenFile), filepath.Join(dir, sealFile), filepath.Join(dir, AdminConfFile)}
+	dirs := []string{dir}
+	filepath.WalkDir(filepath.Join(dir, pkiDir), func(p string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+		case d.IsDir():
+			dirs = append(dirs, p)
+		case strings.HasSuffix(p, ".key"):
+			secrets = append(secrets, p)
+		}
+		return nil
+	})
+	var problems []string
+	held := 0
+	for _, p := range secrets {
+		st, err := os.Stat(p)
+		if err != nil {
+			continue
+		}
+		held++
+		if m := st.Mode().Perm(); m&0o077 != 0 {
+			problems = append(problems, fmt.Sprintf("%s is mode %04o, readable by group or others: run chmod 600 %s", p, m, p))
+		}
+	}
+	for _, p := range dirs {
+		st, err := os.Stat(p)
+		if err != nil {
+			continue
+		}
+		if m := st.Mode().Perm(); m&0o077 != 0 {
+			if p == dir && held == 0 {
+				if err := os.Chmod(dir, 0o700); err != nil {
+					return fmt.Errorf("data directory %s is mode %04o and cannot be made private: %w; run chmod 700 %s", dir, m, err, dir)
+				}
+				log.Info("made the data directory private", "dir", dir, "mode", "0700", "was", fmt.Sprintf("%04o", m))
+				continue
+			}
+			problems = append(problems, fmt.Sprintf("directory %s is mode %04o, open to group or others, and holds secrets: run chmod 700 %s", p, m, p))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("refusing to start with secrets others can read:\n  %s", strings.Join(problems, "\n  "))
+	}
+	return nil
 }
 
 // Serve serves HTTPS on ln until ctx is done, then shuts down gracefully,

@@ -64,6 +64,20 @@ func LoadConfig(path string) (Config, error) {
 	return c, nil
 }
 
+// CheckConfigMode says, as an error, when the admin.conf at path can be
+// read by group or others (it holds the admin token), as ssh does for
+// private keys; nil when it is private or cannot be examined.
+func CheckConfigMode(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	if m := st.Mode().Perm(); m&0o077 != 0 {
+		return fmt.Errorf("%s is mode %04o: group or others can read the admin token in it; run chmod 600 %s", path, m, path)
+	}
+	return nil
+}
+
 // WriteConfig writes c to path with mode 0600, atomically.
 func WriteConfig(path string, c Config) error {
 	b, err := json.MarshalIndent(c, "", "  ")

@@ -47,7 +47,7 @@ func (c *connectorsListCmd) Run(ctx context.Context, s streams, args []string) e
 	if len(args) > 0 {
 		return usagef("connectors list takes no arguments")
 	}
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}
@@ -83,7 +83,7 @@ func (c *connectorsShowCmd) Run(ctx context.Context, s streams, args []string) e
 	if err != nil {
 		return err
 	}
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}
@@ -106,7 +106,7 @@ func (c *connectorsRevokeCmd) Run(ctx context.Context, s streams, args []string)
 	if err != nil {
 		return err
 	}
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}

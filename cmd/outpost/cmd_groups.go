@@ -64,7 +64,7 @@ func (c *groupsCreateCmd) Run(ctx context.Context, s streams, args []string) err
 	if err != nil {
 		return err
 	}
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func (c *groupsEditCmd) Run(ctx context.Context, s streams, args []string) error
 	if !c.fs.Changed("location") && !c.fs.Changed("window-day") && !c.fs.Changed("window-hour") {
 		return usagef("groups edit: nothing to change; pass --location, --window-day or --window-hour")
 	}
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}
@@ -111,7 +111,7 @@ func (c *groupsListCmd) Run(ctx context.Context, s streams, args []string) error
 	if len(args) > 0 {
 		return usagef("groups list takes no arguments")
 	}
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}
@@ -138,7 +138,7 @@ func (c *groupsShowCmd) Run(ctx context.Context, s streams, args []string) error
 	if err != nil {
 		return err
 	}
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}
@@ -167,7 +167,7 @@ func (c *groupsDeleteCmd) Run(ctx context.Context, s streams, args []string) err
 	if err != nil {
 		return err
 	}
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}

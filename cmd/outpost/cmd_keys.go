@@ -88,7 +88,7 @@ func (c *keysCreateCmd) Run(ctx context.Context, s streams, args []string) error
 		return usagef("--expires-in: %v", err)
 	}
 	c.spec.ExpiresIn = c.expires
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}
@@ -120,7 +120,7 @@ func (c *keysListCmd) Run(ctx context.Context, s streams, args []string) error {
 	default:
 		return usagef("--state %q: use active, exhausted, expired or revoked", c.state)
 	}
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}
@@ -172,7 +172,7 @@ func (c *keysNameCmd) Run(ctx context.Context, s streams, args []string) error {
 	if err != nil {
 		return err
 	}
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}
@@ -247,7 +247,7 @@ func (c *keysEditCmd) Run(ctx context.Context, s streams, args []string) error {
 	if !c.fs.Changed("max-uses") {
 		return usagef("keys edit: nothing to change; pass --max-uses N")
 	}
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}
@@ -280,7 +280,7 @@ func (c *keysDownloadCmd) Run(ctx context.Context, s streams, args []string) err
 	if c.out == "" {
 		return usagef("keys download: missing -o FILE")
 	}
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}

@@ -69,10 +69,13 @@ func (o *adminOpts) register(fs *pflag.FlagSet) {
 
 // client makes the API client from --config; commands call it after
 // checking their arguments, so usage errors come first.
-func (o *adminOpts) client() (*cpclient.Client, error) {
+func (o *adminOpts) client(s streams) (*cpclient.Client, error) {
 	cfg, err := cpclient.LoadConfig(o.config)
 	if err != nil {
 		return nil, err
+	}
+	if err := cpclient.CheckConfigMode(o.config); err != nil {
+		fmt.Fprintf(s.Err, "warning: %v\n", err)
 	}
 	return cpclient.New(cfg)
 }

@@ -107,3 +107,18 @@ func TestKeysDownloadToStdout(t *testing.T) {
 		t.Fatal("keys download -o - wrote a file named -")
 	}
 }
+
+// TestAdminConfModeWarning: like ssh with a private key, the CLI warns
+// when admin.conf (it holds the admin token) is readable by others.
+func TestAdminConfModeWarning(t *testing.T) {
+	dir := fakeServer(t, func(r *http.Request) (int, any) { return 200, []cpapi.Group{} })
+	conf := filepath.Join(dir, "admin.conf")
+	if _, e, err := cli(t, dir, "groups", "list"); err != nil || strings.Contains(e, "warning") {
+		t.Fatalf("private admin.conf: %v %q", err, e)
+	}
+	os.Chmod(conf, 0o644)
+	_, e, err := cli(t, dir, "groups", "list")
+	if err != nil || !strings.Contains(e, "warning: "+conf+" is mode 0644") || !strings.Contains(e, "chmod 600 "+conf) {
+		t.Fatalf("0644 admin.conf: %v stderr %q", err, e)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -81,6 +82,11 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		// mode stays consistent after a crash (a commit may be lost on power
 		// failure, never half-applied). One connection serialises writers so
 		// SQLite never answers SQLITE_BUSY to an upgrade from read to write.
+		// The database holds sealed key secrets: 0600 whatever the umask,
+		// and SQLite gives its -wal and -shm files the database's mode.
+		if err := privateFile(dsn); err != nil {
+			return nil, err
+		}
 		q := "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_txlock=immediate"
 		s.db, err = sql.Open("sqlite", "file:"+dsn+q)
 		if err != nil {
@@ -98,9 +104,30 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		s.db.Close()
 		return nil, err
 	}
+	if !s.postgres {
+		for _, p := range []string{dsn + "-wal", dsn + "-shm"} {
+			if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+				s.db.Close()
+				return nil, fmt.Errorf("make %s private: %w", p, err)
+			}
+		}
+	}
 	s.enrollCh, s.quit, s.writerDone = make(chan *enrollReq), make(chan struct{}), make(chan struct{})
 	go s.writer()
 	return s, nil
+}
+
+// privateFile creates path with mode 0600 if missing, or makes it 0600.
+func privateFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open SQLite database %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := f.Chmod(0o600); err != nil {
+		return fmt.Errorf("make %s private: %w", path, err)
+	}
+	return nil
 }
 
 // redactDSN drops a password from a URL so it can appear in an error.
