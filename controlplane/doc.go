@@ -41,7 +41,9 @@
 //	403 key_exhausted   use_count reached max_uses
 //	400 bad_csr         not PEM PKCS#10, bad signature, RSA < 2048, unsupported curve
 //	403 connector_revoked  the same key pair enrolled before and was revoked
-//	429 rate_limited    10 invalid_key failures from one IP within a minute
+//	429 rate_limited    a wrong key after 10 invalid_key failures from one IP
+//	                    with the same key id within a minute (a valid key
+//	                    is never refused because of others' failures)
 //	500 internal        see the server log
 //
 // # Heartbeat (mutual TLS with the enrolled certificate chain)
@@ -81,7 +83,13 @@
 // Processes that share one PostgreSQL database act as one control plane
 // when they share the data directory's CAs and secrets (copy DATA to each);
 // a server refuses to start on a database initialised by another CA. The
-// rate limit is kept per process.
+// failure counts behind rate_limited live in the database (enroll_failures),
+// so the limit holds across them. A key secret has 128 bits or more: the
+// limit is there to slow a client with a bad copy and bound the work and
+// log lines it costs, not to stop guessing.
+//
+// A wrong admin token is logged at most once per source and minute, with
+// the number of lines suppressed since.
 //
 // A missing or wrong token answers 401 unauthorized. Other admin refusals:
 // 404 not_found, 409 exists, 409 conflict, 409 key_exhausted (reveal of a

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/outpost-appliance/outpost/controlplane"
 	"github.com/outpost-appliance/outpost/cpapi"
@@ -283,5 +284,73 @@ func TestFileModes(t *testing.T) {
 	os.WriteFile(filepath.Join(empty, "secrets.key"), []byte("short"), 0o600)
 	if _, err := open(t, empty); err == nil || !strings.Contains(err.Error(), "secrets.key is damaged") {
 		t.Errorf("partial secrets.key: %v", err)
+	}
+}
+
+// TestRateLimitAcrossServers: two servers sharing PostgreSQL share the
+// failure counts, so 10 failures spread over both reach the limit.
+func TestRateLimitAcrossServers(t *testing.T) {
+	dsn := pgShared(t)
+	dir := t.TempDir()
+	a := newEnvDir(t, dir, dsn, "cp.example.com:443")
+	b := newEnvDir(t, dir, dsn, "cp.example.com:443")
+	text := a.key("Shared", 5, "")
+	pk, _ := provkey.Parse(text)
+	wrong, _ := pk.WithSecret(nil)
+	for i := range 10 {
+		e := a
+		if i%2 == 1 {
+			e = b
+		}
+		if r := e.enroll(wrong.Reveal(), csrFor(t, newSigner(t)), fp(i), "x"); r.Error != "invalid_key" {
+			t.Fatalf("attempt %d: %+v", i, r)
+		}
+	}
+	for _, e := range []*env{a, b} {
+		if r := e.enroll(wrong.Reveal(), csrFor(t, newSigner(t)), fp(1), "x"); r.Status != 429 {
+			t.Errorf("after 10 failures over two servers: %+v", r)
+		}
+	}
+	if r := b.enroll(text, csrFor(t, newSigner(t)), fp(1), "x"); r.Status != 200 {
+		t.Errorf("valid key: %+v", r)
+	}
+}
+
+// TestWrongTokenLogIsThrottled: a flood of wrong admin tokens from one
+// address writes one WARN line per minute, then one counting the rest.
+func TestWrongTokenLogIsThrottled(t *testing.T) {
+	e := newEnv(t, "")
+	send := func() {
+		req, _ := http.NewRequest("GET", e.url+cpapi.PathGroups, nil)
+		req.Header.Set("Authorization", "Bearer wrong")
+		resp, err := e.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Fatalf("wrong token: %d", resp.StatusCode)
+		}
+	}
+	lines := func() []string {
+		var out []string
+		for _, l := range strings.Split(e.logBuf.String(), "\n") {
+			if strings.Contains(l, "wrong token") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	for range 1000 {
+		send()
+	}
+	if n := len(lines()); n != 1 {
+		t.Fatalf("%d log lines for 1000 wrong tokens in a minute, want 1", n)
+	}
+	e.clock.Advance(time.Minute)
+	send()
+	ls := lines()
+	if len(ls) != 2 || !strings.Contains(ls[1], `"suppressed":999`) {
+		t.Fatalf("after a minute: %q, want a second line counting 999 suppressed", ls)
 	}
 }

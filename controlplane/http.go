@@ -11,6 +11,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/outpost-appliance/outpost/pki"
@@ -51,6 +53,7 @@ var adminStatuses = map[string]int{
 // guards /api/v1/ admin routes.
 func Handler(s *Service, adminToken string) http.Handler {
 	want := sha256.Sum256([]byte(adminToken))
+	badToken := &throttle{period: time.Minute, now: s.Now, seen: map[string]*throttled{}}
 	admin := func(h func(w http.ResponseWriter, r *http.Request) (any, error)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			auth := r.Header.Get("Authorization")
@@ -61,7 +64,9 @@ func Handler(s *Service, adminToken string) http.Handler {
 				return
 			}
 			if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-				s.Log.Warn("admin request with a wrong token", "source", SourceOf(r.RemoteAddr), "path", r.URL.Path)
+				if ok, suppressed := badToken.allow(SourceOf(r.RemoteAddr)); ok {
+					s.Log.Warn("admin request with a wrong token", "source", SourceOf(r.RemoteAddr), "path", r.URL.Path, "suppressed", suppressed)
+				}
 				writeErr(w, refuse(cpapi.CodeUnauthorized, "the admin token is wrong; use the admin.conf written by this server in its data directory"), adminStatuses)
 				return
 			}
@@ -224,6 +229,50 @@ func decode(w http.ResponseWriter, r *http.Request, v any) *cpapi.Error {
 		return refuse(cpapi.CodeBadRequest, "the request body has data after the JSON object; send exactly one object")
 	}
 	return nil
+}
+
+// throttle lets one log line per source through per period and counts
+// the others, so a flood of bad requests cannot flood the log.
+type throttle struct {
+	mu     sync.Mutex
+	period time.Duration
+	now    func() time.Time
+	seen   map[string]*throttled
+}
+
+type throttled struct {
+	last       time.Time
+	suppressed int
+}
+
+// allow reports whether to log for source now and, if so, how many lines
+// were suppressed since its last one.
+func (t *throttle) allow(source string) (bool, int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	e := t.seen[source]
+	if e == nil {
+		if len(t.seen) >= 10000 { // bound memory under a flood of sources
+			for k, v := range t.seen {
+				if now.Sub(v.last) >= t.period {
+					delete(t.seen, k)
+				}
+			}
+		}
+		if len(t.seen) >= 10000 {
+			return false, 0
+		}
+		t.seen[source] = &throttled{last: now}
+		return true, 0
+	}
+	if now.Sub(e.last) < t.period {
+		e.suppressed++
+		return false, 0
+	}
+	n := e.suppressed
+	e.last, e.suppressed = now, 0
+	return true, n
 }
 
 // jsonProblem says what is wrong with a request body in the API's words

@@ -225,6 +225,13 @@ CREATE TABLE IF NOT EXISTS connectors (
 	UNIQUE (key_id, pubkey_hash)
 );
 CREATE INDEX IF NOT EXISTS connectors_group ON connectors(group_name);
+CREATE TABLE IF NOT EXISTS enroll_failures (
+	source       TEXT NOT NULL,
+	key_id       TEXT NOT NULL,
+	window_start BIGINT NOT NULL,
+	count        BIGINT NOT NULL,
+	PRIMARY KEY (source, key_id)
+);
 `
 
 func (s *Store) migrate(ctx context.Context) error {
