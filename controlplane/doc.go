@@ -63,6 +63,11 @@
 //
 // # Admin API (Authorization: Bearer TOKEN from DATA/admin.conf)
 //
+// DATA/admin.conf is written on first start. Later starts bring a field
+// (server, token, ca) up to date only while it still holds what the server
+// last wrote (remembered in DATA/.admin.conf.written): an admin's edit,
+// such as a server URL that resolves where --hostname does not, is kept.
+//
 //	GET/POST /api/v1/groups, GET/PATCH/DELETE /api/v1/groups/{name}[?force=true]
 //	GET /api/v1/keys[?group=&name=&state=], POST /api/v1/keys {name, group, max_uses, expires_in, signing_ca}
 //	GET/PATCH {max_uses}/DELETE /api/v1/keys/{name}[?force=true] (force: the key enrolled connectors)

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/outpost-appliance/outpost/controlplane"
 	"github.com/outpost-appliance/outpost/cpapi"
+	"github.com/outpost-appliance/outpost/cpclient"
 	"github.com/outpost-appliance/outpost/provkey"
 )
 
@@ -352,5 +354,69 @@ func TestWrongTokenLogIsThrottled(t *testing.T) {
 	ls := lines()
 	if len(ls) != 2 || !strings.Contains(ls[1], `"suppressed":999`) {
 		t.Fatalf("after a minute: %q, want a second line counting 999 suppressed", ls)
+	}
+}
+
+// TestRestartWithAnotherHostname: keys naming the old host are counted in
+// a warning at start; admin.conf follows the server's URL until an admin
+// edits it, and then keeps the edit.
+func TestRestartWithAnotherHostname(t *testing.T) {
+	dir := t.TempDir()
+	start := func(host string) (*controlplane.Server, *syncBuffer) {
+		t.Helper()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		buf := &syncBuffer{}
+		srv, err := controlplane.Open(context.Background(), controlplane.Config{DataDir: dir, Hostnames: []string{host}, Log: slog.New(slog.NewTextHandler(buf, nil))}, ln.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv, buf
+	}
+	conf := filepath.Join(dir, controlplane.AdminConfFile)
+	server := func() string {
+		cfg, err := cpclient.LoadConfig(conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg.Server
+	}
+	srv, _ := start("a.example.com:443")
+	ctx := context.Background()
+	srv.Service.CreateGroup(ctx, cpapi.GroupSpec{Name: "g"})
+	for _, n := range []string{"K1", "K2"} {
+		if _, err := srv.Service.CreateKey(ctx, cpapi.KeySpec{Name: n, Group: "g", MaxUses: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.Close()
+	srv, log := start("b.example.com:443")
+	srv.Close()
+	if !strings.Contains(log.String(), "2 active keys name the control plane a.example.com:443") {
+		t.Errorf("no warning about keys naming the old host:\n%s", log)
+	}
+	if got := server(); got != "https://b.example.com:443" {
+		t.Errorf("untouched admin.conf names %s, want the new URL", got)
+	}
+	cfg, _ := cpclient.LoadConfig(conf)
+	cfg.Server = "https://10.0.0.5:8443"
+	cpclient.WriteConfig(conf, cfg)
+	srv, log = start("c.example.com:443")
+	srv.Close()
+	if got := server(); got != "https://10.0.0.5:8443" {
+		t.Errorf("admin.conf edited by the admin was overwritten with %s", got)
+	}
+	if !strings.Contains(log.String(), "keeping the admin's value") {
+		t.Errorf("no log line about the kept edit:\n%s", log)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	for _, bad := range []string{"bad host!", "cp.example.com:99999", "under_score.example.com"} {
+		if _, err := controlplane.Open(ctx, controlplane.Config{DataDir: dir, Hostnames: []string{bad}}, ln.Addr()); err == nil || !strings.Contains(err.Error(), "--hostname") {
+			t.Errorf("--hostname %q: %v", bad, err)
+		}
 	}
 }

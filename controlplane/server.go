@@ -12,8 +12,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -29,7 +31,7 @@ import (
 type Config struct {
 	DataDir   string   // PKI, secrets, admin.conf and (by default) the SQLite database
 	Hostnames []string // names appliances use to reach the server; the first goes into keys
-	Database  string   // postgres://… ; empty: SQLite in DataDir
+	Database  string   // postgres://…, sqlite:PATH or PATH.db (store.CheckDatabase); empty: SQLite in DataDir
 	Log       *slog.Logger
 	Now       func() time.Time // nil: time.Now
 }
@@ -66,6 +68,14 @@ func Open(ctx context.Context, cfg Config, addr net.Addr) (*Server, error) {
 	}
 	if cfg.DataDir == "" {
 		return nil, errors.New("no data directory; pass --data DIR")
+	}
+	if err := CheckHostnames(cfg.Hostnames); err != nil {
+		return nil, err
+	}
+	if cfg.Database != "" {
+		if err := store.CheckDatabase(cfg.Database); err != nil {
+			return nil, err
+		}
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
@@ -167,6 +177,10 @@ func Open(ctx context.Context, cfg Config, addr net.Addr) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
+	if err := svc.warnOrphanedKeys(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
 	srv := &Server{
 		Service: svc,
 		TLS: &tls.Config{
@@ -184,11 +198,107 @@ func Open(ctx context.Context, cfg Config, addr net.Addr) (*Server, error) {
 	if len(cfg.Hostnames) == 0 && tcp.IP.IsUnspecified() {
 		adminURL = "https://127.0.0.1:" + strconv.Itoa(tcp.Port)
 	}
-	if err := cpclient.WriteConfig(filepath.Join(cfg.DataDir, AdminConfFile), cpclient.Config{Server: adminURL, Token: string(token), CA: string(rootPEM)}); err != nil {
+	if err := writeAdminConf(cfg.DataDir, cpclient.Config{Server: adminURL, Token: string(token), CA: string(rootPEM)}, log); err != nil {
 		st.Close()
 		return nil, err
 	}
 	return srv, nil
+}
+
+// CheckHostnames checks --hostname values: NAME or NAME:PORT (a DNS name
+// or an IP address, IPv6 in brackets when a port follows), as keys carry
+// them.
+func CheckHostnames(hosts []string) error {
+	var problems []string
+	for _, h := range hosts {
+		if a, err := netip.ParseAddr(h); err == nil && a.Is6() && a.Zone() == "" {
+			continue // a bare IPv6 address; keys bracket it
+		}
+		if err := provkey.ValidateHost(h); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("--hostname: %s; use NAME or NAME:PORT, as in cp.example.com or cp.example.com:8443", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// warnOrphanedKeys logs, per host, how many usable keys name a host this
+// server does not answer to: appliances enrolling with them get wrong_host
+// (a restart with another --hostname).
+func (s *Service) warnOrphanedKeys(ctx context.Context) error {
+	keys, err := s.Store.Keys(ctx, store.KeyFilter{State: store.KeyActive})
+	if err != nil {
+		return err
+	}
+	orphans := map[string]int{}
+	for _, k := range keys {
+		if !s.acceptsHost(k.Host) {
+			orphans[k.Host]++
+		}
+	}
+	hosts := make([]string, 0, len(orphans))
+	for h := range orphans {
+		hosts = append(hosts, h)
+	}
+	sort.Strings(hosts)
+	for _, h := range hosts {
+		s.Log.Warn(fmt.Sprintf("%d active keys name the control plane %s, which this server does not answer to; appliances enrolling with them will be refused (wrong_host). Add --hostname %s, or create new keys", orphans[h], h, h),
+			"keys", orphans[h], "host", h, "key_host", s.KeyHost)
+	}
+	return nil
+}
+
+// adminConfWritten remembers what the server last wrote to admin.conf, so
+// that a later start changes only the fields an admin has not edited.
+const adminConfWritten = ".admin.conf.written"
+
+// writeAdminConf writes DATA/admin.conf when missing. When it exists, each
+// field (server, token, ca) is brought up to date only if it still holds
+// what the server last wrote: an admin's edit (a server URL that resolves
+// where --hostname does not) is kept, and said so in the log.
+func writeAdminConf(dir string, want cpclient.Config, log *slog.Logger) error {
+	path, memo := filepath.Join(dir, AdminConfFile), filepath.Join(dir, adminConfWritten)
+	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+		if err := cpclient.WriteConfig(path, want); err != nil {
+			return err
+		}
+		return cpclient.WriteConfig(memo, want)
+	}
+	cur, err := cpclient.LoadConfig(path)
+	if err != nil {
+		log.Warn("admin.conf is not readable as an admin config; leaving it as it is", "file", path, "err", err)
+		return nil
+	}
+	last, err := cpclient.LoadConfig(memo)
+	if err != nil { // written by a server that rewrote it on every start
+		last = cur
+	}
+	next := cur
+	for _, f := range []struct {
+		name            string
+		cur, last, want string
+		set             func(string)
+	}{
+		{"server", cur.Server, last.Server, want.Server, func(v string) { next.Server = v }},
+		{"token", cur.Token, last.Token, want.Token, func(v string) { next.Token = v }},
+		{"ca", cur.CA, last.CA, want.CA, func(v string) { next.CA = v }},
+	} {
+		switch {
+		case f.cur == f.want:
+		case f.cur == f.last:
+			f.set(f.want)
+		default:
+			log.Info("admin.conf was edited; keeping the admin's value", "file", path, "field", f.name)
+		}
+	}
+	if next != cur {
+		if err := cpclient.WriteConfig(path, next); err != nil {
+			return err
+		}
+	}
+	return cpclient.WriteConfig(memo, want)
 }
 
 // secretFile reads a 0600 file that valid accepts, or creates it from 32
@@ -243,7 +353,7 @@ func checkSecret(path string, b []byte, valid func([]byte) bool) ([]byte, error)
 // it. A directory that holds no secret yet (a first start in an existing
 // directory) is tightened to 0700 instead.
 func checkPrivate(dir string, log *slog.Logger) error {
-	secrets := []string{filepath.Join(dir, tokenFile), filepath.Join(dir, sealFile), filepath.Join(dir, AdminConfFile)}
+	secrets := []string{filepath.Join(dir, tokenFile), filepath.Join(dir, sealFile), filepath.Join(dir, AdminConfFile), filepath.Join(dir, adminConfWritten)}
 	dirs := []string{dir}
 	filepath.WalkDir(filepath.Join(dir, pkiDir), func(p string, d fs.DirEntry, err error) error {
 		switch {

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"encoding/pem"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -120,5 +122,52 @@ func TestAdminConfModeWarning(t *testing.T) {
 	_, e, err := cli(t, dir, "groups", "list")
 	if err != nil || !strings.Contains(e, "warning: "+conf+" is mode 0644") || !strings.Contains(e, "chmod 600 "+conf) {
 		t.Fatalf("0644 admin.conf: %v stderr %q", err, e)
+	}
+}
+
+// TestServerFlagsAreChecked: --database takes a PostgreSQL URL or an
+// explicit SQLite file, --hostname a HOST[:PORT]; anything else is a usage
+// error before anything is created.
+func TestServerFlagsAreChecked(t *testing.T) {
+	wd := t.TempDir()
+	t.Chdir(wd)
+	for _, args := range [][]string{
+		{"--database", "not a url"},
+		{"--database", "mysql://db/outpost"},
+		{"--hostname", "bad host!"},
+		{"--hostname", "cp.example.com:0"},
+	} {
+		var o, e strings.Builder
+		err := run(context.Background(), append([]string{"server", "--data", filepath.Join(wd, "data"), "--listen", "127.0.0.1:0"}, args...), strings.NewReader(""), &o, &e)
+		if code := exitCode(err, &e); code != exitUsage || !strings.Contains(e.String(), args[0]) {
+			t.Errorf("server %v: exit %d, stderr %q; want 2 naming %s", args, code, e.String(), args[0])
+		}
+	}
+	if ents, _ := os.ReadDir(wd); len(ents) != 0 {
+		t.Errorf("refused flags created %v", ents)
+	}
+}
+
+// TestServerOverride: --server and OUTPOST_SERVER replace admin.conf's URL
+// (a host without DNS for the server's --hostname).
+func TestServerOverride(t *testing.T) {
+	var url string
+	dir := fakeServer(t, func(r *http.Request) (int, any) { return 200, []cpapi.Group{{Name: "melb"}} })
+	conf := filepath.Join(dir, "admin.conf")
+	cfg, _ := cpclient.LoadConfig(conf)
+	url, cfg.Server = cfg.Server, "https://cp.invalid:1"
+	cpclient.WriteConfig(conf, cfg)
+	if _, _, err := cli(t, dir, "groups", "list"); err == nil {
+		t.Fatal("admin.conf's unreachable server answered")
+	}
+	if o, e, err := cli(t, dir, "groups", "list", "--server", url); err != nil || !strings.Contains(o, "melb") {
+		t.Fatalf("--server: %v %q %q", err, o, e)
+	}
+	t.Setenv("OUTPOST_SERVER", url)
+	if o, e, err := cli(t, dir, "groups", "list"); err != nil || !strings.Contains(o, "melb") {
+		t.Fatalf("OUTPOST_SERVER: %v %q %q", err, o, e)
+	}
+	if _, _, err := cli(t, dir, "groups", "list", "--server", "http://x"); exitCode(err, io.Discard) != exitUsage {
+		t.Fatalf("--server http://x: %v", err)
 	}
 }

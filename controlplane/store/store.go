@@ -18,6 +18,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -64,11 +65,35 @@ func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 	return st, nil
 }
 
-// Open opens the database: a postgres:// or postgresql:// URL, otherwise the
-// path of a SQLite file (created if missing). It creates the schema.
+// CheckDatabase checks a --database value: a postgres:// or postgresql://
+// URL, or a SQLite file given as sqlite:PATH or as a PATH ending in .db.
+// Anything else (a typo, "not a url") is refused rather than taken for a
+// file name.
+func CheckDatabase(db string) error {
+	switch {
+	case strings.HasPrefix(db, "postgres://"), strings.HasPrefix(db, "postgresql://"):
+		if _, err := url.Parse(db); err != nil {
+			return fmt.Errorf("database URL %s: %v", redactDSN(db), errors.Unwrap(err))
+		}
+		return nil
+	case strings.HasPrefix(db, "sqlite:"):
+		if strings.TrimPrefix(db, "sqlite:") == "" {
+			return errors.New("database sqlite: names no file; use sqlite:PATH")
+		}
+		return nil
+	case strings.HasSuffix(db, ".db") && !strings.Contains(db, "://"):
+		return nil
+	}
+	return fmt.Errorf("database %q is neither a postgres:// or postgresql:// URL nor a SQLite file (sqlite:PATH, or a PATH ending in .db)", redactDSN(db))
+}
+
+// Open opens the database: a postgres:// or postgresql:// URL, otherwise a
+// SQLite file, sqlite:PATH or PATH (created if missing). It creates the
+// schema.
 func Open(ctx context.Context, dsn string) (*Store, error) {
 	s := &Store{}
 	var err error
+	dsn = strings.TrimPrefix(dsn, "sqlite:")
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		s.postgres = true
 		s.db, err = sql.Open("pgx", dsn)
@@ -88,7 +113,9 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 			return nil, err
 		}
 		q := "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_txlock=immediate"
-		s.db, err = sql.Open("sqlite", "file:"+dsn+q)
+		// A file: URI, so the path is percent-escaped: '?', '#' and '%'
+		// in a directory name stay part of the path.
+		s.db, err = sql.Open("sqlite", "file:"+(&url.URL{Path: dsn}).EscapedPath()+q)
 		if err != nil {
 			return nil, fmt.Errorf("open SQLite database %s: %w", dsn, err)
 		}
