@@ -4,6 +4,7 @@ package main
 // lives in its own cmd_*.go file.
 func commands() []entry {
 	return []entry{
+		completionEntry,
 		{Path: "connectors list", Summary: "List enrolled connectors and their health", Examples: "outpost connectors list --config /var/lib/outpost/admin.conf", New: func() command { return &connectorsListCmd{} }},
 		{Path: "connectors revoke", Args: "NAME", Summary: "Revoke a connector (also regenerates its group's keys)", Examples: "outpost connectors revoke Melbourne-2", New: func() command { return &connectorsRevokeCmd{} }},
 		{Path: "connectors show", Args: "NAME", Summary: "Show one connector", Examples: "outpost connectors show Melbourne-1 --json", New: func() command { return &connectorsShowCmd{} }},
