@@ -311,14 +311,28 @@ func (s *Service) RevokeKey(ctx context.Context, name string) (cpapi.KeyInfo, er
 	return s.Key(ctx, name)
 }
 
-// DeleteKey deletes a key; connectors it enrolled stay.
-func (s *Service) DeleteKey(ctx context.Context, name string) error {
+// DeleteKey deletes a key; connectors it enrolled stay. A key that
+// enrolled connectors (not revoked) is deleted only with force.
+func (s *Service) DeleteKey(ctx context.Context, name string, force bool) error {
+	k, err := s.key(ctx, name)
+	if err != nil {
+		return err
+	}
+	if !force {
+		n, err := s.Store.CountEnrolled(ctx, k.ID)
+		if err != nil {
+			return s.internal(err)
+		}
+		if n > 0 {
+			return refuse(cpapi.CodeConflict, "key %s enrolled %d connectors that are not revoked (they stay enrolled and keep working, but lose their key); delete it anyway with 'outpost keys delete %s --force', or revoke it instead", name, n, name)
+		}
+	}
 	if err := s.Store.DeleteKey(ctx, name); errors.Is(err, store.ErrNotFound) {
 		return notFound("key", name, "list keys with 'outpost keys list'")
 	} else if err != nil {
 		return s.internal(err)
 	}
-	s.Log.Info("key deleted", "key", name)
+	s.Log.Info("key deleted", "key", name, "force", force)
 	return nil
 }
 

@@ -167,7 +167,7 @@ func TestRegenerateRevokeDelete(t *testing.T) {
 		if r := e.enroll(kt.Text, csrFor(t, newSigner(t)), fp(4), "d"); r.Status != 403 || r.Error != cpapi.CodeKeyRevoked {
 			t.Fatalf("revoked: %+v", r)
 		}
-		if _, err := e.admin.DeleteKey(ctx, "Perth"); err != nil {
+		if _, err := e.admin.DeleteKey(ctx, "Perth", true); err != nil {
 			t.Fatal(err)
 		}
 		if r := e.enroll(kt.Text, csrFor(t, newSigner(t)), fp(5), "e"); r.Status != 401 || r.Error != cpapi.CodeInvalidKey {
@@ -329,9 +329,14 @@ func TestBadInputIsRefusedAndNothingCounted(t *testing.T) {
 	}
 }
 
+// TestRateLimit: failures are counted per (address, key id); after 10 in
+// a minute the wrong secrets get 429, but a valid key from the same
+// address (another key, or this key's current secret) is never refused
+// because of someone else's failures.
 func TestRateLimit(t *testing.T) {
 	e := newEnv(t, "")
 	text := e.key("Cairns", 5, "")
+	other := e.key("Darwin", 5, "")
 	pk, _ := provkey.Parse(text)
 	wrong, _ := pk.WithSecret(nil)
 	for i := range 10 {
@@ -339,13 +344,18 @@ func TestRateLimit(t *testing.T) {
 			t.Fatalf("attempt %d: %+v", i, r)
 		}
 	}
-	r := e.enroll(text, csrFor(t, newSigner(t)), fp(1), "x")
-	if r.Status != 429 || r.Error != "rate_limited" {
-		t.Fatalf("after 10 failures: %+v", r)
+	if r := e.enroll(wrong.Reveal(), csrFor(t, newSigner(t)), fp(1), "x"); r.Status != 429 || r.Error != "rate_limited" {
+		t.Fatalf("11th wrong secret: %+v", r)
+	}
+	if r := e.enroll(other, csrFor(t, newSigner(t)), fp(1), "x"); r.Status != 200 {
+		t.Fatalf("another valid key from the same address after 10 failures: %+v", r)
+	}
+	if r := e.enroll(text, csrFor(t, newSigner(t)), fp(2), "x"); r.Status != 200 {
+		t.Fatalf("this key's valid secret from the same address after 10 failures: %+v", r)
 	}
 	e.clock.Advance(time.Minute)
-	if r := e.enroll(text, csrFor(t, newSigner(t)), fp(1), "x"); r.Status != 200 {
-		t.Fatalf("after a minute: %+v", r)
+	if r := e.enroll(wrong.Reveal(), csrFor(t, newSigner(t)), fp(1), "x"); r.Status != 401 {
+		t.Fatalf("wrong secret after a minute: %+v", r)
 	}
 }
 

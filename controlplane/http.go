@@ -5,10 +5,14 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/outpost-appliance/outpost/pki"
@@ -19,23 +23,24 @@ const MaxBody = 64 << 10
 
 // statuses is the one place a refusal code becomes an HTTP status.
 var statuses = map[string]int{
-	cpapi.CodeBadRequest:   http.StatusBadRequest,
-	cpapi.CodeTooLarge:     http.StatusRequestEntityTooLarge,
-	cpapi.CodeInvalidKey:   http.StatusUnauthorized,
-	cpapi.CodeWrongHost:    http.StatusBadRequest,
-	cpapi.CodeKeyExhausted: http.StatusForbidden,
-	cpapi.CodeKeyRevoked:   http.StatusForbidden,
-	cpapi.CodeKeyExpired:   http.StatusForbidden,
-	cpapi.CodeBadCSR:       http.StatusBadRequest,
-	cpapi.CodeRateLimited:  http.StatusTooManyRequests,
-	cpapi.CodeBlocked:      http.StatusForbidden,
-	cpapi.CodeRevoked:      http.StatusForbidden,
-	cpapi.CodeUnauthorized: http.StatusUnauthorized,
-	cpapi.CodeNotFound:     http.StatusNotFound,
-	cpapi.CodeExists:       http.StatusConflict,
-	cpapi.CodeConflict:     http.StatusConflict,
-	cpapi.CodeInternal:     http.StatusInternalServerError,
-	cpapi.CodeUnhealthy:    http.StatusServiceUnavailable,
+	cpapi.CodeBadRequest:       http.StatusBadRequest,
+	cpapi.CodeTooLarge:         http.StatusRequestEntityTooLarge,
+	cpapi.CodeInvalidKey:       http.StatusUnauthorized,
+	cpapi.CodeWrongHost:        http.StatusBadRequest,
+	cpapi.CodeKeyExhausted:     http.StatusForbidden,
+	cpapi.CodeKeyRevoked:       http.StatusForbidden,
+	cpapi.CodeKeyExpired:       http.StatusForbidden,
+	cpapi.CodeBadCSR:           http.StatusBadRequest,
+	cpapi.CodeRateLimited:      http.StatusTooManyRequests,
+	cpapi.CodeBlocked:          http.StatusForbidden,
+	cpapi.CodeRevoked:          http.StatusForbidden,
+	cpapi.CodeUnauthorized:     http.StatusUnauthorized,
+	cpapi.CodeNotFound:         http.StatusNotFound,
+	cpapi.CodeMethodNotAllowed: http.StatusMethodNotAllowed,
+	cpapi.CodeExists:           http.StatusConflict,
+	cpapi.CodeConflict:         http.StatusConflict,
+	cpapi.CodeInternal:         http.StatusInternalServerError,
+	cpapi.CodeUnhealthy:        http.StatusServiceUnavailable,
 }
 
 // adminStatuses override statuses on the admin API: there a used-up key is
@@ -48,6 +53,7 @@ var adminStatuses = map[string]int{
 // guards /api/v1/ admin routes.
 func Handler(s *Service, adminToken string) http.Handler {
 	want := sha256.Sum256([]byte(adminToken))
+	badToken := &throttle{period: time.Minute, now: s.Now, seen: map[string]*throttled{}}
 	admin := func(h func(w http.ResponseWriter, r *http.Request) (any, error)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			auth := r.Header.Get("Authorization")
@@ -58,7 +64,9 @@ func Handler(s *Service, adminToken string) http.Handler {
 				return
 			}
 			if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-				s.Log.Warn("admin request with a wrong token", "source", SourceOf(r.RemoteAddr), "path", r.URL.Path)
+				if ok, suppressed := badToken.allow(SourceOf(r.RemoteAddr)); ok {
+					s.Log.Warn("admin request with a wrong token", "source", SourceOf(r.RemoteAddr), "path", r.URL.Path, "suppressed", suppressed)
+				}
 				writeErr(w, refuse(cpapi.CodeUnauthorized, "the admin token is wrong; use the admin.conf written by this server in its data directory"), adminStatuses)
 				return
 			}
@@ -160,7 +168,8 @@ func Handler(s *Service, adminToken string) http.Handler {
 		return s.SetMaxUses(r.Context(), r.PathValue("name"), *body.MaxUses)
 	}))
 	mux.HandleFunc("DELETE "+cpapi.PathKey, admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
-		return cpapi.Deleted{Deleted: r.PathValue("name")}, s.DeleteKey(r.Context(), r.PathValue("name"))
+		force, _ := strconv.ParseBool(r.URL.Query().Get(cpapi.QueryForce))
+		return cpapi.Deleted{Deleted: r.PathValue("name")}, s.DeleteKey(r.Context(), r.PathValue("name"), force)
 	}))
 	mux.HandleFunc("POST "+cpapi.PathKeyReveal, admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
 		return s.RevealKey(r.Context(), r.PathValue("name"))
@@ -182,6 +191,21 @@ func Handler(s *Service, adminToken string) http.Handler {
 		return s.RevokeConnector(r.Context(), r.PathValue("name"))
 	}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		// "/" matches every method, so the mux never answers 405 by
+		// itself: find the methods the path has.
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, pattern := mux.Handler(probe); pattern != "/" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeErr(w, refuse(cpapi.CodeMethodNotAllowed, "%s %s is not supported; use %s", r.Method, r.URL.Path, strings.Join(allow, " or ")), nil)
+			return
+		}
 		writeErr(w, refuse(cpapi.CodeNotFound, "no API at %s %s; see the controlplane package documentation for the routes", r.Method, r.URL.Path), nil)
 	})
 	return mux
@@ -199,12 +223,100 @@ func decode(w http.ResponseWriter, r *http.Request, v any) *cpapi.Error {
 		if errors.Is(err, io.EOF) {
 			return refuse(cpapi.CodeBadRequest, "the request body is empty; send a JSON object")
 		}
-		return refuse(cpapi.CodeBadRequest, "the request body is not valid JSON for this API: %v", err)
+		return refuse(cpapi.CodeBadRequest, "the request body is not valid JSON for this API: %s", jsonProblem(err))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return refuse(cpapi.CodeBadRequest, "the request body has data after the JSON object; send exactly one object")
 	}
 	return nil
+}
+
+// throttle lets one log line per source through per period and counts
+// the others, so a flood of bad requests cannot flood the log.
+type throttle struct {
+	mu     sync.Mutex
+	period time.Duration
+	now    func() time.Time
+	seen   map[string]*throttled
+}
+
+type throttled struct {
+	last       time.Time
+	suppressed int
+}
+
+// allow reports whether to log for source now and, if so, how many lines
+// were suppressed since its last one.
+func (t *throttle) allow(source string) (bool, int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	e := t.seen[source]
+	if e == nil {
+		if len(t.seen) >= 10000 { // bound memory under a flood of sources
+			for k, v := range t.seen {
+				if now.Sub(v.last) >= t.period {
+					delete(t.seen, k)
+				}
+			}
+		}
+		if len(t.seen) >= 10000 {
+			return false, 0
+		}
+		t.seen[source] = &throttled{last: now}
+		return true, 0
+	}
+	if now.Sub(e.last) < t.period {
+		e.suppressed++
+		return false, 0
+	}
+	n := e.suppressed
+	e.last, e.suppressed = now, 0
+	return true, n
+}
+
+// jsonProblem says what is wrong with a request body in the API's words
+// (JSON field names and JSON types), never in Go's (controlplane.X,
+// cpapi.Y, int64).
+func jsonProblem(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("syntax error at byte %d", syn.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the JSON ends too early"
+	case errors.As(err, &typ):
+		where := "the body"
+		if typ.Field != "" {
+			where = "field " + strconv.Quote(typ.Field)
+		}
+		return fmt.Sprintf("%s must be %s, not %s", where, jsonKind(typ.Type), typ.Value)
+	}
+	// encoding/json's remaining errors ("json: unknown field \"x\"") name
+	// no Go types.
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// jsonKind names a Go type as the JSON value it decodes from.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "a whole number"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number ≥ 0"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "an object"
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

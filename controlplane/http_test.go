@@ -13,7 +13,7 @@ func TestStatuses(t *testing.T) {
 	for _, code := range []string{cpapi.CodeBadRequest, cpapi.CodeTooLarge, cpapi.CodeInvalidKey, cpapi.CodeWrongHost,
 		cpapi.CodeKeyExhausted, cpapi.CodeKeyRevoked, cpapi.CodeKeyExpired, cpapi.CodeBadCSR, cpapi.CodeRateLimited,
 		cpapi.CodeBlocked, cpapi.CodeRevoked, cpapi.CodeUnauthorized, cpapi.CodeNotFound, cpapi.CodeExists,
-		cpapi.CodeConflict, cpapi.CodeInternal, cpapi.CodeUnhealthy} {
+		cpapi.CodeConflict, cpapi.CodeInternal, cpapi.CodeUnhealthy, cpapi.CodeMethodNotAllowed} {
 		if statuses[code] == 0 {
 			t.Errorf("code %s has no HTTP status", code)
 		}

@@ -14,7 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/outpost-appliance/outpost/controlplane/store"
@@ -39,9 +39,17 @@ type Service struct {
 	Log     *slog.Logger
 	Now     func() time.Time
 
-	aead    cipher.AEAD
-	limiter limiter
+	aead   cipher.AEAD
+	prunes atomic.Int64 // failed enrollments counted, to prune old counts now and then
 }
+
+// Failed enrollments (invalid_key) from one address with one key id are
+// limited to maxFailures per failWindow, across every server sharing the
+// database.
+const (
+	maxFailures = 10
+	failWindow  = time.Minute
+)
 
 // NewService wires a service. sealKey (32 bytes) encrypts key secrets at rest.
 func NewService(st *store.Store, a *pki.Authority, sealKey []byte, keyHost string, hosts []string, log *slog.Logger, now func() time.Time) (*Service, error) {
@@ -59,8 +67,7 @@ func NewService(st *store.Store, a *pki.Authority, sealKey []byte, keyHost strin
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{Store: st, Authority: a, KeyHost: keyHost, Hosts: hosts, Log: log, Now: now, aead: aead,
-		limiter: limiter{max: 10, window: time.Minute, fails: map[string][]time.Time{}}}, nil
+	return &Service{Store: st, Authority: a, KeyHost: keyHost, Hosts: hosts, Log: log, Now: now, aead: aead}, nil
 }
 
 func (s *Service) seal(id provkey.ID, secret []byte) (string, error) {
@@ -100,6 +107,10 @@ func (s *Service) skeleton(k store.Key) provkey.Key {
 	return pk
 }
 
+// invalidKeyMessage is the one answer to a key this server does not accept:
+// unknown id, deleted, regenerated or a wrong secret look the same.
+const invalidKeyMessage = "this control plane does not accept the provisioning key (unknown, deleted or regenerated since it was copied); ask the admin for the current key ('outpost keys reveal NAME') and check it with 'outpost key check'"
+
 // Enroll checks a key and CSR, counts one use and issues a certificate.
 // source identifies the client for rate limiting (its IP address).
 func (s *Service) Enroll(ctx context.Context, req cpapi.EnrollRequest, source string) (cpapi.EnrollResponse, error) {
@@ -110,8 +121,13 @@ func (s *Service) Enroll(ctx context.Context, req cpapi.EnrollRequest, source st
 			"nonce", req.Nonce, "fingerprint", req.Fingerprint, "source", source)
 		return cpapi.EnrollResponse{}, e
 	}
-	if s.limiter.limited(source, now) {
-		return fail(refuse(cpapi.CodeRateLimited, "too many failed enrollments from %s; wait a minute before trying again, and check that the provisioning key was copied completely", source))
+	// invalid answers an unauthenticated caller the same sentence whether
+	// the key id is unknown or its secret wrong, so nobody learns which
+	// ids exist or what they are called; the detail goes to the log only.
+	invalid := func(detail string) (cpapi.EnrollResponse, error) {
+		s.Log.Warn("enrollment refused", "code", cpapi.CodeInvalidKey, "reason", detail, "key_id", keyID,
+			"nonce", req.Nonce, "fingerprint", req.Fingerprint, "source", source)
+		return cpapi.EnrollResponse{}, refuse(cpapi.CodeInvalidKey, invalidKeyMessage)
 	}
 	var missing []string
 	for _, f := range []struct{ name, v string }{{"key", req.Key}, {"csr", req.CSR}, {"fingerprint", req.Fingerprint}, {"nonce", req.Nonce}} {
@@ -122,10 +138,32 @@ func (s *Service) Enroll(ctx context.Context, req cpapi.EnrollRequest, source st
 	if len(missing) > 0 {
 		return fail(refuse(cpapi.CodeBadRequest, "the request is missing %s; send a JSON object with key, csr, fingerprint and nonce", strings.Join(missing, ", ")))
 	}
+	if e := checkReported(cpapi.CheckFingerprint(req.Fingerprint), cpapi.CheckNonce(req.Nonce)); e != nil {
+		return fail(e)
+	}
+	// failed counts a failure of (source, keyID), or answers 429 once
+	// there were too many: before the check of a secret that matched, never.
+	failed := func(answer func() (cpapi.EnrollResponse, error)) (cpapi.EnrollResponse, error) {
+		if n, err := s.Store.Failures(ctx, source, keyID, now, failWindow); err != nil {
+			s.Log.Error("rate limit", "err", err)
+		} else if n >= maxFailures {
+			return fail(refuse(cpapi.CodeRateLimited, "too many failed enrollments from %s with this key; wait a minute before trying again, and check that the provisioning key was copied completely ('outpost key check')", source))
+		}
+		if _, err := s.Store.CountFailure(ctx, source, keyID, now, failWindow); err != nil {
+			s.Log.Error("rate limit", "err", err)
+		}
+		if s.prunes.Add(1)%256 == 0 {
+			if err := s.Store.PruneFailures(ctx, now, failWindow); err != nil {
+				s.Log.Error("rate limit", "err", err)
+			}
+		}
+		return answer()
+	}
 	pk, err := provkey.Parse(req.Key)
 	if err != nil {
-		s.limiter.fail(source, now)
-		return fail(refuse(cpapi.CodeInvalidKey, "the provisioning key is not valid (%v); copy the key again from 'outpost keys reveal' and check it with 'outpost key check'", err))
+		return failed(func() (cpapi.EnrollResponse, error) {
+			return fail(refuse(cpapi.CodeInvalidKey, "the provisioning key is not valid (%v); copy the key again from 'outpost keys reveal' and check it with 'outpost key check'", err))
+		})
 	}
 	keyID = pk.ID.String()
 	if !s.acceptsHost(pk.Host) {
@@ -136,16 +174,18 @@ func (s *Service) Enroll(ctx context.Context, req cpapi.EnrollRequest, source st
 	}
 	k, err := s.Store.KeyByID(ctx, keyID)
 	if errors.Is(err, store.ErrNotFound) {
-		s.limiter.fail(source, now)
-		return fail(refuse(cpapi.CodeInvalidKey, "this control plane does not know the provisioning key %s; it may have been deleted — ask the admin for a current key", keyID))
+		return failed(func() (cpapi.EnrollResponse, error) {
+			return invalid("unknown key id (never created here, or deleted)")
+		})
 	}
 	if err != nil {
 		return fail(s.internal(err))
 	}
 	hash, _ := hex.DecodeString(k.SecretHash)
 	if !pk.SecretMatches(hash) {
-		s.limiter.fail(source, now)
-		return fail(refuse(cpapi.CodeInvalidKey, "the provisioning key %s (%s) has been regenerated and this copy no longer works; get the current text with 'outpost keys reveal %s'", k.Name, keyID, k.Name))
+		return failed(func() (cpapi.EnrollResponse, error) {
+			return invalid(fmt.Sprintf("wrong secret for key %s (generation %d): a copy from before a regeneration, or a guess", k.Name, k.Generation))
+		})
 	}
 	if k.State == store.KeyRevoked {
 		return fail(refuse(cpapi.CodeKeyRevoked, "the provisioning key %s was revoked; create a new key with 'outpost keys create'", k.Name))
@@ -261,44 +301,6 @@ func HostsFor(names []string, port int) []string {
 	return out
 }
 
-// limiter counts failed enrollments per source in a sliding window.
-type limiter struct {
-	mu     sync.Mutex
-	max    int
-	window time.Duration
-	fails  map[string][]time.Time
-}
-
-func (l *limiter) prune(src string, now time.Time) []time.Time {
-	ts := l.fails[src]
-	i := 0
-	for i < len(ts) && now.Sub(ts[i]) >= l.window {
-		i++
-	}
-	ts = ts[i:]
-	if len(ts) == 0 {
-		delete(l.fails, src)
-	} else {
-		l.fails[src] = ts
-	}
-	return ts
-}
-
-func (l *limiter) limited(src string, now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.prune(src, now)) >= l.max
-}
-
-func (l *limiter) fail(src string, now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.fails) > 100000 { // bound memory under a flood of sources
-		l.fails = map[string][]time.Time{}
-	}
-	l.fails[src] = append(l.prune(src, now), now)
-}
-
 // SourceOf returns the IP address part of a remote address.
 func SourceOf(remoteAddr string) string {
 	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {
@@ -310,6 +312,9 @@ func SourceOf(remoteAddr string) string {
 // Heartbeat records a report from the connector holding the certificate
 // with serial. A fingerprint different from the enrolled one blocks it.
 func (s *Service) Heartbeat(ctx context.Context, serial string, req cpapi.HeartbeatRequest) (cpapi.HeartbeatResponse, error) {
+	if e := checkReported(cpapi.CheckFingerprint(req.Fingerprint), cpapi.CheckVersion(req.Version)); e != nil {
+		return cpapi.HeartbeatResponse{}, e
+	}
 	c, err := s.Store.ConnectorBySerial(ctx, serial)
 	if errors.Is(err, store.ErrNotFound) {
 		return cpapi.HeartbeatResponse{}, refuse(cpapi.CodeRevoked, "no connector holds the certificate with serial %s; it was deleted — enroll again with a current key", serial)
@@ -340,6 +345,22 @@ func (s *Service) Heartbeat(ctx context.Context, serial string, req cpapi.Heartb
 		return cpapi.HeartbeatResponse{}, s.internal(err)
 	}
 	return cpapi.HeartbeatResponse{Name: c.Name, State: state}, nil
+}
+
+// checkReported refuses what a connector reported (fingerprint, version,
+// nonce) unless it follows cpapi's grammar: these strings end up in
+// admins' terminals.
+func checkReported(errs ...error) *cpapi.Error {
+	var msgs []string
+	for _, err := range errs {
+		if err != nil {
+			msgs = append(msgs, err.Error())
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return refuse(cpapi.CodeBadRequest, "%s", strings.Join(msgs, "; "))
 }
 
 // FingerprintChange describes how fingerprint "a=1;b=2" became another one,

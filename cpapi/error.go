@@ -5,23 +5,24 @@ import "errors"
 // Refusal codes: the "error" field of a refusal. Scripts branch on them, so
 // they never change meaning.
 const (
-	CodeBadRequest   = "bad_request"       // malformed JSON, unknown or missing fields, invalid values
-	CodeTooLarge     = "too_large"         // request body over the limit
-	CodeInvalidKey   = "invalid_key"       // malformed key, unknown key id, or an old secret
-	CodeWrongHost    = "wrong_host"        // the key names another control plane (host or CA pin)
-	CodeKeyExhausted = "key_exhausted"     // use_count reached max_uses
-	CodeKeyRevoked   = "key_revoked"       // the key was revoked
-	CodeKeyExpired   = "key_expired"       // the key's expiry has passed
-	CodeBadCSR       = "bad_csr"           // the CSR is unusable
-	CodeRateLimited  = "rate_limited"      // too many failed enrollments from one address
-	CodeBlocked      = "blocked"           // the connector's hardware fingerprint changed
-	CodeRevoked      = "connector_revoked" // the connector was revoked or deleted
-	CodeUnauthorized = "unauthorized"      // no or wrong admin token, or no client certificate
-	CodeNotFound     = "not_found"         // no such route, group, key or connector
-	CodeExists       = "exists"            // the name is taken
-	CodeConflict     = "conflict"          // the change conflicts with the current state
-	CodeInternal     = "internal"          // the server failed; see its log
-	CodeUnhealthy    = "unhealthy"         // GET /healthz: the database does not answer
+	CodeBadRequest       = "bad_request"        // malformed JSON, unknown or missing fields, invalid values
+	CodeTooLarge         = "too_large"          // request body over the limit
+	CodeInvalidKey       = "invalid_key"        // malformed key, unknown key id, or an old secret
+	CodeWrongHost        = "wrong_host"         // the key names another control plane (host or CA pin)
+	CodeKeyExhausted     = "key_exhausted"      // use_count reached max_uses
+	CodeKeyRevoked       = "key_revoked"        // the key was revoked
+	CodeKeyExpired       = "key_expired"        // the key's expiry has passed
+	CodeBadCSR           = "bad_csr"            // the CSR is unusable
+	CodeRateLimited      = "rate_limited"       // too many failed enrollments from one address
+	CodeBlocked          = "blocked"            // the connector's hardware fingerprint changed
+	CodeRevoked          = "connector_revoked"  // the connector was revoked or deleted
+	CodeUnauthorized     = "unauthorized"       // no or wrong admin token, or no client certificate
+	CodeNotFound         = "not_found"          // no such route, group, key or connector
+	CodeMethodNotAllowed = "method_not_allowed" // the route exists, not with this method (see the Allow header)
+	CodeExists           = "exists"             // the name is taken
+	CodeConflict         = "conflict"           // the change conflicts with the current state
+	CodeInternal         = "internal"           // the server failed; see its log
+	CodeUnhealthy        = "unhealthy"          // GET /healthz: the database does not answer
 )
 
 // Error is a refusal: a stable code scripts branch on and a sentence for a

@@ -16,7 +16,7 @@ const (
 	PathGroups          = "/api/v1/groups"                   // GET → []Group; POST GroupSpec → Group
 	PathGroup           = "/api/v1/groups/{name}"            // GET → Group; PATCH GroupSpec → Group; DELETE[?force=true] → Deleted
 	PathKeys            = "/api/v1/keys"                     // GET[?KeyFilter] → []KeyInfo; POST KeySpec → KeyText
-	PathKey             = "/api/v1/keys/{name}"              // GET → KeyInfo; PATCH KeyEdit → KeyInfo; DELETE → Deleted
+	PathKey             = "/api/v1/keys/{name}"              // GET → KeyInfo; PATCH KeyEdit → KeyInfo; DELETE[?force=true] → Deleted
 	PathKeyReveal       = "/api/v1/keys/{name}/reveal"       // POST → KeyText
 	PathKeyRegenerate   = "/api/v1/keys/{name}/regenerate"   // POST → KeyText
 	PathKeyRevoke       = "/api/v1/keys/{name}/revoke"       // POST → KeyInfo
@@ -30,7 +30,7 @@ const (
 	QueryGroup = "group" // GET PathKeys, GET PathConnectors: only this group
 	QueryName  = "name"  // GET PathKeys: only the key with this name
 	QueryState = "state" // GET PathKeys: only keys with this stored state (KeyActive, KeyRevoked)
-	QueryForce = "force" // DELETE PathGroup: "true" deletes its keys and revokes its connectors
+	QueryForce = "force" // DELETE PathGroup: "true" deletes its keys and revokes its connectors; DELETE PathKey: "true" deletes a key that enrolled connectors
 )
 
 // Path fills the {name} segment of a route with name, escaped as one path

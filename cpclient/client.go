@@ -64,6 +64,20 @@ func LoadConfig(path string) (Config, error) {
 	return c, nil
 }
 
+// CheckConfigMode says, as an error, when the admin.conf at path can be
+// read by group or others (it holds the admin token), as ssh does for
+// private keys; nil when it is private or cannot be examined.
+func CheckConfigMode(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	if m := st.Mode().Perm(); m&0o077 != 0 {
+		return fmt.Errorf("%s is mode %04o: group or others can read the admin token in it; run chmod 600 %s", path, m, path)
+	}
+	return nil
+}
+
 // WriteConfig writes c to path with mode 0600, atomically.
 func WriteConfig(path string, c Config) error {
 	b, err := json.MarshalIndent(c, "", "  ")
@@ -163,9 +177,14 @@ func (c *Client) RevokeKey(ctx context.Context, name string) (k cpapi.KeyInfo, e
 	return k, c.do(ctx, http.MethodPost, cpapi.Path(cpapi.PathKeyRevoke, name), nil, &k)
 }
 
-// DeleteKey deletes a key; the connectors it enrolled stay.
-func (c *Client) DeleteKey(ctx context.Context, name string) (d cpapi.Deleted, err error) {
-	return d, c.do(ctx, http.MethodDelete, cpapi.Path(cpapi.PathKey, name), nil, &d)
+// DeleteKey deletes a key; the connectors it enrolled stay. A key that
+// enrolled connectors is refused (cpapi.CodeConflict) unless force.
+func (c *Client) DeleteKey(ctx context.Context, name string, force bool) (d cpapi.Deleted, err error) {
+	path := cpapi.Path(cpapi.PathKey, name)
+	if force {
+		path += "?" + url.Values{cpapi.QueryForce: {"true"}}.Encode()
+	}
+	return d, c.do(ctx, http.MethodDelete, path, nil, &d)
 }
 
 // Connectors lists connectors, of one group unless group is empty.

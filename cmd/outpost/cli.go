@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/spf13/pflag"
 )
 
@@ -76,19 +77,25 @@ func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
+	// Errors may quote a server's answer or a user's input: never let them
+	// drive the terminal.
 	var ee exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil {
-			fmt.Fprintf(stderr, "outpost: %v\n", ee.err)
+			fmt.Fprintf(stderr, "outpost: %s\n", safeLines(ee.err.Error()))
 		}
 		return ee.code
 	}
 	var ue usageError
 	if errors.As(err, &ue) {
-		fmt.Fprintf(stderr, "outpost: %v\n", ue.msg)
+		fmt.Fprintf(stderr, "outpost: %s\n", safeLines(ue.msg))
 		return exitUsage
 	}
-	fmt.Fprintf(stderr, "outpost: %v\n", err)
+	msg := safeLines(err.Error())
+	if errors.As(err, new(*cpapi.Error)) { // a server's sentence: one line
+		msg = safe(err.Error())
+	}
+	fmt.Fprintf(stderr, "outpost: %s\n", msg)
 	return exitFailure
 }
 

@@ -47,7 +47,7 @@ func (c *connectorsListCmd) Run(ctx context.Context, s streams, args []string) e
 	if len(args) > 0 {
 		return usagef("connectors list takes no arguments")
 	}
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}
@@ -62,16 +62,16 @@ func (c *connectorsListCmd) Run(ctx context.Context, s streams, args []string) e
 	tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tGROUP\tKEY\tFINGERPRINT\tENROLLED\tCERT EXPIRES\tLAST SEEN\tHEALTH")
 	for _, x := range cs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.Name, x.Group, x.KeyName, x.Fingerprint, seen(x.EnrolledAt), x.CertExpires.UTC().Format("2006-01-02"), seen(x.LastSeen), health(x, now))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", safe(x.Name), safe(x.Group), safe(x.KeyName), safe(x.Fingerprint), seen(x.EnrolledAt), x.CertExpires.UTC().Format("2006-01-02"), seen(x.LastSeen), safe(health(x, now)))
 	}
 	return tw.Flush()
 }
 
 func printConnector(w io.Writer, x cpapi.Connector) {
 	fmt.Fprintf(w, "Name:         %s\nGroup:        %s\nKey:          %s (%s)\nFingerprint:  %s\nEnrolled:     %s\nCertificate:  serial %s, expires %s, signed by %s\nLast seen:    %s\nVersion:      %s\nUptime:       %s\nHealth:       %s\n",
-		x.Name, x.Group, x.KeyName, x.KeyID, x.Fingerprint, seen(x.EnrolledAt), x.Serial, seen(x.CertExpires), x.SigningCA, seen(x.LastSeen), x.Version, time.Duration(x.Uptime)*time.Second, health(x, time.Now()))
+		safe(x.Name), safe(x.Group), safe(x.KeyName), safe(x.KeyID), safe(x.Fingerprint), seen(x.EnrolledAt), safe(x.Serial), seen(x.CertExpires), safe(x.SigningCA), seen(x.LastSeen), safe(x.Version), time.Duration(x.Uptime)*time.Second, safe(health(x, time.Now())))
 	if x.StateReason != "" {
-		fmt.Fprintf(w, "Reason:       %s\n", x.StateReason)
+		fmt.Fprintf(w, "Reason:       %s\n", safe(x.StateReason))
 	}
 }
 
@@ -83,7 +83,7 @@ func (c *connectorsShowCmd) Run(ctx context.Context, s streams, args []string) e
 	if err != nil {
 		return err
 	}
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}
@@ -106,7 +106,7 @@ func (c *connectorsRevokeCmd) Run(ctx context.Context, s streams, args []string)
 	if err != nil {
 		return err
 	}
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}
@@ -119,7 +119,7 @@ func (c *connectorsRevokeCmd) Run(ctx context.Context, s streams, args []string)
 	}
 	fmt.Fprintf(s.Err, "connector %s revoked\n", name)
 	if len(r.Regenerated) > 0 {
-		fmt.Fprintf(s.Err, "regenerated the keys of group %s (old texts no longer work): %s\n", r.Connector.Group, strings.Join(r.Regenerated, ", "))
+		fmt.Fprintf(s.Err, "regenerated the keys of group %s (old texts no longer work): %s\n", safe(r.Connector.Group), safe(strings.Join(r.Regenerated, ", ")))
 	}
 	return nil
 }

@@ -38,10 +38,13 @@ func (g *groupFlags) spec(fs *pflag.FlagSet, name string) cpapi.GroupSpec {
 
 func printGroupDetail(w io.Writer, g cpapi.Group) {
 	fmt.Fprintf(w, "Name:            %s\nLocation:        %s\nUpgrade window:  %s\nKeys:            %d\nConnectors:      %d\nCreated:         %s\n",
-		g.Name, g.Location, window(g), g.Keys, g.Connectors, g.CreatedAt.Format("2006-01-02 15:04 UTC"))
+		safe(g.Name), safe(g.Location), window(g), g.Keys, g.Connectors, g.CreatedAt.Format("2006-01-02 15:04 UTC"))
 }
 
 func window(g cpapi.Group) string {
+	if g.WindowDay < 0 || g.WindowDay >= len(cpapi.Days) {
+		return fmt.Sprintf("day %d? %02d:00 UTC", g.WindowDay, g.WindowHour)
+	}
 	return fmt.Sprintf("%s %02d:00–%02d:00 UTC", cpapi.Days[g.WindowDay], g.WindowHour, (g.WindowHour+4)%24)
 }
 
@@ -61,7 +64,7 @@ func (c *groupsCreateCmd) Run(ctx context.Context, s streams, args []string) err
 	if err != nil {
 		return err
 	}
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}
@@ -86,7 +89,7 @@ func (c *groupsEditCmd) Run(ctx context.Context, s streams, args []string) error
 	if !c.fs.Changed("location") && !c.fs.Changed("window-day") && !c.fs.Changed("window-hour") {
 		return usagef("groups edit: nothing to change; pass --location, --window-day or --window-hour")
 	}
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}
@@ -108,7 +111,7 @@ func (c *groupsListCmd) Run(ctx context.Context, s streams, args []string) error
 	if len(args) > 0 {
 		return usagef("groups list takes no arguments")
 	}
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}
@@ -122,7 +125,7 @@ func (c *groupsListCmd) Run(ctx context.Context, s streams, args []string) error
 	tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tLOCATION\tUPGRADE WINDOW\tKEYS\tCONNECTORS")
 	for _, g := range gs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\n", g.Name, g.Location, window(g), g.Keys, g.Connectors)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\n", safe(g.Name), safe(g.Location), window(g), g.Keys, g.Connectors)
 	}
 	return tw.Flush()
 }
@@ -135,7 +138,7 @@ func (c *groupsShowCmd) Run(ctx context.Context, s streams, args []string) error
 	if err != nil {
 		return err
 	}
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}
@@ -164,7 +167,7 @@ func (c *groupsDeleteCmd) Run(ctx context.Context, s streams, args []string) err
 	if err != nil {
 		return err
 	}
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}

@@ -38,7 +38,7 @@ func expiry(t time.Time) string {
 
 func printKeyDetail(w io.Writer, k cpapi.KeyInfo) {
 	fmt.Fprintf(w, "Name:                %s\nID:                  %s\nGroup:               %s\nSigning certificate: %s\nMaximum uses:        %d\nUtilization count:   %d\nExpires:             %s\nState:               %s\nControl plane:       %s\nCA pin:              %s\nGeneration:          %d\nCreated:             %s\nKey:                 %s\n",
-		k.Name, k.ID, k.Group, k.SigningCA, k.MaxUses, k.UseCount, expiry(k.ExpiresAt), keyState(k), k.Host, k.Pin, k.Generation, expiry(k.CreatedAt), k.Redacted)
+		safe(k.Name), safe(k.ID), safe(k.Group), safe(k.SigningCA), k.MaxUses, k.UseCount, expiry(k.ExpiresAt), keyState(k), safe(k.Host), safe(k.Pin), k.Generation, expiry(k.CreatedAt), safe(k.Redacted))
 }
 
 // printKeyText prints the key alone on stdout and its details on stderr,
@@ -48,7 +48,7 @@ func printKeyText(s streams, asJSON bool, kt cpapi.KeyText) error {
 		return printJSON(s.Out, kt)
 	}
 	printKeyDetail(s.Err, kt.KeyInfo)
-	fmt.Fprintln(s.Out, kt.Text)
+	fmt.Fprintln(s.Out, safe(kt.Text))
 	return nil
 }
 
@@ -88,7 +88,7 @@ func (c *keysCreateCmd) Run(ctx context.Context, s streams, args []string) error
 		return usagef("--expires-in: %v", err)
 	}
 	c.spec.ExpiresIn = c.expires
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}
@@ -120,7 +120,7 @@ func (c *keysListCmd) Run(ctx context.Context, s streams, args []string) error {
 	default:
 		return usagef("--state %q: use active, exhausted, expired or revoked", c.state)
 	}
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}
@@ -147,7 +147,7 @@ func printKeyTable(w io.Writer, keys []cpapi.KeyInfo) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSIGNING CERTIFICATE\tMAX USES\tUTILIZATION\tGROUP\tEXPIRES\tSTATE\tKEY")
 	for _, k := range keys {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", k.Name, k.SigningCA, k.MaxUses, k.UseCount, k.Group, expiry(k.ExpiresAt), keyState(k), k.Redacted)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", safe(k.Name), safe(k.SigningCA), k.MaxUses, k.UseCount, safe(k.Group), expiry(k.ExpiresAt), keyState(k), safe(k.Redacted))
 	}
 	return tw.Flush()
 }
@@ -156,17 +156,23 @@ func printKeyTable(w io.Writer, keys []cpapi.KeyInfo) error {
 // regenerate, revoke or delete.
 type keysNameCmd struct {
 	adminOpts
-	verb string
+	verb  string
+	force bool
 }
 
-func (c *keysNameCmd) Register(fs *pflag.FlagSet) { c.adminOpts.register(fs) }
+func (c *keysNameCmd) Register(fs *pflag.FlagSet) {
+	if c.verb == "delete" {
+		fs.BoolVar(&c.force, "force", false, "delete even if the key enrolled connectors (they stay enrolled)")
+	}
+	c.adminOpts.register(fs)
+}
 
 func (c *keysNameCmd) Run(ctx context.Context, s streams, args []string) error {
 	name, err := oneName("keys "+c.verb, args)
 	if err != nil {
 		return err
 	}
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}
@@ -185,7 +191,7 @@ func (c *keysNameCmd) Run(ctx context.Context, s streams, args []string) error {
 		}
 		return printKeyText(s, c.json, kt)
 	case "delete":
-		out, err := cl.DeleteKey(ctx, name)
+		out, err := cl.DeleteKey(ctx, name, c.force)
 		if err != nil {
 			return err
 		}
@@ -215,7 +221,7 @@ func (c *keysNameCmd) Run(ctx context.Context, s streams, args []string) error {
 func exhaustedWarning(s streams, err error) error {
 	var e *cpapi.Error
 	if errors.As(err, &e) && e.Code == cpapi.CodeKeyExhausted {
-		fmt.Fprintf(s.Err, "warning: %s\n", e.Message)
+		fmt.Fprintf(s.Err, "warning: %s\n", safeLines(e.Message))
 		return silentExit(exitFailure)
 	}
 	return err
@@ -241,7 +247,7 @@ func (c *keysEditCmd) Run(ctx context.Context, s streams, args []string) error {
 	if !c.fs.Changed("max-uses") {
 		return usagef("keys edit: nothing to change; pass --max-uses N")
 	}
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}
@@ -262,7 +268,7 @@ type keysDownloadCmd struct {
 }
 
 func (c *keysDownloadCmd) Register(fs *pflag.FlagSet) {
-	fs.StringVarP(&c.out, "output", "o", "", "file to write the key to, mode 0600 (required)")
+	fs.StringVarP(&c.out, "output", "o", "", "file to write the key to, mode 0600, or - for standard output (required)")
 	c.adminOpts.register(fs)
 }
 
@@ -274,13 +280,20 @@ func (c *keysDownloadCmd) Run(ctx context.Context, s streams, args []string) err
 	if c.out == "" {
 		return usagef("keys download: missing -o FILE")
 	}
-	cl, err := c.client()
+	cl, err := c.client(s)
 	if err != nil {
 		return err
 	}
 	kt, err := cl.RevealKey(ctx, name)
 	if err != nil {
 		return exhaustedWarning(s, err)
+	}
+	if c.out == "-" {
+		if c.json {
+			return printJSON(s.Out, kt)
+		}
+		fmt.Fprintln(s.Out, safe(kt.Text))
+		return nil
 	}
 	path, _ := filepath.Abs(c.out)
 	if err := atomicfile.WriteFile(path, []byte(kt.Text+"\n"), 0o600); err != nil {

@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"path/filepath"
 
 	"github.com/outpost-appliance/outpost/controlplane"
+	"github.com/outpost-appliance/outpost/controlplane/store"
 	"github.com/outpost-appliance/outpost/cpclient"
 	"github.com/spf13/pflag"
 )
@@ -26,7 +28,7 @@ func (c *serverCmd) Register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.data, "data", envDefault("OUTPOST_DATA", ""), "data directory: CAs, admin token, admin.conf, SQLite database (env OUTPOST_DATA)")
 	fs.StringVar(&c.listen, "listen", ":8443", "address to serve HTTPS on")
 	fs.StringArrayVar(&c.hostnames, "hostname", nil, "name appliances use to reach this server, NAME or NAME:PORT (repeatable; the first goes into new keys)")
-	fs.StringVar(&c.database, "database", envDefault("OUTPOST_DATABASE", ""), "postgres://… URL; default SQLite in the data directory (env OUTPOST_DATABASE)")
+	fs.StringVar(&c.database, "database", envDefault("OUTPOST_DATABASE", ""), "postgres://… or postgresql://… URL, or a SQLite file as sqlite:PATH or PATH.db; default DATA/outpost.db (env OUTPOST_DATABASE)")
 	fs.BoolVar(&c.debug, "debug", false, "log debug messages")
 }
 
@@ -36,6 +38,14 @@ func (c *serverCmd) Run(ctx context.Context, s streams, args []string) error {
 	}
 	if c.data == "" {
 		return usagef("missing --data DIR: where the server keeps its CAs, token and database")
+	}
+	if c.database != "" {
+		if err := store.CheckDatabase(c.database); err != nil {
+			return usagef("--database: %v", err)
+		}
+	}
+	if err := controlplane.CheckHostnames(c.hostnames); err != nil {
+		return usagef("%v", err)
 	}
 	level := slog.LevelInfo
 	if c.debug {
@@ -52,27 +62,39 @@ func (c *serverCmd) Run(ctx context.Context, s streams, args []string) error {
 		return err
 	}
 	defer srv.Close()
-	log.Info("admin config written", "file", filepath.Join(c.data, controlplane.AdminConfFile))
+	log.Info("admin config", "file", filepath.Join(c.data, controlplane.AdminConfFile))
 	return srv.Serve(ctx, ln)
 }
 
 // adminOpts are the flags every admin command shares.
 type adminOpts struct {
 	config string
+	server string
 	json   bool
 }
 
 func (o *adminOpts) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.config, "config", envDefault("OUTPOST_CONFIG", "admin.conf"), "admin config written by 'outpost server' (env OUTPOST_CONFIG)")
+	fs.StringVar(&o.server, "server", envDefault("OUTPOST_SERVER", ""), "control plane URL https://HOST[:PORT], instead of the config's (env OUTPOST_SERVER)")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 }
 
 // client makes the API client from --config; commands call it after
 // checking their arguments, so usage errors come first.
-func (o *adminOpts) client() (*cpclient.Client, error) {
+func (o *adminOpts) client(s streams) (*cpclient.Client, error) {
 	cfg, err := cpclient.LoadConfig(o.config)
 	if err != nil {
 		return nil, err
+	}
+	if err := cpclient.CheckConfigMode(o.config); err != nil {
+		fmt.Fprintf(s.Err, "warning: %v\n", err)
+	}
+	if o.server != "" {
+		u, err := url.Parse(o.server)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return nil, usagef("--server %q: use https://HOST[:PORT]", o.server)
+		}
+		cfg.Server = o.server
 	}
 	return cpclient.New(cfg)
 }

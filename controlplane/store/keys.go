@@ -264,6 +264,14 @@ func (s *Store) CountIssued(ctx context.Context, keyID string) (int64, error) {
 	return n, err
 }
 
+// CountEnrolled returns how many connectors a key enrolled that are not
+// revoked.
+func (s *Store) CountEnrolled(ctx context.Context, keyID string) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, s.q("SELECT COUNT(*) FROM connectors WHERE key_id = ? AND state <> 'revoked'"), keyID).Scan(&n)
+	return n, err
+}
+
 // SetConnectorState changes a connector's state and reason.
 func (s *Store) SetConnectorState(ctx context.Context, name, state, reason string) error {
 	res, err := s.db.ExecContext(ctx, s.q("UPDATE connectors SET state = ?, state_reason = ? WHERE name = ?"), state, reason, name)

@@ -18,6 +18,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,11 +65,35 @@ func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 	return st, nil
 }
 
-// Open opens the database: a postgres:// or postgresql:// URL, otherwise the
-// path of a SQLite file (created if missing). It creates the schema.
+// CheckDatabase checks a --database value: a postgres:// or postgresql://
+// URL, or a SQLite file given as sqlite:PATH or as a PATH ending in .db.
+// Anything else (a typo, "not a url") is refused rather than taken for a
+// file name.
+func CheckDatabase(db string) error {
+	switch {
+	case strings.HasPrefix(db, "postgres://"), strings.HasPrefix(db, "postgresql://"):
+		if _, err := url.Parse(db); err != nil {
+			return fmt.Errorf("database URL %s: %v", redactDSN(db), errors.Unwrap(err))
+		}
+		return nil
+	case strings.HasPrefix(db, "sqlite:"):
+		if strings.TrimPrefix(db, "sqlite:") == "" {
+			return errors.New("database sqlite: names no file; use sqlite:PATH")
+		}
+		return nil
+	case strings.HasSuffix(db, ".db") && !strings.Contains(db, "://"):
+		return nil
+	}
+	return fmt.Errorf("database %q is neither a postgres:// or postgresql:// URL nor a SQLite file (sqlite:PATH, or a PATH ending in .db)", redactDSN(db))
+}
+
+// Open opens the database: a postgres:// or postgresql:// URL, otherwise a
+// SQLite file, sqlite:PATH or PATH (created if missing). It creates the
+// schema.
 func Open(ctx context.Context, dsn string) (*Store, error) {
 	s := &Store{}
 	var err error
+	dsn = strings.TrimPrefix(dsn, "sqlite:")
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		s.postgres = true
 		s.db, err = sql.Open("pgx", dsn)
@@ -81,8 +107,15 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		// mode stays consistent after a crash (a commit may be lost on power
 		// failure, never half-applied). One connection serialises writers so
 		// SQLite never answers SQLITE_BUSY to an upgrade from read to write.
+		// The database holds sealed key secrets: 0600 whatever the umask,
+		// and SQLite gives its -wal and -shm files the database's mode.
+		if err := privateFile(dsn); err != nil {
+			return nil, err
+		}
 		q := "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_txlock=immediate"
-		s.db, err = sql.Open("sqlite", "file:"+dsn+q)
+		// A file: URI, so the path is percent-escaped: '?', '#' and '%'
+		// in a directory name stay part of the path.
+		s.db, err = sql.Open("sqlite", "file:"+(&url.URL{Path: dsn}).EscapedPath()+q)
 		if err != nil {
 			return nil, fmt.Errorf("open SQLite database %s: %w", dsn, err)
 		}
@@ -98,9 +131,30 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		s.db.Close()
 		return nil, err
 	}
+	if !s.postgres {
+		for _, p := range []string{dsn + "-wal", dsn + "-shm"} {
+			if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+				s.db.Close()
+				return nil, fmt.Errorf("make %s private: %w", p, err)
+			}
+		}
+	}
 	s.enrollCh, s.quit, s.writerDone = make(chan *enrollReq), make(chan struct{}), make(chan struct{})
 	go s.writer()
 	return s, nil
+}
+
+// privateFile creates path with mode 0600 if missing, or makes it 0600.
+func privateFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open SQLite database %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := f.Chmod(0o600); err != nil {
+		return fmt.Errorf("make %s private: %w", path, err)
+	}
+	return nil
 }
 
 // redactDSN drops a password from a URL so it can appear in an error.
@@ -198,6 +252,13 @@ CREATE TABLE IF NOT EXISTS connectors (
 	UNIQUE (key_id, pubkey_hash)
 );
 CREATE INDEX IF NOT EXISTS connectors_group ON connectors(group_name);
+CREATE TABLE IF NOT EXISTS enroll_failures (
+	source       TEXT NOT NULL,
+	key_id       TEXT NOT NULL,
+	window_start BIGINT NOT NULL,
+	count        BIGINT NOT NULL,
+	PRIMARY KEY (source, key_id)
+);
 `
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -36,5 +37,39 @@ func TestSQLiteSettings(t *testing.T) {
 	var mode string
 	if err := s.db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
 		t.Fatalf("journal_mode %q %v, want wal", mode, err)
+	}
+}
+
+// TestSQLitePathIsEscaped: '?', '#' and '%' in a directory name are part
+// of the path, not of the SQLite URI's query or fragment.
+func TestSQLitePathIsEscaped(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "we?ird#dir%41 x")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, dsn := range []string{filepath.Join(dir, "a.db"), "sqlite:" + filepath.Join(dir, "b.sqlite")} {
+		s, err := Open(context.Background(), dsn)
+		if err != nil {
+			t.Fatalf("%s: %v", dsn, err)
+		}
+		s.Close()
+	}
+	for _, f := range []string{"a.db", "b.sqlite"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("database not where asked: %v", err)
+		}
+	}
+}
+
+func TestCheckDatabase(t *testing.T) {
+	for _, ok := range []string{"postgres://u@db/outpost", "postgresql://db/x?sslmode=disable", "sqlite:/var/lib/outpost/x", "/var/lib/outpost/outpost.db", "rel.db"} {
+		if err := CheckDatabase(ok); err != nil {
+			t.Errorf("CheckDatabase(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"not a url", "mysql://db/x", "postgres//db", "sqlite:", "/var/lib/outpost/db", "http://x.db"} {
+		if err := CheckDatabase(bad); err == nil {
+			t.Errorf("CheckDatabase(%q) accepted it", bad)
+		}
 	}
 }
