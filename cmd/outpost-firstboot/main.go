@@ -55,6 +55,12 @@ import time, checks its requirements and enrolls it with the control plane.
 Safe to run again: progress is kept in DIR/var/lib/outpost/firstboot.json and
 an appliance enrolls once.
 
+Without --root it runs only on an outpost appliance, a machine whose
+/etc/outpost/appliance was written by outpost image build; elsewhere it
+changes nothing and exits 1. Under --root DIR no marker is needed: the tree
+is the one you chose. The primary NIC is never a virtual interface (bridge,
+veth, tun/tap, ifb, bond, VLAN…) unless named with --interface.
+
 Examples:
   outpost-firstboot                      # what the systemd unit runs
   outpost-firstboot --root /mnt/sysroot --interface eth0 --config test.conf
