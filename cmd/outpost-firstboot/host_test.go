@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/outpost-appliance/outpost/appliance"
 )
@@ -82,5 +83,40 @@ func TestRefusesOnHostWithoutMarker(t *testing.T) {
 	}
 	if !strings.Contains(out, "written: /var/lib/outpost/firstboot.json") {
 		t.Errorf("with the marker, first boot did not run:\n%s", out)
+	}
+}
+
+// TestNamespaceVirtualInterfacesOnly: in a namespace holding only software
+// interfaces (an ifb, as a host's traffic shaping has, and a bridge), first
+// boot picks none of them on its own and leaves them down; named with
+// --interface, one is configured.
+func TestNamespaceVirtualInterfacesOnly(t *testing.T) {
+	needTools(t)
+	ns := fmt.Sprintf("obv%d%d", os.Getpid()%100000, time.Now().UnixNano()%1000)
+	sh(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	sh(t, "ip", "-n", ns, "link", "add", "ifb7", "type", "ifb")
+	sh(t, "ip", "-n", ns, "link", "add", "br7", "type", "bridge")
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "proc"), 0o755)
+	os.WriteFile(filepath.Join(root, "proc/meminfo"), []byte("MemTotal:        4028116 kB\n"), 0o644)
+
+	out, err := exec.Command("ip", "netns", "exec", ns, binary, "--root", root, "--dhcp-timeout", "2s").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no Ethernet interface found") || !strings.Contains(string(out), "ifb7 (ifb)") {
+		t.Errorf("first boot among virtual interfaces: %v\n%s", err, out)
+	}
+	links, _ := exec.Command("ip", "-n", ns, "-br", "link").CombinedOutput()
+	for _, l := range strings.Split(string(links), "\n") {
+		if f := strings.Fields(l); len(f) > 1 && f[0] != "lo" && f[1] != "DOWN" {
+			t.Errorf("a virtual interface was brought up: %s", l)
+		}
+	}
+
+	conf := filepath.Join(t.TempDir(), "static.conf")
+	os.WriteFile(conf, []byte("outpost.ipv4.mode=Static\noutpost.ipv4.address=10.78.0.10/24\noutpost.ipv4.gateway=10.78.0.1\noutpost.dns.servers=10.78.0.1\n"), 0o644)
+	out, _ = exec.Command("ip", "netns", "exec", ns, binary, "--root", root, "--interface", "ifb7", "--config", conf).CombinedOutput()
+	addr, _ := exec.Command("ip", "-n", ns, "-4", "addr", "show", "ifb7").CombinedOutput()
+	if !strings.Contains(string(addr), "inet 10.78.0.10/24") {
+		t.Errorf("--interface ifb7 was not configured:\n%s\nfirst boot said:\n%s", addr, out)
 	}
 }

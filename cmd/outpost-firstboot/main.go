@@ -103,7 +103,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	if status {
 		jsonOut = fs.Bool("json", false, "print the status as JSON")
 	} else {
-		iface = fs.String("interface", "", "the primary NIC (default: the first Ethernet interface)")
+		iface = fs.String("interface", "", "the primary NIC (default: the first Ethernet NIC, never a virtual interface)")
 		cfgFile = fs.String("config", "", "a property file or OVF environment with the highest precedence (a host path)")
 		dhcpTimeout = fs.Duration("dhcp-timeout", 30*time.Second, "how long to wait for a DHCP lease")
 		keyWait = fs.Duration("wait-key", 0, "how long to wait for a provisioning key to be written (0: exit with status 3)")
