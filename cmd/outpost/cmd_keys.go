@@ -283,7 +283,8 @@ func (c *keysDownloadCmd) Run(ctx context.Context, s streams, args []string) err
 		return exhaustedWarning(s, err)
 	}
 	path, _ := filepath.Abs(c.out)
-	if err := pki.WriteFileAtomic(path, []byte(kt.Text+"\n"), 0o600); err != nil {
+	// The key alone, without a line break: what 'key check' finds clean.
+	if err := pki.WriteFileAtomic(path, []byte(kt.Text), 0o600); err != nil {
 		return err
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
