@@ -65,9 +65,12 @@ type Result struct {
 	Initrd        string // "" when the root filesystem has none
 	Bootloader    string // where systemd-boot came from
 	KernelOptions string
-	Files         int
-	Dirs          int
-	Symlinks      int
+	// Epoch is the time the disk was stamped with: Options.Epoch, or the
+	// newest modification time in the root filesystem when that was zero.
+	Epoch    time.Time
+	Files    int
+	Dirs     int
+	Symlinks int
 	// Skipped lists what Build left out or changed. The ext4 writer stores
 	// every file type, hard links and owners, so it is empty today;
 	// extended attributes are not copied and not listed.
@@ -141,7 +144,7 @@ func Build(ctx context.Context, spec *Spec, rootfs string, outRawPath string, op
 		Path: outRawPath, Size: size,
 		DiskGUID: l.diskGUID, ESPPartUUID: l.espGUID, RootPartUUID: l.rootGUID,
 		RootFSUUID: l.fsUUID.String(), ESPVolumeID: l.volumeID,
-		Kernel: scan.kernel, Initrd: scan.initrd,
+		Kernel: scan.kernel, Initrd: scan.initrd, Epoch: epoch,
 		Files: scan.files, Dirs: scan.dirs, Symlinks: scan.symlinks,
 	}
 
