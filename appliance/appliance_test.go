@@ -153,3 +153,13 @@ func TestStandardLibraryOnly(t *testing.T) {
 		t.Fatalf("go list listed only %d packages", n)
 	}
 }
+
+func TestMarkerRoundTrip(t *testing.T) {
+	name, version, err := ParseMarker(Marker("outpost-connector", "1.2.3"))
+	if err != nil || name != "outpost-connector" || version != "1.2.3" {
+		t.Errorf("ParseMarker(Marker(…)) = %q, %q, %v", name, version, err)
+	}
+	if _, _, err := ParseMarker([]byte("hello\n")); err == nil {
+		t.Error("a marker without NAME= accepted")
+	}
+}

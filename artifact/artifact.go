@@ -39,6 +39,9 @@ type Job struct {
 	// Scratch says RawPath is a temporary file of this run (image build), so
 	// the raw output may hard-link it; otherwise it is the user's and is copied.
 	Scratch bool
+	// Progress receives "writing VMDK: 40%" lines while a disk is
+	// converted (the slow part); nil shows none.
+	Progress io.Writer
 
 	// vmdk is the streamOptimized VMDK of this run: compressing is the
 	// slow part, so the standalone VMDK and the OVA share one, whichever
@@ -154,7 +157,7 @@ func compressVMDK(ctx context.Context, job *Job, dst string) error {
 	hashed := func(w io.Writer, img disk.Image, opt vmdk.Options) (disk.Info, error) {
 		return vmdk.Write(io.MultiWriter(w, h), img, opt)
 	}
-	info, err := disk.WriteFile(dst, img, hashed, vmdk.Options{ExtentName: job.DiskName(), Level: vmdkLevel})
+	info, err := disk.WriteFile(dst, job.progress("writing VMDK", img), hashed, vmdk.Options{ExtentName: job.DiskName(), Level: vmdkLevel})
 	if err != nil {
 		return err
 	}
@@ -219,7 +222,7 @@ func writeQCOW2(ctx context.Context, job *Job, dst string) error {
 		return err
 	}
 	defer img.Close()
-	_, err = disk.WriteFile(dst, img, qcow2.Write, qcow2.Options{})
+	_, err = disk.WriteFile(dst, job.progress("writing qcow2", img), qcow2.Write, qcow2.Options{})
 	return err
 }
 
@@ -236,4 +239,42 @@ func writeRaw(ctx context.Context, job *Job, dst string) error {
 	defer img.Close()
 	_, err = disk.WriteFile(dst, img, raw.Write, raw.Options{})
 	return err
+}
+
+// progress wraps img so that reading its data prints a line at every 5%
+// to job.Progress; without a Progress writer it returns img.
+func (j *Job) progress(what string, img disk.Image) disk.Image {
+	if j.Progress == nil {
+		return img
+	}
+	exts, err := img.Extents()
+	if err != nil {
+		return img // the writer reports the error
+	}
+	var total int64
+	for _, e := range exts {
+		total += e.Len
+	}
+	if total == 0 {
+		return img
+	}
+	return &progressImage{Image: img, what: what, w: j.Progress, total: total, last: -5}
+}
+
+type progressImage struct {
+	disk.Image
+	what        string
+	w           io.Writer
+	total, done int64
+	last        int64
+}
+
+func (p *progressImage) ReadAt(b []byte, off int64) (int, error) {
+	n, err := p.Image.ReadAt(b, off)
+	p.done += int64(n)
+	if pc := min(p.done*100/p.total, 100); pc >= p.last+5 {
+		p.last = pc - pc%5
+		fmt.Fprintf(p.w, "%s: %d%%\n", p.what, p.last)
+	}
+	return n, err
 }

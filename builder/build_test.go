@@ -19,6 +19,8 @@ import (
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/outpost-appliance/outpost/internal/testtool"
 	"golang.org/x/sys/unix"
+
+	"github.com/outpost-appliance/outpost/appliance"
 )
 
 // testSpec is a small appliance for tests.
@@ -402,5 +404,50 @@ func TestBuildRefuses(t *testing.T) {
 				t.Errorf("output left behind: %v", err)
 			}
 		})
+	}
+}
+
+// TestBuildWritesApplianceMarker: every root filesystem the builder writes
+// carries appliance.MarkerFile (first boot refuses to run on a host without
+// it), whether the tree has /etc, lacks it, or holds a stale marker.
+func TestBuildWritesApplianceMarker(t *testing.T) {
+	e2fsck := testtool.Path(t, "e2fsck")
+	debugfs := testtool.Path(t, "debugfs")
+	withEtc := t.TempDir()
+	writeTree(t, withEtc)
+	stale := t.TempDir()
+	writeTree(t, stale)
+	must(t, os.MkdirAll(filepath.Join(stale, "etc/outpost"), 0o700))
+	must(t, os.WriteFile(filepath.Join(stale, "etc/outpost/appliance"), []byte("NAME=old\n"), 0o600))
+	noEtc := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(noEtc, "boot"), 0o755))
+	must(t, os.WriteFile(filepath.Join(noEtc, "boot/vmlinuz-1"), []byte("k"), 0o644))
+	badEtc := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(badEtc, "boot"), 0o755))
+	must(t, os.WriteFile(filepath.Join(badEtc, "boot/vmlinuz-1"), []byte("k"), 0o644))
+	must(t, os.WriteFile(filepath.Join(badEtc, "etc"), []byte("not a dir"), 0o644))
+
+	want := string(appliance.Marker("test-appliance", "1.2.3"))
+	for name, dir := range map[string]string{"with etc": withEtc, "stale marker": stale, "no etc": noEtc} {
+		t.Run(name, func(t *testing.T) {
+			raw := filepath.Join(t.TempDir(), "disk.raw")
+			build(t, dir, raw)
+			root := partition(t, raw, RootIndex)
+			if out, err := exec.Command(e2fsck, "-fn", root).CombinedOutput(); err != nil {
+				t.Errorf("e2fsck -fn: %v\n%s", err, out)
+			}
+			got, err := exec.Command(debugfs, "-R", "cat "+appliance.MarkerFile, root).Output()
+			if err != nil || string(got) != want {
+				t.Errorf("%s = %q, %v; want %q", appliance.MarkerFile, got, err, want)
+			}
+			st, _ := exec.Command(debugfs, "-R", "stat "+appliance.MarkerFile, root).CombinedOutput()
+			if !strings.Contains(string(st), "Mode:  0644") || !strings.Contains(string(st), "User:     0   Group:     0") {
+				t.Errorf("marker mode or owner:\n%s", st)
+			}
+		})
+	}
+	_, err := Build(context.Background(), testSpec(t), badEtc, filepath.Join(t.TempDir(), "disk.raw"), Options{Epoch: testEpoch})
+	if err == nil || !strings.Contains(err.Error(), "/etc is not a directory") {
+		t.Errorf("a tree whose /etc is a file: %v", err)
 	}
 }

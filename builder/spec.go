@@ -217,8 +217,63 @@ func decode(path string, data []byte) (*Spec, error) {
 		}
 		return nil, &Problems{File: path, Items: []Problem{yamlProblem(err.Error(), lines)}}
 	}
+	if p := explicitZeros(path, data, &s); p != nil {
+		return nil, p
+	}
 	s.Path = path
 	return &s, nil
+}
+
+// explicitZeros reports hardware fields written as zero. Zero is what an
+// omitted field decodes to, which SetDefaults replaces with the default; a
+// zero written on purpose would be replaced silently too.
+func explicitZeros(path string, data []byte, s *Spec) *Problems {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return nil
+	}
+	p := &Problems{File: path}
+	for _, f := range []struct {
+		path []string
+		zero bool
+		def  string
+	}{
+		{[]string{"hardware", "cpus"}, s.Hardware.CPUs == 0, strconv.Itoa(appliance.DefaultCPUs)},
+		{[]string{"hardware", "memory"}, s.Hardware.MemoryMiB == 0, strconv.Itoa(appliance.DefaultMemoryMiB)},
+		{[]string{"hardware", "disk", "size"}, s.Hardware.Disk.Size == 0, Size(appliance.DefaultDiskBytes).String()},
+		{[]string{"hardware", "nics"}, s.Hardware.NICs == 0, strconv.Itoa(appliance.NICs)},
+	} {
+		if n := lookupNode(&root, f.path); n != nil && f.zero && n.Tag != "!!null" {
+			p.add(strings.Join(f.path, "."), "%s is zero: give a value, or leave the field out for the default %s (line %d)", n.Value, f.def, n.Line)
+		}
+	}
+	if len(p.Items) == 0 {
+		return nil
+	}
+	return p
+}
+
+// lookupNode returns the value at the mapping keys path, or nil.
+func lookupNode(n *yaml.Node, path []string) *yaml.Node {
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	for _, k := range path {
+		if n.Kind != yaml.MappingNode {
+			return nil
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == k {
+				next = n.Content[i+1]
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		n = next
+	}
+	return n
 }
 
 var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
@@ -323,8 +378,16 @@ func (s *Spec) Validate() (warnings []string, err error) {
 	if minDisk, maxDisk := Size(appliance.MinDiskBytes), Size(appliance.MaxDiskBytes); h.Disk.Size < minDisk || h.Disk.Size > maxDisk {
 		p.add("hardware.disk.size", "%s is impossible: use %s–%s", h.Disk.Size, minDisk, maxDisk)
 	}
-	if h.Disk.Provisioning != appliance.ProvisioningThin && h.Disk.Provisioning != appliance.ProvisioningThick {
-		p.add("hardware.disk.provisioning", "%q is not known: use %s or %s", h.Disk.Provisioning, appliance.ProvisioningThin, appliance.ProvisioningThick)
+	switch h.Disk.Provisioning {
+	case appliance.ProvisioningThin:
+	case appliance.ProvisioningThick:
+		// The outputs would be the same bytes as thin: refuse rather than
+		// accept a setting with no effect.
+		p.add("hardware.disk.provisioning", "%s cannot be built into an image: an OVF descriptor gives the disk's capacity only, and thin or thick is chosen when the OVA is imported "+
+			"(vSphere's \"Select virtual disk format\", ovftool --diskMode=thick, govc import.ova with \"DiskProvisioning\": \"thick\" in its options); use %s or leave the field out",
+			h.Disk.Provisioning, appliance.ProvisioningThin)
+	default:
+		p.add("hardware.disk.provisioning", "%q is not known: use %s (thick is chosen at import)", h.Disk.Provisioning, appliance.ProvisioningThin)
 	}
 	if h.NICs != appliance.NICs {
 		p.add("hardware.nics", "%d NICs: the connector appliance has exactly one NIC", h.NICs)

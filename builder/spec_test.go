@@ -78,11 +78,32 @@ func TestSpecProblems(t *testing.T) {
 				specFile + `: hardware.cpus: 100 vCPUs is impossible: use 1–64 (default 2)`,
 				specFile + `: hardware.memory: 512 MiB is too little: the connector needs at least 2048 MiB (lab only) and 4096 MiB in production`,
 				specFile + `: hardware.disk.size: 100MiB is impossible: use 1GiB–2TiB`,
-				specFile + `: hardware.disk.provisioning: "fat" is not known: use thin or thick`,
+				specFile + `: hardware.disk.provisioning: "fat" is not known: use thin (thick is chosen at import)`,
 				specFile + `: hardware.nics: 2 NICs: the connector appliance has exactly one NIC`,
 				specFile + `: hardware.firmware: "bios" is not supported: the disk boots with systemd-boot, so firmware must be uefi`,
 				specFile + `: hardware.virtual_hardware: "vmx-99" is not a VMware virtual hardware version: use vmx-NN from vmx-10 to vmx-21 (vmx-14 for ESXi 6.7, vmx-13 for ESXi 6.5)`,
 				specFile + `: nic.mac: invalid MAC address 00:0c:29:00:00:01: outside VMware's manual range ` + appliance.MACRange + ` (the address must start with 00:50:56)`,
+			},
+		},
+		{
+			// Zero written explicitly is not an omitted field: refused, not
+			// silently replaced by the default.
+			name: "explicit zeros",
+			yaml: "name: a\nversion: '1'\nhardware:\n  cpus: 0\n  memory: 0\n  disk:\n    size: 0GiB\n  nics: 0\n",
+			want: []string{
+				specFile + `: hardware.cpus: 0 is zero: give a value, or leave the field out for the default 2 (line 4)`,
+				specFile + `: hardware.memory: 0 is zero: give a value, or leave the field out for the default 4096 (line 5)`,
+				specFile + `: hardware.disk.size: 0GiB is zero: give a value, or leave the field out for the default 8GiB (line 7)`,
+				specFile + `: hardware.nics: 0 is zero: give a value, or leave the field out for the default 1 (line 8)`,
+			},
+		},
+		{
+			// Thin and thick would give the same bytes: OVF has no place
+			// for it, the importer chooses.
+			name: "thick provisioning",
+			yaml: "name: a\nversion: '1'\nhardware:\n  disk:\n    provisioning: thick\n",
+			want: []string{
+				specFile + `: hardware.disk.provisioning: thick cannot be built into an image: an OVF descriptor gives the disk's capacity only, and thin or thick is chosen when the OVA is imported (vSphere's "Select virtual disk format", ovftool --diskMode=thick, govc import.ova with "DiskProvisioning": "thick" in its options); use thin or leave the field out`,
 			},
 		},
 		{

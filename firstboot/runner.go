@@ -17,6 +17,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+
+	"github.com/outpost-appliance/outpost/appliance"
+	"github.com/outpost-appliance/outpost/firstboot/sysroot"
 )
 
 // Runner runs the stages and records progress.
@@ -28,8 +32,17 @@ type Runner struct {
 // Run runs every stage not yet done, in order, persisting the state after
 // each, and writes the status report whatever the outcome. It returns the
 // final state and the first stage error.
+//
+// On the running system's root ("/") it first checks that the machine is
+// an outpost appliance (CheckAppliance) and changes nothing when it is not.
+// Under another root it does not ask: the caller chose the tree.
 func (r *Runner) Run(ctx context.Context) (*State, error) {
 	e := r.Env
+	if e.Root.IsHost() {
+		if err := CheckAppliance(e.Root); err != nil {
+			return nil, err
+		}
+	}
 	st, err := LoadState(e.Root)
 	if err != nil {
 		return nil, err
@@ -75,6 +88,28 @@ func (r *Runner) Run(ctx context.Context) (*State, error) {
 		return st, err
 	}
 	return st, e.report(ctx, st)
+}
+
+// ErrNotAppliance means the machine has no appliance marker: first boot was
+// started on an ordinary host, where it must change nothing.
+var ErrNotAppliance = errors.New("this machine is not an outpost appliance")
+
+// CheckAppliance reports whether root holds appliance.MarkerFile, which
+// outpost image build writes into every appliance it builds.
+func CheckAppliance(root sysroot.Root) error {
+	b, err := root.ReadFile(appliance.MarkerFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %s is missing (outpost image build writes it into every appliance). "+
+			"First boot changes the network, the clock and files under /etc, /var and /run, so it changed nothing here; "+
+			"to try it on this machine, give --root DIR (a copy of an appliance's tree) and --interface NAME", ErrNotAppliance, appliance.MarkerFile)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrNotAppliance, err)
+	}
+	if _, _, err := appliance.ParseMarker(b); err != nil {
+		return fmt.Errorf("%w: %v", ErrNotAppliance, err)
+	}
+	return nil
 }
 
 // due reports whether s runs now. An enrolled appliance has no key any

@@ -14,6 +14,8 @@ import (
 
 // Connector states shown to people and automation.
 const (
+	// StateNotStarted: first boot has never run here (no state file).
+	StateNotStarted  = "not_started"
 	StateConfiguring = "configuring"
 	StateWaitingKey  = "waiting_for_key"
 	StateFailed      = "failed"
@@ -37,7 +39,7 @@ type Status struct {
 	TimeError    string     `json:"time_error,omitempty"`
 	Preflight    []Check    `json:"preflight,omitempty"`
 	LastError    string     `json:"last_error,omitempty"`
-	Updated      time.Time  `json:"updated"`
+	Updated      time.Time  `json:"updated,omitzero"` // absent when not started
 }
 
 // Status summarises the state.
@@ -65,6 +67,8 @@ func (s *State) Status() Status {
 		out.TimeServer = s.Time.Server
 	}
 	switch {
+	case s.Updated.IsZero() && len(s.Done) == 0 && s.Stage == "" && s.LastError == "":
+		out.State = StateNotStarted
 	case s.Enrolled():
 		out.State = StateEnrolled
 	case s.LastError == ErrNoKey.Error() || strings.HasSuffix(s.LastError, ErrNoKey.Error()):
@@ -97,6 +101,13 @@ func (st Status) WriteText(w io.Writer) error {
 		}
 	}
 	row("State", st.State)
+	if st.State == StateNotStarted {
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		_, err := fmt.Fprintf(w, "First boot has not run on this machine (%s does not exist).\n", StateFile)
+		return err
+	}
 	if st.State != StateEnrolled {
 		row("Stage", st.Stage)
 	}
@@ -142,6 +153,8 @@ func (st Status) Banner() string {
 		b.WriteString("outpost connector: waiting for the provisioning key\n")
 	case StateFailed:
 		fmt.Fprintf(&b, "outpost connector: FAILED at %s\n", st.Stage)
+	case StateNotStarted:
+		b.WriteString("outpost connector: first boot has not run\n")
 	default:
 		fmt.Fprintf(&b, "outpost connector: configuring (%s)\n", st.Stage)
 	}

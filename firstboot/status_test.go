@@ -3,6 +3,7 @@ package firstboot
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"io"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/outpost-appliance/outpost/firstboot/enroll/enrolltest"
+	"github.com/outpost-appliance/outpost/firstboot/sysroot"
 	"github.com/outpost-appliance/outpost/provkey"
 )
 
@@ -53,6 +55,7 @@ func sampleStatuses() map[string]Status {
 			TimeSkew: "+26280h0m0s (corrected)", TimeServer: "192.0.2.123",
 			Preflight: append(pre, Check{"TLS pin", Fail, `SSL inspection detected: the certificate for cp.example.com is issued by "Corp SSL Inspection CA"; bypass SSL inspection for connector traffic`}),
 			LastError: `preflight failed: TLS pin: SSL inspection detected: the certificate for cp.example.com is issued by "Corp SSL Inspection CA"; bypass SSL inspection for connector traffic`},
+		"not_started": {State: StateNotStarted},
 		"waiting": {State: StateWaitingKey, Stage: "preflight", Interface: "ens192", MAC: "00:50:56:00:12:34", Address: "192.0.2.50/24",
 			TimeError: "no NTP server answered (192.0.2.123: i/o timeout); the clock reads 2026-11-22T22:00:00Z: certificate checks may fail if it is wrong; check that UDP port 123 to these servers is allowed, or set outpost.ntp.servers",
 			LastError: ErrNoKey.Error()},
@@ -67,6 +70,22 @@ func TestStatusGolden(t *testing.T) {
 		}
 		golden(t, "status-"+name+".txt", b.Bytes())
 		golden(t, "banner-"+name+".issue", []byte(s.Banner()))
+	}
+}
+
+// TestStatusNotStarted: where first boot never ran, the status says so
+// rather than "configuring" with a zero time.
+func TestStatusNotStarted(t *testing.T) {
+	st, err := ReadStatus(sysrootAt(t, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != StateNotStarted || !st.Updated.IsZero() {
+		t.Errorf("status of a fresh root = %+v", st)
+	}
+	b, _ := json.Marshal(st)
+	if string(b) != `{"state":"not_started"}` {
+		t.Errorf("JSON = %s", b)
 	}
 }
 
@@ -153,4 +172,13 @@ func TestThroughProxy(t *testing.T) {
 			}
 		}
 	}
+}
+
+func sysrootAt(t *testing.T, dir string) sysroot.Root {
+	t.Helper()
+	r, err := sysroot.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

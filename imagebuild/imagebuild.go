@@ -43,13 +43,15 @@ type Request struct {
 	Signer *ova.Signer
 	// SourceDateEpoch is $SOURCE_DATE_EPOCH, seconds since 1970 as text:
 	// the time stamped in the outputs. "" means unset: Build uses the
-	// newest modification time in the root filesystem, Pack the zero time.
+	// newest modification time in the root filesystem, Pack the raw disk's
+	// modification time.
 	SourceDateEpoch string
 	// Log receives notes for a person, a line each ("note: …"); nil
 	// discards them.
 	Log io.Writer
-	// Progress receives the builder's progress display (for a terminal);
-	// nil shows none.
+	// Progress receives progress lines (for a terminal): the builder's,
+	// and the percentage of the disk converted to VMDK and qcow2; nil
+	// shows none.
 	Progress io.Writer
 }
 
@@ -150,18 +152,33 @@ func Build(ctx context.Context, req Request, rootfs string) (Result, error) {
 	for _, sk := range res.Skipped {
 		s.logf("note: %s\n", sk)
 	}
-	job := &artifact.Job{Spec: s.Spec, MAC: s.mac, RawPath: raw.Name(), Epoch: s.epoch, Signer: s.Signer, Scratch: true}
+	// Without SOURCE_DATE_EPOCH the builder settled on the newest time in
+	// the tree: the OVA's members get the same.
+	job := &artifact.Job{Spec: s.Spec, MAC: s.mac, RawPath: raw.Name(), Epoch: res.Epoch, Signer: s.Signer, Scratch: true, Progress: s.Progress}
 	return publish(ctx, s, job, res.Skipped)
 }
 
 // Pack writes and publishes every format from rawDisk, a raw disk image
 // built earlier (or by other tools); rawDisk is only read.
+//
+// rawDisk must pass CheckRawDisk: another format (qcow2, VMDK, VHD) or data
+// without a GPT is refused before anything is written.
 func Pack(ctx context.Context, req Request, rawDisk string) (Result, error) {
+	if err := CheckRawDisk(rawDisk); err != nil {
+		return Result{}, err
+	}
 	s, err := settle(req)
 	if err != nil {
 		return Result{}, err
 	}
-	job := &artifact.Job{Spec: s.Spec, MAC: s.mac, RawPath: rawDisk, Epoch: s.epoch, Signer: s.Signer}
+	if s.epoch.IsZero() {
+		fi, err := os.Stat(rawDisk)
+		if err != nil {
+			return Result{}, fmt.Errorf("disk: %w", err)
+		}
+		s.epoch = fi.ModTime().UTC().Truncate(time.Second)
+	}
+	job := &artifact.Job{Spec: s.Spec, MAC: s.mac, RawPath: rawDisk, Epoch: s.epoch, Signer: s.Signer, Progress: s.Progress}
 	return publish(ctx, s, job, nil)
 }
 
@@ -184,7 +201,12 @@ func publish(ctx context.Context, s settled, job *artifact.Job, skipped []string
 			os.Remove(p.tmp)
 		}
 	}
+	seen := map[string]bool{}
 	for _, df := range s.Formats {
+		if seen[df.Name] {
+			continue // written once; a second rename would fail
+		}
+		seen[df.Name] = true
 		final := filepath.Join(s.OutDir, base+df.Ext)
 		tmp := filepath.Join(s.OutDir, "."+base+df.Ext+".partial")
 		os.Remove(tmp)

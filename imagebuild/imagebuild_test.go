@@ -1,19 +1,27 @@
 package imagebuild
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/diskfs/go-diskfs/partition/gpt"
 
 	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/artifact"
 	"github.com/outpost-appliance/outpost/builder"
 	"github.com/outpost-appliance/outpost/disk/disktest"
+	"github.com/outpost-appliance/outpost/internal/testtool"
 )
 
 func spec(t *testing.T, body string) *builder.Spec {
@@ -40,12 +48,142 @@ func formats(t *testing.T, names ...string) []artifact.Format {
 	return out
 }
 
-// rawDisk is a small raw disk to pack.
+// rawDisk is a small raw GPT disk to pack.
 func rawDisk(t *testing.T) string {
 	t.Helper()
-	return disktest.MakeRaw(t, disktest.Spec{Name: "d", Size: 4 << 20, Seed: 3, Regions: []disktest.Region{
+	p := disktest.MakeRaw(t, disktest.Spec{Name: "d", Size: 4 << 20, Seed: 3, Regions: []disktest.Region{
 		{Off: 0, Len: 100 << 10, Kind: disktest.Text}, {Off: 2 << 20, Len: 300 << 10, Kind: disktest.Random},
 	}})
+	writeGPT(t, p)
+	return p
+}
+
+// writeGPT writes a protective MBR and a GPT with one partition to the disk
+// at p.
+func writeGPT(t *testing.T, p string) {
+	t.Helper()
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, _ := f.Stat()
+	tbl := &gpt.Table{LogicalSectorSize: 512, PhysicalSectorSize: 512, ProtectiveMBR: true, Partitions: []*gpt.Partition{
+		{Index: 1, Start: 2048, End: uint64(fi.Size()/512) - 34, Type: gpt.LinuxFilesystem, Name: "data"},
+	}}
+	if err := tbl.Write(f, fi.Size()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCheckRawDisk: other disk formats are recognised by their magic and
+// named with the conversion command; data without a protective MBR and a
+// valid GPT header is refused; a GPT disk passes.
+func TestCheckRawDisk(t *testing.T) {
+	qemuImg := testtool.Path(t, "qemu-img")
+	dir := t.TempDir()
+	made := func(name, format string) string {
+		p := filepath.Join(dir, name)
+		if out, err := exec.Command(qemuImg, "create", "-q", "-f", format, p, "4M").CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img create %s: %v\n%s", format, err, out)
+		}
+		return p
+	}
+	random := filepath.Join(dir, "random.img")
+	data := make([]byte, 1<<20)
+	rand.NewChaCha8([32]byte{1}).Read(data)
+	os.WriteFile(random, data, 0o644)
+	mbrOnly := filepath.Join(dir, "mbr.img")
+	mbr := make([]byte, 1<<20)
+	mbr[510], mbr[511], mbr[446+4] = 0x55, 0xAA, 0x83
+	os.WriteFile(mbrOnly, mbr, 0o644)
+	damaged := rawDisk(t)
+	f, _ := os.OpenFile(damaged, os.O_RDWR, 0)
+	f.WriteAt([]byte{0xFF}, 512+40) // inside the header, under its CRC
+	f.Close()
+	odd := filepath.Join(dir, "odd.img")
+	os.WriteFile(odd, make([]byte, 1000), 0o644)
+
+	for _, c := range []struct {
+		path, want string
+	}{
+		{made("d.qcow2", "qcow2"), "it is a qcow2 image; convert it first: qemu-img convert -O raw "},
+		{made("d.vmdk", "vmdk"), "it is a VMDK (sparse extent) image; convert it first: qemu-img convert -O raw "},
+		{made("d.vhd", "vpc"), "it is a VHD image; convert it first"},
+		{made("d.vhdx", "vhdx"), "it is a VHDX image; convert it first"},
+		{random, "it has no partition table"},
+		{mbrOnly, "no protective entry for a GPT"},
+		{damaged, "GPT header is damaged (CRC mismatch)"},
+		{odd, "not a non-zero multiple of 512"},
+	} {
+		err := CheckRawDisk(c.path)
+		if !errors.Is(err, ErrNotRawDisk) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v; want %q", filepath.Base(c.path), err, c.want)
+		}
+	}
+	if err := CheckRawDisk(rawDisk(t)); err != nil {
+		t.Errorf("a GPT disk: %v", err)
+	}
+	// Pack refuses before writing anything.
+	out := t.TempDir()
+	if _, err := Pack(context.Background(), Request{Spec: spec(t, smallSpec), Formats: formats(t, "raw"), OutDir: out}, filepath.Join(dir, "d.qcow2")); !errors.Is(err, ErrNotRawDisk) {
+		t.Errorf("Pack of a qcow2: %v", err)
+	}
+	if left := listDir(t, out); len(left) != 0 {
+		t.Errorf("left %q", left)
+	}
+}
+
+// TestOVATimesWithoutSourceDateEpoch: without SOURCE_DATE_EPOCH the OVA's
+// members are dated like the input — the raw disk's time for Pack — not 1970.
+func TestOVATimesWithoutSourceDateEpoch(t *testing.T) {
+	disk := rawDisk(t)
+	when := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+	os.Chtimes(disk, when, when)
+	out := t.TempDir()
+	res, err := Pack(context.Background(), Request{Spec: spec(t, smallSpec), Formats: formats(t, "ova", "ova"), OutDir: out}, disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Outputs) != 1 {
+		t.Errorf("ova,ova: outputs %q, want one", res.Outputs)
+	}
+	f, err := os.Open(res.Outputs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !h.ModTime.Equal(when) {
+			t.Errorf("%s dated %v, want %v", h.Name, h.ModTime, when)
+		}
+	}
+}
+
+// TestConversionProgress: converting to VMDK and qcow2 reports percent
+// lines through Request.Progress.
+func TestConversionProgress(t *testing.T) {
+	var prog bytes.Buffer
+	_, err := Pack(context.Background(), Request{Spec: spec(t, smallSpec), Formats: formats(t, "qcow2", "vmdk"), OutDir: t.TempDir(), Progress: &prog, SourceDateEpoch: "1700000000"}, rawDisk(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"writing qcow2: 100%\n", "writing VMDK: 100%\n"} {
+		if !strings.Contains(prog.String(), want) {
+			t.Errorf("progress lacks %q:\n%s", want, prog.String())
+		}
+	}
+	if n := strings.Count(prog.String(), "writing VMDK: "); n < 3 {
+		t.Errorf("%d VMDK progress lines, want some before 100%%:\n%s", n, prog.String())
+	}
 }
 
 func listDir(t *testing.T, dir string) []string {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -79,6 +80,9 @@ type Finding struct {
 	Fix     string `json:"fix"`
 
 	offset int // byte offset, for ordering; -1 when there is no place
+	// around: the character is outside the key (a quote or white space
+	// around it), so dropping it cannot change the key.
+	around bool
 }
 
 // Where renders the position and character: "line 1, column 1: U+201C LEFT
@@ -122,6 +126,24 @@ type Result struct {
 // finding is a warning. Key.Reveal() is then the normalised key.
 func (r Result) Valid() bool { return r.Parsed && r.Count(Error) == 0 }
 
+// Repairable reports whether the key can be written out repaired although
+// the text has errors: it parsed, so the checksum proves the key intact,
+// and every error is a character around the key, outside it — typographic
+// quotes or white space wrapped around the whole key — which a person would
+// remove the same way. Key.Reveal() is then the repaired key. Errors inside
+// the key are never repaired.
+func (r Result) Repairable() bool {
+	if !r.Parsed {
+		return false
+	}
+	for _, f := range r.Findings {
+		if f.Severity == Error && !f.around {
+			return false
+		}
+	}
+	return true
+}
+
 // Count returns how many findings have severity s.
 func (r Result) Count(s Severity) int {
 	n := 0
@@ -154,6 +176,20 @@ type checker struct {
 }
 
 func (c *checker) add(f Finding) { c.findings = append(c.findings, f) }
+
+// markAround marks the findings at t as lying outside the key, when they
+// are of a kind that is harmless there.
+func (c *checker) markAround(t *tok) {
+	for i := range c.findings {
+		f := &c.findings[i]
+		switch f.Code {
+		case "curly_quote", "fullwidth_quote", "surrounding_whitespace", "tab":
+			if f.offset == t.off && f.Line == t.line && f.Column == t.col {
+				f.around = true
+			}
+		}
+	}
+}
 
 func (c *checker) at(sev Severity, code string, t *tok, msg, fix string) {
 	if t != nil {
@@ -247,11 +283,34 @@ func (c *checker) check(raw []byte) (bool, Key) {
 			"save the file as UTF-8 (Notepad: Save As, Encoding: UTF-8) or convert it: iconv -f UTF-16 -t UTF-8")
 		return false, Key{}
 	}
+	if id, ok := redactedForm(raw); ok {
+		c.atField(Error, "redacted", nil, fmt.Sprintf("this is the redacted form of key %s, as outpost prints it in lists and logs: the secret is left out, so it cannot be used", id),
+			"print the full key with 'outpost keys reveal NAME', or write it to a file with 'outpost keys download NAME -o FILE'")
+		return false, Key{}
+	}
 	toks, binary := c.scan(raw)
 	if binary {
 		return false, Key{}
 	}
 	return c.structure(toks)
+}
+
+// redactedRE matches Key.Redacted(): VERSION|HOST|six blob characters, an
+// ellipsis and "(redacted, id ID)".
+var redactedRE = regexp.MustCompile(`^[0-9]{1,4}\|[^|\s]{1,300}\|[A-Za-z0-9+/]{0,6}…\(redacted, id ([0-9a-f]{16})\)$`)
+
+// redactedForm reports whether raw, without white space or straight quotes
+// around it, is a redacted key, and returns its id.
+func redactedForm(raw []byte) (string, bool) {
+	t := bytes.TrimSpace(raw)
+	if len(t) >= 2 && (t[0] == '"' || t[0] == '\'') && t[len(t)-1] == t[0] {
+		t = bytes.TrimSpace(t[1 : len(t)-1])
+	}
+	m := redactedRE.FindSubmatch(t)
+	if m == nil {
+		return "", false
+	}
+	return string(m[1]), true
 }
 
 // scan decodes raw into characters with positions and reports every
@@ -386,6 +445,12 @@ func (c *checker) structure(all []tok) (bool, Key) {
 	// Quotes around the key.
 	first, last := e[0], e[len(e)-1]
 	if len(e) >= 2 && isQuote(first.r) && isQuote(last.r) {
+		if first.reported && last.reported && first.class == last.class && (first.class == classQuote || first.class == classFullQuote) {
+			// Typographic quotes around the whole key: reported as errors
+			// by scan, outside the key all the same.
+			c.markAround(first)
+			c.markAround(last)
+		}
 		if !first.reported && !last.reported {
 			if first.orig == last.orig {
 				c.at(Warning, "surrounding_quotes", first, "the key is wrapped in straight quotes; removed",
@@ -488,9 +553,13 @@ func (c *checker) structure(all []tok) (bool, Key) {
 	case err != nil || version != strconv.Itoa(v) || v < 0:
 		c.atField(Error, "bad_version", firstOf(verT, e[0]), fmt.Sprintf("the version %q is not a number", version), "copy the whole key again; it starts with a number and '|'")
 		ok = false
+	case v > Version:
+		c.atField(Error, "unknown_version", firstOf(verT, e[0]), fmt.Sprintf("key format version %d: this outpost reads version %d (a key from a newer control plane, or from another product)", v, Version),
+			"upgrade outpost, or use a key made by this outpost control plane")
+		ok = false
 	case v != Version:
-		c.atField(Error, "unknown_version", firstOf(verT, e[0]), fmt.Sprintf("key format version %d: this outpost reads version %d (a key from another product, or a newer control plane)", v, Version),
-			"use a key made by this outpost control plane, or upgrade outpost")
+		c.atField(Error, "unknown_version", firstOf(verT, e[0]), fmt.Sprintf("key format version %d: outpost keys start at version 1 and this outpost reads version %d; no outpost control plane makes version-%d keys (a key from another product?)", v, Version, v),
+			"use a key made by the outpost control plane")
 		ok = false
 	}
 	if p := hostProblem(host); p != "" {
@@ -672,7 +741,13 @@ func (c *checker) trimSpace(e []*tok) []*tok {
 			if !t.reported {
 				c.at(Error, "surrounding_whitespace", t, "white space before or after the key (beyond one final line break)",
 					"remove the spaces and blank lines around the key")
+				c.markAround(t)
 				break
+			}
+		}
+		for _, t := range side {
+			if t.r == '\t' {
+				c.markAround(t)
 			}
 		}
 	}

@@ -36,7 +36,18 @@ type corpusCase struct {
 	codes  []string // finding codes, in order
 	valid  bool
 	parsed bool // the intended key is recognised once the findings are fixed
-	noFile bool // too big to keep in testdata
+	// repairable: errors only around the key (typographic quotes, white
+	// space); --normalize writes the key.
+	repairable bool
+	noFile     bool // too big to keep in testdata
+}
+
+func mustParse(text string) Key {
+	k, err := Parse(text)
+	if err != nil {
+		panic(err)
+	}
+	return k
 }
 
 func ins(s string, i int, x string) string { return s[:i] + x + s[i:] }
@@ -68,19 +79,19 @@ func corpus() []corpusCase {
 		{name: "whole_command_pasted", text: same("sudo echo \"K\" | sudo tee /opt/outpost/var/provision_key\n"), codes: []string{"shell_command", "trailing_newline"}},
 		// Windows: cmd's echo "KEY" > FILE keeps the quotes and the space
 		// before '>'; PowerShell 5's echo "KEY" > FILE writes UTF-16.
-		{name: "windows_cmd_echo", text: same("\"K\" \r\n"), codes: []string{"surrounding_quotes", "surrounding_whitespace", "trailing_newline"}, parsed: true},
+		{name: "windows_cmd_echo", text: same("\"K\" \r\n"), codes: []string{"surrounding_quotes", "surrounding_whitespace", "trailing_newline"}, parsed: true, repairable: true},
 		{name: "powershell_echo", text: func(k, _, _ string) string { return utf16le("\ufeff" + k + "\r\n") }, codes: []string{"utf16"}},
 		// Pasted into nano/vi from a document or e-mail.
-		{name: "editor_paste_curly_double", text: same("“K”\n"), codes: []string{"curly_quote", "curly_quote", "trailing_newline"}, parsed: true},
-		{name: "editor_paste_curly_single", text: same("‘K’\n"), codes: []string{"curly_quote", "curly_quote", "trailing_newline"}, parsed: true},
-		{name: "german_low9_quotes", text: same("„K“"), codes: []string{"curly_quote", "curly_quote"}, parsed: true},
-		{name: "single_low9_reversed9", text: same("‚K‛"), codes: []string{"curly_quote", "curly_quote"}, parsed: true},
-		{name: "double_reversed9", text: same("‟K”"), codes: []string{"curly_quote", "curly_quote"}, parsed: true},
-		{name: "primes", text: same("′K″"), codes: []string{"curly_quote", "curly_quote"}, parsed: true},
-		{name: "guillemets", text: same("«K»"), codes: []string{"curly_quote", "curly_quote"}, parsed: true},
+		{name: "editor_paste_curly_double", text: same("“K”\n"), codes: []string{"curly_quote", "curly_quote", "trailing_newline"}, parsed: true, repairable: true},
+		{name: "editor_paste_curly_single", text: same("‘K’\n"), codes: []string{"curly_quote", "curly_quote", "trailing_newline"}, parsed: true, repairable: true},
+		{name: "german_low9_quotes", text: same("„K“"), codes: []string{"curly_quote", "curly_quote"}, parsed: true, repairable: true},
+		{name: "single_low9_reversed9", text: same("‚K‛"), codes: []string{"curly_quote", "curly_quote"}, parsed: true, repairable: true},
+		{name: "double_reversed9", text: same("‟K”"), codes: []string{"curly_quote", "curly_quote"}, parsed: true, repairable: true},
+		{name: "primes", text: same("′K″"), codes: []string{"curly_quote", "curly_quote"}, parsed: true, repairable: true},
+		{name: "guillemets", text: same("«K»"), codes: []string{"curly_quote", "curly_quote"}, parsed: true, repairable: true},
 		{name: "french_guillemets_narrow_nbsp", text: same("«\u202fK\u202f»"), codes: []string{"curly_quote", "nbsp", "nbsp", "curly_quote"}, parsed: true},
-		{name: "fullwidth_double_quotes", text: same("＂K＂"), codes: []string{"fullwidth_quote", "fullwidth_quote"}, parsed: true},
-		{name: "fullwidth_single_quotes", text: same("＇K＇\n"), codes: []string{"fullwidth_quote", "fullwidth_quote", "trailing_newline"}, parsed: true},
+		{name: "fullwidth_double_quotes", text: same("＂K＂"), codes: []string{"fullwidth_quote", "fullwidth_quote"}, parsed: true, repairable: true},
+		{name: "fullwidth_single_quotes", text: same("＇K＇\n"), codes: []string{"fullwidth_quote", "fullwidth_quote", "trailing_newline"}, parsed: true, repairable: true},
 		{name: "curly_quote_inside_blob", text: func(k, _, _ string) string { return ins(k, 60, "”") }, codes: []string{"curly_quote"}, parsed: true},
 		// Straight quotes typed into the file by hand.
 		{name: "straight_quotes_in_file", text: same("\"K\"\n"), codes: []string{"surrounding_quotes", "trailing_newline"}, valid: true, parsed: true},
@@ -99,11 +110,11 @@ func corpus() []corpusCase {
 		{name: "crlf", text: same("K\r\n"), codes: []string{"trailing_newline"}, valid: true, parsed: true},
 		{name: "lone_cr", text: same("K\r"), codes: []string{"cr"}, parsed: true},
 		{name: "cr_inside_blob", text: func(k, _, _ string) string { return ins(k, 60, "\r") }, codes: []string{"cr"}, parsed: true},
-		{name: "tab_before", text: same("\tK\n"), codes: []string{"tab", "trailing_newline"}, parsed: true},
+		{name: "tab_before", text: same("\tK\n"), codes: []string{"tab", "trailing_newline"}, parsed: true, repairable: true},
 		{name: "tab_in_blob", text: func(k, _, _ string) string { return ins(k, 60, "\t") }, codes: []string{"tab"}, parsed: true},
-		{name: "leading_spaces", text: same("  K"), codes: []string{"surrounding_whitespace"}, parsed: true},
-		{name: "trailing_spaces", text: same("K  \n"), codes: []string{"surrounding_whitespace", "trailing_newline"}, parsed: true},
-		{name: "blank_line_after", text: same("K\n\n"), codes: []string{"surrounding_whitespace", "trailing_newline"}, parsed: true},
+		{name: "leading_spaces", text: same("  K"), codes: []string{"surrounding_whitespace"}, parsed: true, repairable: true},
+		{name: "trailing_spaces", text: same("K  \n"), codes: []string{"surrounding_whitespace", "trailing_newline"}, parsed: true, repairable: true},
+		{name: "blank_line_after", text: same("K\n\n"), codes: []string{"surrounding_whitespace", "trailing_newline"}, parsed: true, repairable: true},
 		// Wrapping by terminals and e-mail.
 		{name: "wrapped_80_lf", text: func(k, _, _ string) string { return wrapEvery(k, 80, "\n") + "\n" }, codes: []string{"wrapped", "trailing_newline"}, valid: true, parsed: true},
 		{name: "wrapped_40_crlf", text: func(k, _, _ string) string { return wrapEvery(k, 40, "\r\n") + "\r\n" }, codes: []string{"wrapped", "trailing_newline"}, valid: true, parsed: true},
@@ -121,6 +132,13 @@ func corpus() []corpusCase {
 		{name: "fields_swapped_blob_first", text: func(_, _, b string) string { return b + "|api.example.com|1" }, codes: []string{"bad_version"}},
 		{name: "fields_swapped_blob_second", text: func(_, _, b string) string { return "1|" + b + "|api.example.com" }, codes: []string{"bad_host"}},
 		{name: "unknown_version", text: func(_, _, b string) string { return "3|api.example.com|" + b }, codes: []string{"unknown_version"}},
+		{name: "version_zero", text: func(_, _, b string) string { return "0|api.example.com|" + b }, codes: []string{"unknown_version"}},
+		// The redacted form (keys list, logs) pasted instead of the key.
+		{name: "redacted_form", text: func(k, _, _ string) string { return mustParse(k).Redacted() + "\n" }, codes: []string{"redacted"}},
+		{name: "redacted_form_quoted", text: func(k, _, _ string) string { return "\"" + mustParse(k).Redacted() + "\"" }, codes: []string{"redacted"}},
+		{name: "spaces_around", text: same("  K  \n"), codes: []string{"surrounding_whitespace", "surrounding_whitespace", "trailing_newline"}, parsed: true, repairable: true},
+		{name: "curly_quotes_and_spaces", text: same(" “K” "), codes: []string{"surrounding_whitespace", "curly_quote", "curly_quote", "surrounding_whitespace"}, parsed: true, repairable: true},
+		{name: "curly_quote_inside", text: func(k, p, b string) string { return p + b[:10] + "”" + b[10:] }, codes: []string{"curly_quote"}, parsed: true},
 		{name: "version_not_number", text: func(_, _, b string) string { return "v1|api.example.com|" + b }, codes: []string{"bad_version"}},
 		{name: "missing_version", text: func(_, _, b string) string { return "|api.example.com|" + b }, codes: []string{"bad_version"}},
 		{name: "host_underscore", text: func(_, _, b string) string { return "1|api_example.com|" + b }, codes: []string{"bad_host"}},
@@ -175,7 +193,7 @@ func corpus() []corpusCase {
 	}
 	for _, r := range []rune{0x2018, 0x2019, 0x201A, 0x201B, 0x201C, 0x201D, 0x201E, 0x201F, 0x2032, 0x2033, 0x00AB, 0x00BB} {
 		q := string(r)
-		cs = append(cs, corpusCase{name: "quotes_" + codePoint(r), text: func(k, _, _ string) string { return q + k + q + "\n" }, codes: []string{"curly_quote", "curly_quote", "trailing_newline"}, parsed: true})
+		cs = append(cs, corpusCase{name: "quotes_" + codePoint(r), text: func(k, _, _ string) string { return q + k + q + "\n" }, codes: []string{"curly_quote", "curly_quote", "trailing_newline"}, parsed: true, repairable: true})
 	}
 	return cs
 }
@@ -241,6 +259,9 @@ func TestCorpus(t *testing.T) {
 				for _, f := range res.Findings {
 					t.Logf("  %s", f)
 				}
+			}
+			if res.Repairable() != (tc.repairable || tc.valid) {
+				t.Errorf("Repairable() = %v, want %v", res.Repairable(), tc.repairable || tc.valid)
 			}
 			if res.Valid() != tc.valid || res.Parsed != tc.parsed {
 				t.Errorf("Valid() = %v, Parsed = %v; want %v, %v", res.Valid(), res.Parsed, tc.valid, tc.parsed)

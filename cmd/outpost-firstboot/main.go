@@ -36,6 +36,9 @@ const (
 	// exitNoKey: configured as far as possible, waiting for a key; the
 	// systemd path unit starts the service again when the key file appears.
 	exitNoKey = 3
+	// exitNotYet (status): first boot has not run, is running or waits for
+	// a key; enrolled is exitOK, failed exitFailure.
+	exitNotYet = 3
 )
 
 func main() {
@@ -46,19 +49,46 @@ func main() {
 
 type usageError struct{ error }
 
+// statusCode is the exit status of `status` for a state, so automation can
+// wait on it (see the usage text).
+func statusCode(state string) int {
+	switch state {
+	case firstboot.StateEnrolled:
+		return exitOK
+	case firstboot.StateFailed:
+		return exitFailure
+	default:
+		return exitNotYet
+	}
+}
+
 const usage = `Usage:
   outpost-firstboot [--root DIR] [--interface NAME] [--config FILE] [flags]
   outpost-firstboot status [--root DIR] [--json]
+  outpost-firstboot --version
 
 Configures the appliance's network, DNS and clock from the values given at
 import time, checks its requirements and enrolls it with the control plane.
 Safe to run again: progress is kept in DIR/var/lib/outpost/firstboot.json and
 an appliance enrolls once.
 
+Without --root it runs only on an outpost appliance, a machine whose
+/etc/outpost/appliance was written by outpost image build; elsewhere it
+changes nothing and exits 1. Under --root DIR no marker is needed: the tree
+is the one you chose. The primary NIC is never a virtual interface (bridge,
+veth, tun/tap, ifb, bond, VLAN…) unless named with --interface.
+
+Exit status: 0 enrolled, 1 failed, 2 usage error, 3 waiting for the
+provisioning key (the systemd path unit starts it again when the key file
+appears). "status" exits 0 when the appliance is enrolled, 1 when first boot
+failed (or the status cannot be read), 3 when first boot has not run, is
+still running or waits for the key.
+
 Examples:
   outpost-firstboot                      # what the systemd unit runs
   outpost-firstboot --root /mnt/sysroot --interface eth0 --config test.conf
   outpost-firstboot status --json
+  until outpost-firstboot status >/dev/null; do [ $? = 1 ] && exit 1; sleep 5; done
 
 Flags:
 `
@@ -97,7 +127,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	if status {
 		jsonOut = fs.Bool("json", false, "print the status as JSON")
 	} else {
-		iface = fs.String("interface", "", "the primary NIC (default: the first Ethernet interface)")
+		iface = fs.String("interface", "", "the primary NIC (default: the first Ethernet NIC, never a virtual interface)")
 		cfgFile = fs.String("config", "", "a property file or OVF environment with the highest precedence (a host path)")
 		dhcpTimeout = fs.Duration("dhcp-timeout", 30*time.Second, "how long to wait for a DHCP lease")
 		keyWait = fs.Duration("wait-key", 0, "how long to wait for a provisioning key to be written (0: exit with status 3)")
@@ -105,11 +135,16 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		attempts = fs.Int("enroll-attempts", 0, "enrollment requests before giving up (0: until interrupted); retries back off up to a minute")
 	}
 	help := fs.BoolP("help", "h", false, "show this help")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage, usageError{err}
 	}
 	if *help {
 		fmt.Fprint(stdout, usage+fs.FlagUsages())
+		return exitOK, nil
+	}
+	if *showVersion {
+		fmt.Fprintf(stdout, "outpost-firstboot %s\n", version)
 		return exitOK, nil
 	}
 	if fs.NArg() > 0 {
@@ -124,12 +159,13 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		if err != nil {
 			return exitFailure, err
 		}
+		code := statusCode(st.State)
 		if *jsonOut {
 			enc := json.NewEncoder(stdout)
 			enc.SetIndent("", "  ")
-			return exitOK, enc.Encode(st)
+			return code, enc.Encode(st)
 		}
-		return exitOK, st.WriteText(stdout)
+		return code, st.WriteText(stdout)
 	}
 
 	level := slog.LevelInfo

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/outpost-appliance/outpost/firstboot"
 	"github.com/outpost-appliance/outpost/provkey"
 )
 
@@ -22,7 +23,9 @@ func TestUsageAndStatus(t *testing.T) {
 		{[]string{"--bogus"}, 2, "", "unknown flag: --bogus"},
 		{[]string{"status", "extra"}, 2, "", `unexpected argument "extra"`},
 		{[]string{"--root", "/nonexistent/outpost"}, 1, "", "root /nonexistent/outpost"},
-		{[]string{"status", "--root", "ROOT"}, 0, "State:", ""},
+		{[]string{"status", "--root", "ROOT"}, 3, "First boot has not run on this machine", ""},
+		{[]string{"--version"}, 0, "outpost-firstboot dev\n", ""},
+		{[]string{"status", "--version"}, 0, "outpost-firstboot dev\n", ""},
 	}
 	for _, c := range cases {
 		root := t.TempDir()
@@ -37,12 +40,40 @@ func TestUsageAndStatus(t *testing.T) {
 		}
 	}
 	var out bytes.Buffer
-	if code := run(context.Background(), []string{"status", "--json", "--root", t.TempDir()}, &out, &out); code != 0 {
+	if code := run(context.Background(), []string{"status", "--json", "--root", t.TempDir()}, &out, &out); code != 3 {
 		t.Fatalf("status --json: exit %d", code)
 	}
 	var s struct{ State string }
-	if err := json.Unmarshal(out.Bytes(), &s); err != nil || s.State != "configuring" {
+	if err := json.Unmarshal(out.Bytes(), &s); err != nil || s.State != "not_started" {
 		t.Errorf("status --json on a fresh root = %q, %v", out.String(), err)
+	}
+}
+
+// TestStatusExitCodes: automation can wait on `status`: 0 enrolled, 1
+// failed, 3 not yet (not run, running, waiting for the key).
+func TestStatusExitCodes(t *testing.T) {
+	for state, c := range map[string]struct {
+		json string
+		code int
+	}{
+		"enrolled":        {`{"version":1,"done":{"config":"2026-01-01T00:00:00Z"},"enroll":{"name":"Melbourne-1","group":"Melbourne"},"updated":"2026-01-01T00:00:00Z"}`, 0},
+		"failed":          {`{"version":1,"done":{},"stage":"network","last_error":"no DHCP server answered","updated":"2026-01-01T00:00:00Z"}`, 1},
+		"configuring":     {`{"version":1,"done":{"config":"2026-01-01T00:00:00Z"},"stage":"network","updated":"2026-01-01T00:00:00Z"}`, 3},
+		"waiting_for_key": {`{"version":1,"done":{},"stage":"preflight","last_error":"` + firstboot.ErrNoKey.Error() + `","updated":"2026-01-01T00:00:00Z"}`, 3},
+	} {
+		root := t.TempDir()
+		p := filepath.Join(root, firstboot.StateFile)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(c.json), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range [][]string{{"status", "--root", root}, {"status", "--json", "--root", root}} {
+			var out, errb bytes.Buffer
+			code := run(context.Background(), args, &out, &errb)
+			if code != c.code || !strings.Contains(out.String(), state) {
+				t.Errorf("%s: %v: exit %d (want %d), stdout %q, stderr %q", state, args, code, c.code, out.String(), errb.String())
+			}
+		}
 	}
 }
 

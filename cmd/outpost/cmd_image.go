@@ -4,11 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
 	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/artifact"
@@ -35,15 +35,21 @@ privileges, then writes each requested format to OUTDIR as NAME-VERSION.EXT.
 Outputs appear only when every format succeeded. The NIC's static MAC is
 --mac, else the spec's nic.mac, else derived from the appliance name.
 Identical inputs and SOURCE_DATE_EPOCH give identical bytes; without
-SOURCE_DATE_EPOCH the newest modification time in the root filesystem is used.`,
+SOURCE_DATE_EPOCH the newest modification time in the root filesystem is used,
+for the disk and for the OVA's members alike. On a terminal, progress lines
+(including the conversion to VMDK and qcow2) go to standard error.`,
 		Examples: `outpost image build -f images/connector/image.yaml --rootfs rootfs/ -o out/
 SOURCE_DATE_EPOCH=1700000000 outpost image build --rootfs rootfs.tar --mac 00:50:56:00:12:34`,
 		New: func() command { return &imageBuildCmd{} },
 	}
 	imagePackEntry = entry{
-		Path:     "image pack",
-		Summary:  "Wrap an existing raw disk image in the appliance's output formats",
-		Long:     `Writes the requested formats from a raw disk built earlier (or by other tools), with the hardware, MAC and properties of the image spec.`,
+		Path:    "image pack",
+		Summary: "Wrap an existing raw disk image in the appliance's output formats",
+		Long: `Writes the requested formats from a raw disk built earlier (or by other tools), with the hardware, MAC and properties of the image spec.
+The disk must be a raw GPT disk (protective MBR and a GPT header): qcow2,
+VMDK, VHD and VHDX files are recognised and refused with the qemu-img command
+that converts them. Without SOURCE_DATE_EPOCH the disk's modification time
+dates the OVA's members.`,
 		Examples: `outpost image pack --disk out/outpost-connector-0.1.0.raw --format raw -o dist/`,
 		New:      func() command { return &imagePackCmd{} },
 	}
@@ -109,16 +115,31 @@ func (f *imageFlags) request(s streams) (imagebuild.Request, error) {
 		}
 	}
 	var formats []artifact.Format
+	seen := map[string]bool{}
 	for _, name := range f.formats {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			return imagebuild.Request{}, usagef("--format: empty format name; give one or more of %s, comma-separated", strings.Join(formatNames(), ", "))
+		}
+		if seen[name] {
+			continue // --format ova,ova writes one OVA
+		}
 		found := false
 		for _, df := range artifact.Formats() {
-			if df.Name == strings.TrimSpace(name) {
+			if df.Name == name {
 				formats, found = append(formats, df), true
 			}
 		}
 		if !found {
 			return imagebuild.Request{}, usagef("--format: unknown format %q; available: %s", name, strings.Join(formatNames(), ", "))
 		}
+		seen[name] = true
+	}
+	if len(formats) == 0 {
+		return imagebuild.Request{}, usagef("--format: no format given; give one or more of %s, comma-separated", strings.Join(formatNames(), ", "))
+	}
+	if (f.signKey != "" || f.signCert != "") && !seen["ova"] {
+		return imagebuild.Request{}, usagef("--sign-key/--sign-cert sign an OVA's manifest, and --format %s writes no OVA: add ova to --format, or leave the signing flags out", strings.Join(f.formats, ","))
 	}
 	signer, err := f.signer()
 	if err != nil {
@@ -230,12 +251,8 @@ func (c *imagePackCmd) Run(ctx context.Context, s streams, args []string) error 
 			return usagef("--name/--version: %v", err)
 		}
 	}
-	fi, err := os.Stat(c.disk)
-	if err != nil {
-		return fmt.Errorf("--disk: %w", err)
-	}
-	if !fi.Mode().IsRegular() || fi.Size() == 0 || fi.Size()%512 != 0 {
-		return fmt.Errorf("--disk %s: not a raw disk image (a regular file whose size is a multiple of 512 bytes)", c.disk)
+	if isTerminal(s.Err) {
+		req.Progress = s.Err
 	}
 	res, err := imagebuild.Pack(ctx, req, c.disk)
 	if err != nil {
@@ -244,11 +261,13 @@ func (c *imagePackCmd) Run(ctx context.Context, s streams, args []string) error 
 	return c.print(s, res)
 }
 
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
+// isTerminal reports whether a stream (reader or writer) is a terminal;
+// /dev/null, also a character device, is not.
+func isTerminal(stream any) bool {
+	f, ok := stream.(*os.File)
 	if !ok {
 		return false
 	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

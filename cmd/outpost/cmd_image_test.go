@@ -1,14 +1,19 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/diskfs/go-diskfs/partition/gpt"
 
 	"github.com/outpost-appliance/outpost/builder"
 	"github.com/outpost-appliance/outpost/internal/testtool"
@@ -227,6 +232,136 @@ func TestImageBuildHardwareVersion(t *testing.T) {
 		}
 		if !strings.Contains(string(ovf), c.want) {
 			t.Errorf("descriptor lacks %s", c.want)
+		}
+	}
+}
+
+// gptDisk writes a small raw disk with a protective MBR and a GPT.
+func gptDisk(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "disk.raw")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const size = 4 << 20
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	tbl := &gpt.Table{LogicalSectorSize: 512, PhysicalSectorSize: 512, ProtectiveMBR: true, Partitions: []*gpt.Partition{
+		{Index: 1, Start: 2048, End: size/512 - 34, Type: gpt.LinuxFilesystem, Name: "data"},
+	}}
+	if err := tbl.Write(f, size); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestImagePackRefusesNonRawDisks: a qcow2 named .raw and 1 MiB of random
+// data were packed as if raw; they are refused, naming the format and the
+// conversion, and nothing is written.
+func TestImagePackRefusesNonRawDisks(t *testing.T) {
+	qemuImg, err := exec.LookPath("qemu-img")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("qemu-img missing (CI requires it)")
+		}
+		t.Skip("qemu-img missing")
+	}
+	dir := t.TempDir()
+	qcow := filepath.Join(dir, "x.qcow2")
+	if out, err := exec.Command(qemuImg, "create", "-q", "-f", "qcow2", qcow, "8M").CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img create: %v\n%s", err, out)
+	}
+	random := filepath.Join(dir, "random.raw")
+	data := make([]byte, 1<<20)
+	for i := range data {
+		data[i] = byte(i*131 + i>>9)
+	}
+	os.WriteFile(random, data, 0o644)
+	for _, c := range []struct{ disk, format, want string }{
+		{qcow, "raw", "it is a qcow2 image; convert it first: qemu-img convert -O raw " + qcow + " DISK.raw"},
+		{random, "ova", "not a raw GPT disk image: it has no partition table"},
+	} {
+		out := t.TempDir()
+		code, stdout, stderr := runCLI(t, nil, "image", "pack", "--disk", c.disk, "--format", c.format, "-o", out)
+		if code != 1 || !strings.Contains(stderr, c.want) || stdout != "" {
+			t.Errorf("pack %s: exit %d, stdout %q, stderr:\n%s\nwant exit 1 and %q", filepath.Base(c.disk), code, stdout, stderr, c.want)
+		}
+		if left := listDir(t, out); len(left) != 0 {
+			t.Errorf("pack %s left %q", filepath.Base(c.disk), left)
+		}
+	}
+}
+
+// TestImageFormatFlags: an empty --format and signing flags without an OVA
+// are usage errors; a format named twice is written once.
+func TestImageFormatFlags(t *testing.T) {
+	disk := gptDisk(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--format", ""}, "--format: no format given"},
+		{[]string{"--format", "raw,"}, "--format: empty format name"},
+		{[]string{"--format", "qcow2", "--sign-key", "k.pem", "--sign-cert", "c.pem"}, "--format qcow2 writes no OVA: add ova to --format"},
+	} {
+		out := t.TempDir()
+		code, _, stderr := runCLI(t, nil, append([]string{"image", "pack", "--disk", disk, "-o", out}, c.args...)...)
+		if code != 2 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%q: exit %d, stderr:\n%s\nwant exit 2 and %q", c.args, code, stderr, c.want)
+		}
+		if left := listDir(t, out); len(left) != 0 {
+			t.Errorf("%q left %q", c.args, left)
+		}
+	}
+	out := t.TempDir()
+	code, stdout, stderr := runCLI(t, nil, "image", "pack", "--disk", disk, "-f", writeSpec(t, smallSpec), "--format", "ova,ova", "-o", out)
+	if code != 0 || strings.TrimSpace(stdout) != filepath.Join(out, "lab-2.ova") {
+		t.Errorf("--format ova,ova: exit %d, stdout %q, stderr:\n%s", code, stdout, stderr)
+	}
+	if left := listDir(t, out); len(left) != 1 || left[0] != "lab-2.ova" {
+		t.Errorf("--format ova,ova left %q", left)
+	}
+}
+
+// TestImageBuildOVATimes: without SOURCE_DATE_EPOCH, the OVA's members are
+// dated with the newest modification time in the root filesystem, as the
+// help says, not 1970.
+func TestImageBuildOVATimes(t *testing.T) {
+	if _, err := os.Stat("/usr/lib/systemd/boot/efi/systemd-bootx64.efi"); err != nil && os.Getenv("CI") == "" {
+		t.Skip("systemd-boot-efi not installed")
+	}
+	t.Setenv("SOURCE_DATE_EPOCH", "")
+	os.Unsetenv("SOURCE_DATE_EPOCH")
+	rootfs := rootfsDir(t)
+	newest := time.Date(2023, 3, 4, 5, 6, 7, 0, time.UTC)
+	for _, p := range []string{"boot/vmlinuz-6.1.0-1-cloud-amd64", "boot", "."} {
+		os.Chtimes(filepath.Join(rootfs, p), newest.Add(-time.Hour), newest.Add(-time.Hour))
+	}
+	os.Chtimes(filepath.Join(rootfs, "boot/vmlinuz-6.1.0-1-cloud-amd64"), newest, newest)
+	out := t.TempDir()
+	code, stdout, stderr := runCLI(t, nil, "image", "build", "-f", writeSpec(t, smallSpec), "--rootfs", rootfs, "--format", "ova", "-o", out)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	f, err := os.Open(strings.TrimSpace(stdout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !h.ModTime.Equal(newest) {
+			t.Errorf("OVA member %s dated %v, want the tree's newest time %v", h.Name, h.ModTime.UTC(), newest)
 		}
 	}
 }

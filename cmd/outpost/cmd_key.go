@@ -29,14 +29,25 @@ are repaired safely and reported as warnings; anything else is an error.
 
 The key itself is never printed, except by --normalize, which writes the
 normalised key (and only it) to standard output when every finding was safe to
-repair; otherwise it writes nothing and exits 1.
+repair, or when the only errors are typographic quotes or white space around
+the whole key and the checksum proves the key inside intact (the errors are
+still listed on standard error); otherwise it writes nothing and exits 1. It
+ends the key with a line break only on a terminal, so a file it writes holds
+the key alone, as 'outpost keys download' writes it.
+
+With no FILE and standard input a terminal, it asks for the key on standard
+error: paste it, then press Enter and Ctrl-D.
+
+The redacted form of a key (as 'outpost keys list' and logs print it) is
+recognised and refused: print the full key with 'outpost keys reveal NAME'.
 
 Input larger than 64 KiB is refused: it is not a key file.
 
 --json prints one document: input, valid, intact (the key is recognised once
-the errors are fixed), version, host, key_id, redacted, errors, warnings and
-findings, each with severity (warning or error), code, line, column,
-code_point, char_name, message and fix.
+the errors are fixed), repairable (--normalize would write it), version,
+host, key_id, redacted, errors, warnings and findings, each with severity
+(warning or error), code, line, column, code_point, char_name, message and
+fix.
 
 Exit status: 0 the key is valid (warnings allowed), 1 it is not (or the file
 cannot be read), 2 usage error.`,
@@ -54,21 +65,24 @@ type keyCheck struct {
 
 func (c *keyCheck) Register(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.json, "json", false, "print the result as JSON on standard output")
-	fs.BoolVar(&c.normalize, "normalize", false, "write the normalised key to standard output if every finding was safe to repair")
+	fs.BoolVar(&c.normalize, "normalize", false, "write the normalised key to standard output if every finding was safe to repair, or only quotes or spaces around an intact key were wrong")
 }
 
 // keyCheckReport is the result of key check, as JSON and as text.
 type keyCheckReport struct {
-	Input    string            `json:"input"`
-	Valid    bool              `json:"valid"`
-	Intact   bool              `json:"intact"` // the key is intact once the findings are fixed
-	Version  int               `json:"version,omitempty"`
-	Host     string            `json:"host,omitempty"`
-	KeyID    string            `json:"key_id,omitempty"`
-	Redacted string            `json:"redacted,omitempty"`
-	Errors   int               `json:"errors"`
-	Warnings int               `json:"warnings"`
-	Findings []provkey.Finding `json:"findings"`
+	Input  string `json:"input"`
+	Valid  bool   `json:"valid"`
+	Intact bool   `json:"intact"` // the key is intact once the findings are fixed
+	// Repairable: valid, or the only errors are quotes or white space
+	// around an intact key; --normalize writes it.
+	Repairable bool              `json:"repairable"`
+	Version    int               `json:"version,omitempty"`
+	Host       string            `json:"host,omitempty"`
+	KeyID      string            `json:"key_id,omitempty"`
+	Redacted   string            `json:"redacted,omitempty"`
+	Errors     int               `json:"errors"`
+	Warnings   int               `json:"warnings"`
+	Findings   []provkey.Finding `json:"findings"`
 }
 
 func (c *keyCheck) Run(ctx context.Context, s streams, args []string) error {
@@ -82,18 +96,22 @@ func (c *keyCheck) Run(ctx context.Context, s streams, args []string) error {
 	if len(args) == 1 {
 		name = args[0]
 	}
+	if name == "-" && isTerminal(s.In) {
+		fmt.Fprintln(s.Err, "Paste the key, then press Enter and Ctrl-D:")
+	}
 	raw, err := readKeyInput(name, s.In)
 	if err != nil {
 		return err
 	}
 	res := provkey.Check(raw)
 	rep := keyCheckReport{
-		Input:    name,
-		Valid:    res.Valid(),
-		Intact:   res.Parsed,
-		Errors:   res.Count(provkey.Error),
-		Warnings: res.Count(provkey.Warning),
-		Findings: res.Findings,
+		Input:      name,
+		Valid:      res.Valid(),
+		Intact:     res.Parsed,
+		Repairable: res.Repairable(),
+		Errors:     res.Count(provkey.Error),
+		Warnings:   res.Count(provkey.Warning),
+		Findings:   res.Findings,
 	}
 	if res.Parsed {
 		rep.Version, rep.Host, rep.KeyID, rep.Redacted = res.Key.Version, res.Key.Host, res.Key.ID.String(), res.Key.Redacted()
@@ -107,11 +125,17 @@ func (c *keyCheck) Run(ctx context.Context, s streams, args []string) error {
 		}
 	case c.normalize:
 		printFindings(s.Err, rep)
-		if !rep.Valid {
+		if !rep.Repairable {
 			fmt.Fprintf(s.Err, "not normalised: %s; nothing was written\n", countText(rep))
 			return silentExit(exitFailure)
 		}
-		fmt.Fprintln(s.Out, res.Key.Reveal())
+		if !rep.Valid {
+			fmt.Fprintf(s.Err, "normalised: %s, all quotes or white space around the key; the checksum proves the key inside intact\n", plural(rep.Errors, "error"))
+		}
+		fmt.Fprint(s.Out, res.Key.Reveal())
+		if isTerminal(s.Out) {
+			fmt.Fprintln(s.Out)
+		}
 		return nil
 	default:
 		printFindings(s.Out, rep)
@@ -177,6 +201,9 @@ func printVerdict(w io.Writer, rep keyCheckReport) {
 		fmt.Fprintf(w, "valid: key %s for %s\n", rep.KeyID, rep.Host)
 	case rep.Valid:
 		fmt.Fprintf(w, "valid after safe repairs (%s): key %s for %s\n", plural(rep.Warnings, "warning"), rep.KeyID, rep.Host)
+		fmt.Fprintf(w, "To write the repaired key: (umask 077; outpost key check --normalize FILE > FILE.new) && mv FILE.new FILE\n")
+	case rep.Repairable:
+		fmt.Fprintf(w, "invalid as given (%s): only quotes or white space around the key are wrong; the key inside is intact: key %s for %s\n", countText(rep), rep.KeyID, rep.Host)
 		fmt.Fprintf(w, "To write the repaired key: (umask 077; outpost key check --normalize FILE > FILE.new) && mv FILE.new FILE\n")
 	case rep.Intact:
 		fmt.Fprintf(w, "invalid: %s. Once the errors are fixed the key is intact: key %s for %s\n", countText(rep), rep.KeyID, rep.Host)

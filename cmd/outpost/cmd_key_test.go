@@ -8,12 +8,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/outpost-appliance/outpost/provkey"
 )
@@ -191,13 +194,18 @@ func TestKeyCheckCorpus(t *testing.T) {
 			}
 			assertNoLeak(t, "--json stdout", j.stdout, blob)
 
-			// --normalize prints the key only when every finding was safe.
+			// --normalize prints the key only when every finding was safe,
+			// or the only errors are quotes or spaces around an intact key;
+			// not to a terminal, without a line break.
 			n := runOutpost(t, "", "key", "check", "--normalize", file)
 			assertNoLeak(t, "--normalize stderr", n.stderr, blob)
-			if want == 0 {
+			if res := provkey.Check(raw); res.Repairable() {
 				key, _ := corpusBlob(t)
-				if n.code != 0 || n.stdout != key+"\n" {
-					t.Errorf("--normalize: exit %d, stdout %d bytes; want 0 and the key with one line break", n.code, len(n.stdout))
+				if n.code != 0 || n.stdout != key {
+					t.Errorf("--normalize: exit %d, stdout %d bytes; want 0 and the key alone", n.code, len(n.stdout))
+				}
+				if !res.Valid() && (!strings.Contains(n.stderr, "normalised: ") || !strings.Contains(n.stderr, "error: line ")) {
+					t.Errorf("--normalize of a repairable key: stderr does not list the errors:\n%s", n.stderr)
 				}
 			} else if n.code != 1 || n.stdout != "" || !strings.Contains(n.stderr, "not normalised") {
 				t.Errorf("--normalize of an invalid key: exit %d, %d bytes on stdout, stderr %q", n.code, len(n.stdout), n.stderr)
@@ -305,4 +313,77 @@ func TestKeyCheckHelp(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
 	}
 	golden(t, "keycheck/help.golden", r.stdout)
+}
+
+// TestKeyCheckPromptsOnTerminal: with no FILE and a terminal on standard
+// input, key check says what to do instead of waiting silently; it does
+// not prompt when standard input is a file or /dev/null (see
+// TestKeyCheckBadInput's "empty stdin").
+func TestKeyCheckPromptsOnTerminal(t *testing.T) {
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	defer ptmx.Close()
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pts.Close()
+	key, blob := corpusBlob(t)
+	cmd := exec.Command(outpostBin, "key", "check")
+	cmd.Stdin = pts
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pts.Close()
+	go io.Copy(io.Discard, ptmx) // the terminal's echo
+	ptmx.Write([]byte(key + "\n\x04"))
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("key check from a terminal: %v\nstdout %s\nstderr %s", err, out.String(), errb.String())
+	}
+	if errb.String() != "Paste the key, then press Enter and Ctrl-D:\n" {
+		t.Errorf("stderr = %q, want the prompt", errb.String())
+	}
+	if !strings.Contains(out.String(), "valid") {
+		t.Errorf("stdout = %q", out.String())
+	}
+	assertNoLeak(t, "stdout", out.String(), blob)
+}
+
+// TestKeyCheckNormalizeRepairsQuotedKey: a whole key in typographic quotes
+// and spaces is intact by its checksum: --normalize writes it and still
+// names each character on standard error.
+func TestKeyCheckNormalizeRepairsQuotedKey(t *testing.T) {
+	key, blob := corpusBlob(t)
+	file := filepath.Join(corpusDir, "curly_quotes_and_spaces.txt")
+	r := runOutpost(t, "", "key", "check", "--normalize", file)
+	if r.code != 0 || r.stdout != key {
+		t.Fatalf("exit %d, stdout %d bytes; want 0 and the key", r.code, len(r.stdout))
+	}
+	for _, want := range []string{"U+201C LEFT DOUBLE QUOTATION MARK", "U+201D RIGHT DOUBLE QUOTATION MARK", "column 1: U+0020 SPACE", "normalised: 4 errors"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	assertNoLeak(t, "stderr", r.stderr, blob)
+	// What it wrote checks clean.
+	out := filepath.Join(t.TempDir(), "key")
+	os.WriteFile(out, []byte(r.stdout), 0o600)
+	if c := runOutpost(t, "", "key", "check", out); c.code != 0 || !strings.HasPrefix(c.stdout, "valid: key ") {
+		t.Errorf("the normalised key: exit %d\n%s", c.code, c.stdout)
+	}
+	// An error inside the key is never repaired.
+	if c := runOutpost(t, "", "key", "check", "--normalize", filepath.Join(corpusDir, "curly_quote_inside.txt")); c.code != 1 || c.stdout != "" {
+		t.Errorf("a quote inside the key: exit %d, %d bytes written", c.code, len(c.stdout))
+	}
 }

@@ -296,7 +296,8 @@ func (c *keysDownloadCmd) Run(ctx context.Context, s streams, args []string) err
 		return nil
 	}
 	path, _ := filepath.Abs(c.out)
-	if err := atomicfile.WriteFile(path, []byte(kt.Text+"\n"), 0o600); err != nil {
+	// The key alone, without a line break: what 'key check' finds clean.
+	if err := atomicfile.WriteFile(path, []byte(kt.Text), 0o600); err != nil {
 		return err
 	}
 	if err := os.Chmod(path, 0o600); err != nil {

@@ -199,6 +199,12 @@ func TestServerCLIEndToEnd(t *testing.T) {
 	if st, _ := os.Stat(kf); st.Mode().Perm() != 0o600 {
 		t.Fatalf("downloaded key mode %v", st.Mode())
 	}
+	// Our own output checks clean: no warning for the downloaded file.
+	var kout, kerr bytes.Buffer
+	if err := run(context.Background(), []string{"key", "check", kf}, strings.NewReader(""), &kout, &kerr); err != nil ||
+		!strings.HasPrefix(kout.String(), "valid: key ") || strings.Contains(kout.String(), "warning") {
+		t.Errorf("key check of the downloaded file: %v\n%s%s", err, kout.String(), kerr.String())
+	}
 	e := newEnroller(t, dir, p.url)
 	if code, name, err := e.enroll(key, csr(t), 1); code != 200 || name != "Melbourne-1" {
 		t.Fatalf("enroll: %d %s %v", code, name, err)

@@ -39,7 +39,10 @@ type Lease struct {
 var ErrNoDHCP = errors.New("no DHCP server answered")
 
 // PrimaryInterface returns the interface named name, or when name is empty
-// the first non-loopback Ethernet interface in index order.
+// the first Ethernet NIC in index order. Chosen on its own it is never a
+// software interface (ifb, dummy, bridge, veth, tun/tap, bond, VLAN,
+// WireGuard…): those are what a host that is not an appliance has besides
+// its NICs, and first boot brings the interface it picks up.
 func PrimaryInterface(name string) (*net.Interface, error) {
 	if name != "" {
 		ifc, err := net.InterfaceByName(name)
@@ -53,12 +56,43 @@ func PrimaryInterface(name string) (*net.Interface, error) {
 		return nil, fmt.Errorf("list interfaces: %w", err)
 	}
 	sort.Slice(ifcs, func(i, j int) bool { return ifcs[i].Index < ifcs[j].Index })
+	var skipped []string
 	for _, ifc := range ifcs {
-		if ifc.Flags&net.FlagLoopback == 0 && len(ifc.HardwareAddr) == 6 {
-			return &ifc, nil
+		if ifc.Flags&net.FlagLoopback != 0 || len(ifc.HardwareAddr) != 6 {
+			continue
 		}
+		kind, err := LinkKind(ifc.Name)
+		if err != nil {
+			return nil, err
+		}
+		if kind != "" {
+			skipped = append(skipped, fmt.Sprintf("%s (%s)", ifc.Name, kind))
+			continue
+		}
+		return &ifc, nil
 	}
-	return nil, errors.New("no Ethernet interface found; check that the VM has a NIC (vmxnet3 or virtio)")
+	msg := "no Ethernet interface found"
+	if len(skipped) > 0 {
+		msg += " (virtual interfaces are never chosen on their own: skipped " + strings.Join(skipped, ", ") + ")"
+	}
+	return nil, errors.New(msg + "; check that the VM has a NIC (vmxnet3 or virtio), or name one with --interface")
+}
+
+// LinkKind returns the kind of software interface ifname is ("dummy",
+// "ifb", "bridge", "veth", "tuntap", "bond", "vlan", "wireguard"…), or ""
+// for a NIC driven by a device driver. The kernel names a kind
+// (IFLA_INFO_KIND) for every link made by a link type rather than found on
+// a bus; unlike /sys/class/net/NAME/device it answers for the network
+// namespace the caller is in.
+func LinkKind(ifname string) (string, error) {
+	link, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return "", fmt.Errorf("interface %s: %w", ifname, err)
+	}
+	if _, ok := link.(*netlink.Device); ok {
+		return "", nil
+	}
+	return link.Type(), nil
 }
 
 // Up sets the link up and, when mtu > 0, its MTU.

@@ -35,6 +35,7 @@ var packages = map[string]string{
 	"curl":               "curl",
 	"mmdebstrap":         "mmdebstrap",
 	"ip":                 "iproute2",
+	"systemd-analyze":    "systemd",
 	"dpkg-deb":           "dpkg",
 	"tar":                "tar",
 	"sha256sum":          "coreutils",
