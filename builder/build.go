@@ -18,7 +18,6 @@ import (
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/google/uuid"
-
 	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/builder/ext4img"
 )
@@ -31,9 +30,10 @@ const (
 	sectorSize = 512
 	alignment  = 1 << 20   // partitions start on 1 MiB boundaries
 	espSize    = 256 << 20 // EFI system partition
-	// ESPIndex and RootIndex are the GPT partition numbers.
-	ESPIndex  = 1
-	RootIndex = 2
+	// ESPIndex and RootIndex are the GPT partition numbers of the ESP and
+	// root A (package appliance has the whole layout).
+	ESPIndex  = appliance.ESPPartition
+	RootIndex = appliance.RootAPartition
 )
 
 // Options tune Build. The zero value is usable: quiet, epoch 0.
@@ -50,6 +50,11 @@ type Options struct {
 	Bootloader string
 	// KernelArgs are appended to the boot entry's options.
 	KernelArgs string
+	// Files are added to the root filesystem, or replace what it has at
+	// their paths; Remove names paths (path.Match patterns, absolute) left
+	// out of it. The builder adds /etc/fstab itself (Fstab).
+	Files  []File
+	Remove []string
 }
 
 // Result describes the disk Build wrote.
@@ -60,6 +65,9 @@ type Result struct {
 	ESPPartUUID   string
 	RootPartUUID  string // what root=PARTUUID= names
 	RootFSUUID    string
+	RootBPartUUID string // the second root, empty until an upgrade writes it
+	DataPartUUID  string
+	DataFSUUID    string
 	ESPVolumeID   uint32
 	Kernel        string // path in the root filesystem, e.g. boot/vmlinuz-6.1.0-28-cloud-amd64
 	Initrd        string // "" when the root filesystem has none
@@ -90,11 +98,16 @@ var ErrNoKernel = errors.New("root filesystem has no kernel")
 // holding the tree at rootfs (a directory or a tar archive). Same inputs and
 // Epoch give the same bytes. On error outRawPath is removed.
 func Build(ctx context.Context, spec *Spec, rootfs string, outRawPath string, opts Options) (res *Result, err error) {
-	src, err := openSource(rootfs)
+	base, err := openSource(rootfs)
 	if err != nil {
 		return nil, err
 	}
 	size := (int64(spec.Hardware.Disk.Size) + alignment - 1) / alignment * alignment
+	files := append([]File{{Path: "/etc/fstab", Mode: 0o644, Data: []byte(appliance.Fstab(appliance.StablePartUUID(spec.Name, "data")))}}, opts.Files...)
+	src, err := newOverlay(base, files, opts.Remove, opts.Epoch)
+	if err != nil {
+		return nil, err
+	}
 	p := &progress{w: opts.Progress}
 	// The root partition's size does not depend on the epoch.
 	l := newLayout(spec, size, opts.Epoch)
@@ -144,6 +157,7 @@ func Build(ctx context.Context, spec *Spec, rootfs string, outRawPath string, op
 		Path: outRawPath, Size: size,
 		DiskGUID: l.diskGUID, ESPPartUUID: l.espGUID, RootPartUUID: l.rootGUID,
 		RootFSUUID: l.fsUUID.String(), ESPVolumeID: l.volumeID,
+		RootBPartUUID: l.rootBGUID, DataPartUUID: l.dataGUID, DataFSUUID: l.dataFSUUID.String(),
 		Kernel: scan.kernel, Initrd: scan.initrd, Epoch: epoch,
 		Files: scan.files, Dirs: scan.dirs, Symlinks: scan.symlinks,
 	}
@@ -157,7 +171,11 @@ func Build(ctx context.Context, spec *Spec, rootfs string, outRawPath string, op
 			{Index: ESPIndex, Start: uint64(l.espStart / sectorSize), End: uint64((l.espStart+espSize)/sectorSize - 1),
 				Size: espSize, Type: gpt.EFISystemPartition, Name: "EFI system", GUID: l.espGUID},
 			{Index: RootIndex, Start: uint64(l.rootStart / sectorSize), End: uint64((l.rootStart+l.rootSize)/sectorSize - 1),
-				Size: uint64(l.rootSize), Type: gpt.LinuxFilesystem, Name: "root", GUID: l.rootGUID},
+				Size: uint64(l.rootSize), Type: gpt.Type(appliance.RootPartitionType), Name: appliance.RootALabel, GUID: l.rootGUID},
+			{Index: appliance.RootBPartition, Start: uint64(l.rootBStart / sectorSize), End: uint64((l.rootBStart+l.rootSize)/sectorSize - 1),
+				Size: uint64(l.rootSize), Type: gpt.Type(appliance.RootPartitionType), Name: appliance.RootBLabel, GUID: l.rootBGUID},
+			{Index: appliance.DataPartition, Start: uint64(l.dataStart / sectorSize), End: uint64((l.dataStart+l.dataSize)/sectorSize - 1),
+				Size: uint64(l.dataSize), Type: gpt.Type(appliance.DataPartitionType), Name: appliance.DataLabel, GUID: l.dataGUID},
 		},
 	}
 	if err := table.Write(d, size); err != nil {
@@ -191,6 +209,11 @@ func Build(ctx context.Context, spec *Spec, rootfs string, outRawPath string, op
 			return nil, err
 		}
 		return nil, fmt.Errorf("writing root filesystem: %w", err)
+	}
+
+	p.printf("writing data partition\n")
+	if err := writeData(f, l); err != nil {
+		return nil, err
 	}
 
 	p.printf("writing EFI system partition\n")
@@ -253,6 +276,10 @@ type layout struct {
 	fsUUID                      uuid.UUID
 	hashSeed                    uuid.UUID
 	volumeID                    uint32
+
+	rootBStart, dataStart, dataSize int64
+	rootBGUID, dataGUID             string
+	dataFSUUID, dataHashSeed        uuid.UUID
 }
 
 func newLayout(spec *Spec, size int64, epoch time.Time) *layout {
@@ -278,8 +305,43 @@ func newLayout(spec *Spec, size int64, epoch time.Time) *layout {
 		hashSeed:  derive("ext4-hash-seed"),
 		volumeID:  uint32(vol[0])<<24 | uint32(vol[1])<<16 | uint32(vol[2])<<8 | uint32(vol[3]),
 	}
-	l.rootSize = end - l.rootStart
+	// Data takes an eighth of the disk, between 64 MiB and 1 GiB; the two
+	// roots share the rest equally.
+	l.dataSize = min(max(size/8/alignment*alignment, 64<<20), 1<<30)
+	l.rootSize = (end - l.rootStart - l.dataSize) / 2 / alignment * alignment
+	l.rootBStart = l.rootStart + l.rootSize
+	l.dataStart = l.rootBStart + l.rootSize
+	l.dataSize = end - l.dataStart
+	l.rootBGUID = appliance.StablePartUUID(spec.Name, "root-b")
+	l.dataGUID = appliance.StablePartUUID(spec.Name, "data")
+	l.dataFSUUID = derive("data-ext4")
+	l.dataHashSeed = derive("data-ext4-hash-seed")
 	return l
+}
+
+// writeData makes the data partition's ext4: empty but for the directories
+// the appliance keeps there (the journal, the connector's identity).
+func writeData(f io.WriterAt, l *layout) error {
+	img := ext4img.New(l.dataSize)
+	t := clampEpoch(time.Time{})
+	for _, e := range []ext4img.Entry{
+		{Path: "", Mode: fs.ModeDir | 0o755, ModTime: t},
+		{Path: "journal", Mode: fs.ModeDir | fs.ModeSetgid | 0o755, ModTime: t},
+		{Path: "tls", Mode: fs.ModeDir | 0o700, ModTime: t},
+	} {
+		if err := img.Add(e); err != nil {
+			return fmt.Errorf("data partition: %w", err)
+		}
+	}
+	if err := img.Layout(ext4img.Options{UUID: l.dataFSUUID, HashSeed: l.dataHashSeed, Label: appliance.DataLabel, Time: t}); err != nil {
+		return fmt.Errorf("data partition: %w", err)
+	}
+	if err := img.Write(f, l.dataStart, func(name string) (io.ReadCloser, error) {
+		return nil, fmt.Errorf("data partition: no file %s", name)
+	}); err != nil {
+		return fmt.Errorf("data partition: %w", err)
+	}
+	return nil
 }
 
 func clampEpoch(t time.Time) time.Time {
