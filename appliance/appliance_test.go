@@ -98,7 +98,7 @@ func TestProperties(t *testing.T) {
 	if want := []string{PropDNSCheckHost, PropMTU}; !slices.Equal(notInOVF, want) {
 		t.Errorf("properties not declared in the OVF: %q, want %q", notInOVF, want)
 	}
-	if n := len(OVFProperties()); n != len(props)-len(notInOVF) || n != 9 {
+	if n := len(OVFProperties()); n != len(props)-len(notInOVF) || n != 11 {
 		t.Errorf("OVFProperties() has %d properties", n)
 	}
 	if _, ok := LookupProperty("outpost.bogus"); ok {

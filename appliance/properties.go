@@ -13,6 +13,10 @@ const (
 	PropDNSSearch    = "outpost.dns.search"
 	PropNTPServers   = "outpost.ntp.servers"
 	PropProxy        = "outpost.proxy"
+	// Admin access: without either, the console shows the status banner
+	// and accepts no login, and SSH stays off.
+	PropAdminSSHKey       = "outpost.admin.ssh_key"
+	PropAdminPasswordHash = "outpost.admin.password_hash"
 
 	// Not declared in the OVF descriptor (the importer does not prompt for
 	// them); set in the image defaults, QEMU fw_cfg or a seed ISO.
@@ -67,6 +71,7 @@ const (
 	categoryEnroll  = "1. Enrollment"
 	categoryNetwork = "2. Network"
 	categoryService = "3. Name and time services, proxy"
+	categoryAdmin   = "4. Administrator access"
 )
 
 // Properties returns every property first boot reads: those the OVF
@@ -77,7 +82,7 @@ func Properties() []Property {
 		{Key: PropProvisionKey, Type: TypeString, InOVF: true, Category: categoryEnroll, Label: "Provisioning key", Password: true,
 			Description: "The provisioning key from the control plane, VERSION|HOST|BLOB. Paste it as is; it is checked before the appliance calls home."},
 		{Key: PropHostname, Type: TypeString, InOVF: true, Category: categoryEnroll, Label: "Hostname",
-			Description: "Host name of this connector (a DNS label or a fully qualified name). Empty: derived from the connector's enrolled name."},
+			Description: "Host name of this connector (a DNS label or a fully qualified name). Empty: the image's name, outpost."},
 		{Key: PropIPv4Mode, Type: TypeString, InOVF: true, Category: categoryNetwork, Label: "IPv4 configuration", Default: IPv4ModeDHCP,
 			Choices:     []string{IPv4ModeDHCP, IPv4ModeStatic},
 			Description: "DHCP, or Static to use the address, gateway and DNS servers below."},
@@ -90,9 +95,13 @@ func Properties() []Property {
 		{Key: PropDNSSearch, Type: TypeString, InOVF: true, Category: categoryNetwork, Label: "DNS search domains",
 			Description: "Comma-separated search domains, e.g. corp.example.com,example.com."},
 		{Key: PropNTPServers, Type: TypeString, InOVF: true, Category: categoryService, Label: "NTP servers",
-			Description: "Comma-separated NTP server names or addresses. Empty: those DHCP offers, else public pools."},
+			Description: "Comma-separated NTP server names or addresses. Empty: those DHCP offers; with none, the clock is not checked."},
 		{Key: PropProxy, Type: TypeString, InOVF: true, Category: categoryService, Label: "HTTP proxy",
 			Description: "Proxy for the connection to the control plane, e.g. http://proxy.example.com:3128. Empty: direct."},
+		{Key: PropAdminSSHKey, Type: TypeString, InOVF: true, Category: categoryAdmin, Label: "Administrator SSH public key",
+			Description: "An OpenSSH public key (ssh-ed25519 AAAA… admin@example) for root over SSH. Empty: SSH stays off."},
+		{Key: PropAdminPasswordHash, Type: TypeString, InOVF: true, Category: categoryAdmin, Label: "Administrator password hash", Password: true,
+			Description: "A crypt(3) hash ($y$… or $6$…, from mkpasswd or openssl passwd -6) for root at the console. Empty: the console accepts no login."},
 
 		{Key: PropDNSCheckHost, Type: TypeString, Label: "Internal DNS check",
 			Description: "An internal host name preflight must resolve, proving the DNS servers know the private network. Empty: not checked."},

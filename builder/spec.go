@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -27,6 +29,15 @@ type Spec struct {
 	NIC         NIC        `yaml:"nic"`
 	Properties  []Property `yaml:"properties,omitempty"`
 	Rootfs      Rootfs     `yaml:"rootfs"`
+	// Files are added to the root filesystem (or replace what it has);
+	// Remove names paths left out of it (path.Match patterns).
+	Files  []SpecFile `yaml:"files,omitempty"`
+	Remove []string   `yaml:"remove,omitempty"`
+
+	// FS holds the files that Files[].Src names, relative to the spec's
+	// directory: the spec's directory on disk, or the embedded images for
+	// the embedded spec. Set by the loader.
+	FS fs.FS `yaml:"-"`
 
 	// Path is the file the spec was read from ("" for an in-memory spec);
 	// relative rootfs paths are resolved against its directory.
@@ -77,6 +88,60 @@ type Property struct {
 type Rootfs struct {
 	Dir string `yaml:"dir,omitempty"`
 	Tar string `yaml:"tar,omitempty"`
+	// Debian, when set, builds the tree from packages (package
+	// builder/rootfs, with mmdebstrap).
+	Debian *Debian `yaml:"debian,omitempty"`
+}
+
+// Debian names a root filesystem made from Debian packages.
+type Debian struct {
+	Suite    string   `yaml:"suite"`
+	Mirror   string   `yaml:"mirror,omitempty"`
+	Variant  string   `yaml:"variant,omitempty"` // mmdebstrap variant; default minbase
+	Packages []string `yaml:"packages"`
+}
+
+// SpecFile is one entry of the spec's files: exactly one of Src, Go,
+// Content, Link or Dir says what it is.
+type SpecFile struct {
+	// Path is absolute in the appliance.
+	Path string `yaml:"path"`
+	// Src is a file relative to the spec's directory.
+	Src string `yaml:"src,omitempty"`
+	// Go is a main package of the outpost module (./cmd/outpost-firstboot),
+	// built static from the checkout the image is built in.
+	Go string `yaml:"go,omitempty"`
+	// Content is the file's text.
+	Content *string `yaml:"content,omitempty"`
+	// Link makes a symlink to this target.
+	Link string `yaml:"link,omitempty"`
+	// Dir makes a directory.
+	Dir bool `yaml:"dir,omitempty"`
+	// Mode is octal: default 0644, 0755 for Go binaries and directories.
+	Mode string `yaml:"mode,omitempty"`
+}
+
+// FileMode returns f's mode, from Mode or the default for its kind. Call
+// it on a validated spec.
+func (f SpecFile) FileMode() fs.FileMode {
+	var m fs.FileMode = 0o644
+	if f.Go != "" || f.Dir {
+		m = 0o755
+	}
+	if f.Mode != "" {
+		n, _ := strconv.ParseUint(f.Mode, 8, 32)
+		m = fs.FileMode(n) & (fs.ModePerm | 0o7000)
+		if n&0o4000 != 0 {
+			m = m&fs.ModePerm | fs.ModeSetuid
+		}
+	}
+	switch {
+	case f.Dir:
+		return m | fs.ModeDir
+	case f.Link != "":
+		return fs.ModeSymlink | 0o777
+	}
+	return m
 }
 
 // SetDefaults fills every unset field with the appliance default (package
@@ -177,7 +242,12 @@ func LoadSpec(path string) (*Spec, []string, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading image spec: %w", err)
 	}
-	return ParseSpec(path, b)
+	s, warnings, err := ParseSpec(path, b)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.FS = os.DirFS(filepath.Dir(path))
+	return s, warnings, nil
 }
 
 // ParseSpec decodes data (named path in messages) like LoadSpec.
@@ -342,6 +412,7 @@ var intoType = regexp.MustCompile(` into [\w.\[\]]+$`)
 var (
 	versionRe = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+~_-]{0,63}$`)
 	keyRe     = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$`)
+	debPkgRe  = regexp.MustCompile(`^[a-z0-9][a-z0-9.+-]+$`)
 )
 
 // Validate checks a defaulted spec and reports every problem at once.
@@ -405,6 +476,54 @@ func (s *Spec) Validate() (warnings []string, err error) {
 	}
 	if s.Rootfs.Dir != "" && s.Rootfs.Tar != "" {
 		p.add("rootfs", "both dir and tar are set; give one")
+	}
+	if d := s.Rootfs.Debian; d != nil {
+		if s.Rootfs.Dir != "" || s.Rootfs.Tar != "" {
+			p.add("rootfs.debian", "set together with rootfs.dir or rootfs.tar; give one source")
+		}
+		if d.Suite == "" {
+			p.add("rootfs.debian.suite", "missing; give a Debian suite such as bookworm")
+		}
+		for i, pk := range d.Packages {
+			if !debPkgRe.MatchString(pk) {
+				p.add(fmt.Sprintf("rootfs.debian.packages[%d]", i), "%q is not a Debian package name", pk)
+			}
+		}
+	}
+	paths := map[string]int{}
+	for i, f := range s.Files {
+		field := fmt.Sprintf("files[%d]", i)
+		if !path.IsAbs(f.Path) || path.Clean(f.Path) != f.Path || f.Path == "/" {
+			p.add(field+".path", "%q must be an absolute, clean path inside the appliance such as /usr/local/bin/tool", f.Path)
+		} else if j, dup := paths[f.Path]; dup {
+			p.add(field+".path", "%s is already given by files[%d]", f.Path, j)
+		}
+		paths[f.Path] = i
+		kinds := 0
+		for _, set := range []bool{f.Src != "", f.Go != "", f.Content != nil, f.Link != "", f.Dir} {
+			if set {
+				kinds++
+			}
+		}
+		if kinds != 1 {
+			p.add(field, "give exactly one of src, go, content, link or dir")
+		}
+		if f.Src != "" && (path.IsAbs(f.Src) || !fs.ValidPath(path.Clean(f.Src))) {
+			p.add(field+".src", "%q must be a relative path inside the spec's directory", f.Src)
+		}
+		if f.Go != "" && !strings.HasPrefix(f.Go, "./") {
+			p.add(field+".go", "%q must be a package path of this module such as ./cmd/outpost-firstboot", f.Go)
+		}
+		if f.Mode != "" {
+			if n, err := strconv.ParseUint(f.Mode, 8, 32); err != nil || n > 0o7777 {
+				p.add(field+".mode", "%q is not an octal mode such as 0644", f.Mode)
+			}
+		}
+	}
+	for i, r := range s.Remove {
+		if _, err := path.Match(r, ""); err != nil || !path.IsAbs(r) {
+			p.add(fmt.Sprintf("remove[%d]", i), "%q must be an absolute path pattern such as /etc/ssh/ssh_host_*", r)
+		}
 	}
 	seen := map[string]int{}
 	for i, pr := range s.Properties {

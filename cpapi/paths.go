@@ -11,6 +11,7 @@ const (
 	PathHealthz   = "/healthz"
 	PathEnroll    = "/api/v1/enroll"    // POST EnrollRequest → EnrollResponse; no admin token
 	PathHeartbeat = "/api/v1/heartbeat" // POST HeartbeatRequest → HeartbeatResponse; mutual TLS
+	PathRenew     = "/api/v1/renew"     // POST RenewRequest → RenewResponse; mutual TLS
 
 	// Admin routes (Authorization: Bearer TOKEN).
 	PathGroups          = "/api/v1/groups"                   // GET → []Group; POST GroupSpec → Group

@@ -25,12 +25,35 @@ type HeartbeatRequest struct {
 	Fingerprint string `json:"fingerprint"`
 	Version     string `json:"version"`
 	Uptime      int64  `json:"uptime"` // seconds
+	// Addresses are the connector's IPv4/IPv6 addresses with prefix
+	// (192.0.2.10/24).
+	Addresses []string `json:"addresses,omitempty"`
+	// Skew is the connector's clock minus the control plane's, in seconds,
+	// as measured on the previous heartbeat.
+	Skew float64 `json:"skew,omitempty"`
 }
 
 // HeartbeatResponse acknowledges a heartbeat.
 type HeartbeatResponse struct {
 	Name  string `json:"name"`
 	State string `json:"state"`
+	// ServerTime is the control plane's clock when it answered, for the
+	// connector's skew measurement.
+	ServerTime time.Time `json:"server_time,omitzero"`
+	// Interval is how often the control plane wants heartbeats, in seconds.
+	Interval int `json:"interval,omitempty"`
+}
+
+// RenewRequest is the body of POST PathRenew: a CSR for a new key pair,
+// sent over mutual TLS with the current certificate.
+type RenewRequest struct {
+	CSR         string `json:"csr"`
+	Fingerprint string `json:"fingerprint"`
+}
+
+// RenewResponse carries the new certificate chain (leaf, signing CA, root).
+type RenewResponse struct {
+	Certificate string `json:"certificate"`
 }
 
 // Health is the answer of GET PathHealthz.

@@ -42,7 +42,10 @@ type Env struct {
 	Now         func() time.Time
 	SetClock    func(time.Time) error
 	SetHostname func(string) error // nil: only /etc/hostname is written
-	NTPQuery    func(host string, opt ntp.QueryOptions) (*ntp.Response, error)
+	// Systemctl runs systemctl (enabling SSH); nil under a --root other
+	// than "/", where only the unit symlinks are written.
+	Systemctl func(ctx context.Context, args ...string) error
+	NTPQuery  func(host string, opt ntp.QueryOptions) (*ntp.Response, error)
 
 	// Resolver returns a resolver that asks servers; default
 	// enroll.ResolverFor, the Go resolver dialling them directly, so it

@@ -169,7 +169,7 @@ func TestEnrollsAndConfigures(t *testing.T) {
 		"etc/systemd/network/10-outpost.network": "MACAddress=00:50:56:00:12:34\n",
 		"etc/hostname":                           "conn-a\n",
 		"etc/issue.d/outpost.issue":              "outpost connector Melbourne-1 (group Melbourne): enrolled with 127.0.0.1:",
-		"etc/outpost/tls/connector.crt":          "BEGIN CERTIFICATE",
+		"var/lib/outpost/tls/connector.crt":      "BEGIN CERTIFICATE",
 	}
 	for name, want := range files {
 		b, err := os.ReadFile(filepath.Join(r.dir, name))
@@ -177,7 +177,7 @@ func TestEnrollsAndConfigures(t *testing.T) {
 			t.Errorf("%s = %q, %v; want it to contain %q", name, b, err, want)
 		}
 	}
-	fi, err := os.Stat(filepath.Join(r.dir, "etc/outpost/tls/connector.key"))
+	fi, err := os.Stat(filepath.Join(r.dir, "var/lib/outpost/tls/connector.key"))
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("private key: %v %v", fi, err)
 	}

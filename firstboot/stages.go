@@ -31,6 +31,7 @@ type StageName string
 // First boot's stages, in order.
 const (
 	StageConfig    StageName = "config"
+	StageAccess    StageName = "access"
 	StageNetwork   StageName = "network"
 	StageDNS       StageName = "dns"
 	StageTime      StageName = "time"
@@ -74,6 +75,7 @@ func Stages(env *Env) []Stage {
 	log := env.log()
 	return []Stage{
 		configStage{load: env.loadConfig, log: log},
+		accessStage{root: env.Root, systemctl: env.Systemctl, log: log},
 		networkStage{net: env.network(), iface: env.Interface, dhcpTimeout: env.DHCPTimeout, root: env.Root, setHostname: env.SetHostname, log: log},
 		dnsStage{root: env.Root},
 		timeStage{root: env.Root, now: env.now, setClock: env.SetClock, query: env.NTPQuery, log: log},

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/firstboot/config"
 	"github.com/outpost-appliance/outpost/firstboot/netconf"
 	"github.com/outpost-appliance/outpost/firstboot/sysroot"
@@ -19,8 +20,10 @@ const (
 	StateFile  = "/var/lib/outpost/firstboot.json"
 	StatusFile = "/run/outpost/status.json"
 	IssueFile  = "/etc/issue.d/outpost.issue"
-	CertFile   = "/etc/outpost/tls/connector.crt"
-	KeyFile    = "/etc/outpost/tls/connector.key"
+	// The connector's identity lives on the data partition, which
+	// upgrades keep.
+	CertFile = appliance.CertFile
+	KeyFile  = appliance.KeyFile
 )
 
 const stateVersion = 1

@@ -53,6 +53,12 @@ type Request struct {
 	// and the percentage of the disk converted to VMDK and qcow2; nil
 	// shows none.
 	Progress io.Writer
+	// CacheDir caches root filesystems built from Debian packages;
+	// "" means DefaultCacheDir().
+	CacheDir string
+	// ModuleDir is the outpost checkout that files[].go binaries are built
+	// in; "" means found above the spec or the working directory.
+	ModuleDir string
 }
 
 // Result is what a successful Build or Pack made.
@@ -70,7 +76,12 @@ type Result struct {
 // (images.ConnectorPath) when path is "". Warnings are for a person.
 func LoadSpec(path string) (*builder.Spec, []string, error) {
 	if path == "" {
-		return builder.ParseSpec(images.ConnectorPath, images.Connector)
+		s, warnings, err := builder.ParseSpec(images.ConnectorPath, images.Connector)
+		if err != nil {
+			return nil, nil, err
+		}
+		s.FS = images.ConnectorFS()
+		return s, warnings, nil
 	}
 	return builder.LoadSpec(path)
 }
@@ -128,14 +139,21 @@ func checkOutDir(dir string) error {
 	return os.Remove(probe.Name())
 }
 
-// Build builds the bootable raw disk from the root filesystem rootfs (a
-// directory or a tar archive) into a temporary file in OutDir, then writes
-// and publishes every format from it. The temporary disk is removed.
+// Build builds the bootable raw disk into a temporary file in OutDir, then
+// writes and publishes every format from it; the temporary disk is removed.
+// The root filesystem is rootfs (a directory or a tar archive) when given,
+// else the one the spec names (rootfs.dir, rootfs.tar, or rootfs.debian:
+// built from packages, cached), with the spec's files laid over it.
 func Build(ctx context.Context, req Request, rootfs string) (Result, error) {
 	s, err := settle(req)
 	if err != nil {
 		return Result{}, err
 	}
+	t, err := s.rootTree(ctx, rootfs)
+	if err != nil {
+		return Result{}, err
+	}
+	defer t.cleanup()
 	raw, err := os.CreateTemp(s.OutDir, "."+s.Spec.Name+"-*.raw.partial")
 	if err != nil {
 		return Result{}, fmt.Errorf("output directory %s: %w", s.OutDir, err)
@@ -145,7 +163,7 @@ func Build(ctx context.Context, req Request, rootfs string) (Result, error) {
 	if err := os.Chmod(raw.Name(), 0o644); err != nil {
 		return Result{}, err
 	}
-	res, err := builder.Build(ctx, s.Spec, rootfs, raw.Name(), builder.Options{Epoch: s.epoch, Progress: s.Progress})
+	res, err := builder.Build(ctx, s.Spec, t.source, raw.Name(), builder.Options{Epoch: s.epoch, Progress: s.Progress, Files: t.files, Remove: t.remove})
 	if err != nil {
 		return Result{}, err
 	}

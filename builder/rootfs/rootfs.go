@@ -51,7 +51,9 @@ type Request struct {
 	Arch     string   // default DefaultArch
 	Variant  string   // mmdebstrap variant; default DefaultVariant
 	Packages []string // installed on top of the variant
-	// Epoch is SOURCE_DATE_EPOCH: every timestamp in the tar.
+	// Epoch is SOURCE_DATE_EPOCH: no timestamp in the tar is newer. The
+	// zero time leaves it unset: files keep the time they were made, and
+	// the tree is not reproducible (it is still cached).
 	Epoch time.Time
 	// CacheDir holds the trees; created when missing.
 	CacheDir string
@@ -151,7 +153,11 @@ func (r *Request) family() string {
 const hookVersion = "1"
 
 func (r *Request) key(versions []string) string {
-	return digest("tree", hookVersion, r.family(), strings.Join(versions, "\n"), strconv.FormatInt(r.Epoch.Unix(), 10))
+	epoch := "unset"
+	if !r.Epoch.IsZero() {
+		epoch = strconv.FormatInt(r.Epoch.Unix(), 10)
+	}
+	return digest("tree", hookVersion, r.family(), strings.Join(versions, "\n"), epoch)
 }
 
 func digest(parts ...string) string {
@@ -295,7 +301,10 @@ func (b *Builder) commonArgs(req Request) []string {
 }
 
 func env(req Request) []string {
-	e := []string{"SOURCE_DATE_EPOCH=" + strconv.FormatInt(req.Epoch.Unix(), 10), "LC_ALL=C.UTF-8"}
+	e := []string{"LC_ALL=C.UTF-8"}
+	if !req.Epoch.IsZero() {
+		e = append(e, "SOURCE_DATE_EPOCH="+strconv.FormatInt(req.Epoch.Unix(), 10))
+	}
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, "PATH=") || strings.HasPrefix(kv, "TMPDIR=") || strings.HasPrefix(kv, "HOME=") ||
 			strings.HasPrefix(kv, "http_proxy=") || strings.HasPrefix(kv, "https_proxy=") {

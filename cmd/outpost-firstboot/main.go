@@ -12,7 +12,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -191,6 +193,12 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		env.SetClock = timesync.SetSystemClock
 		env.SetHostname = func(h string) error { return unix.Sethostname([]byte(h)) }
 		env.RPCTool = vmtools.Lookup()
+		env.Systemctl = func(ctx context.Context, args ...string) error {
+			if out, err := exec.CommandContext(ctx, "systemctl", args...).CombinedOutput(); err != nil {
+				return fmt.Errorf("systemctl %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+			}
+			return nil
+		}
 	}
 	env.Log.Info("outpost-firstboot starting", "version", version, "root", r.Dir())
 	st, err := (&firstboot.Runner{Env: env}).Run(ctx)

@@ -533,7 +533,7 @@ func TestNamespaceRealServer(t *testing.T) {
 	if !strings.Contains(res.stdout, "enrolled as Melbourne-1 (group melbourne)") {
 		t.Errorf("stdout = %q", res.stdout)
 	}
-	crt, _ := os.ReadFile(filepath.Join(r.root, "etc/outpost/tls/connector.crt"))
+	crt, _ := os.ReadFile(filepath.Join(r.root, "var/lib/outpost/tls/connector.crt"))
 	if !bytes.Contains(crt, []byte("BEGIN CERTIFICATE")) {
 		t.Errorf("certificate chain not stored: %q", crt)
 	}

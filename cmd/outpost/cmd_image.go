@@ -181,11 +181,13 @@ func (f *imageFlags) print(s streams, r imagebuild.Result) error {
 type imageBuildCmd struct {
 	imageFlags
 	rootfs string
+	cache  string
 }
 
 func (c *imageBuildCmd) Register(fs *pflag.FlagSet) {
 	c.register(fs)
-	fs.StringVar(&c.rootfs, "rootfs", "", "root filesystem: a directory or a tar archive; default: the spec's rootfs")
+	fs.StringVar(&c.rootfs, "rootfs", "", "root filesystem: a directory or a tar archive; default: the spec's rootfs (rootfs.debian: built from packages with mmdebstrap)")
+	fs.StringVar(&c.cache, "cache", "", "cache of root filesystems built from packages (default $XDG_CACHE_HOME/outpost/rootfs, or ~/.cache/outpost/rootfs)")
 }
 
 func (c *imageBuildCmd) Run(ctx context.Context, s streams, args []string) error {
@@ -196,17 +198,14 @@ func (c *imageBuildCmd) Run(ctx context.Context, s streams, args []string) error
 	if err != nil {
 		return err
 	}
-	rootfs := c.rootfs
-	if rootfs == "" {
-		rootfs = req.Spec.RootfsPath()
-	}
-	if rootfs == "" {
-		return usagef("image build: no root filesystem: give --rootfs DIR|TAR or set rootfs.dir or rootfs.tar in the spec")
+	if c.rootfs == "" && req.Spec.RootfsPath() == "" && req.Spec.Rootfs.Debian == nil {
+		return usagef("image build: %v", imagebuild.ErrNoRootfs)
 	}
 	if isTerminal(s.Err) {
 		req.Progress = s.Err
 	}
-	res, err := imagebuild.Build(ctx, req, rootfs)
+	req.CacheDir = c.cache
+	res, err := imagebuild.Build(ctx, req, c.rootfs)
 	if err != nil {
 		return err
 	}

@@ -10,10 +10,12 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,6 +50,10 @@ type Config struct {
 	NTPServers []string     `json:"ntp_servers,omitempty"`
 	Proxy      string       `json:"proxy,omitempty"`
 	MTU        int          `json:"mtu,omitempty"`
+	// SSHKeys are the administrator's OpenSSH public keys; PasswordHash is
+	// root's crypt(3) hash for the console (never logged or persisted).
+	SSHKeys      []string `json:"ssh_keys,omitempty"`
+	PasswordHash string   `json:"-"`
 	// Warnings are safe repairs made to the values (e.g. quotes removed
 	// around the key), for the log.
 	Warnings []string          `json:"warnings,omitempty"`
@@ -118,6 +124,9 @@ func Merge(sets ...Set) map[string]Value {
 type Set struct {
 	Source string
 	Props  map[string]string
+	// Warnings are what the source carried that was ignored, for the log
+	// (an OVF environment's properties the appliance does not know).
+	Warnings []string
 }
 
 // Validate turns merged properties into a Config, reporting every problem.
@@ -277,10 +286,54 @@ func Validate(props map[string]Value) (*Config, error) {
 		}
 		c.MTU = n
 	}
+	if v, ok := get(appliance.PropAdminSSHKey); ok && v != "" {
+		for i, line := range strings.Split(v, "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" {
+				continue
+			}
+			if err := checkSSHKey(line); err != nil {
+				bad(appliance.PropAdminSSHKey, "key %d: %v", i+1, err)
+				continue
+			}
+			c.SSHKeys = append(c.SSHKeys, line)
+		}
+	}
+	if v, ok := get(appliance.PropAdminPasswordHash); ok && v != "" {
+		// The message never repeats the value: it may be a password typed
+		// where a hash belongs.
+		if !cryptRE.MatchString(v) {
+			bad(appliance.PropAdminPasswordHash, "not a crypt(3) password hash (want $y$…, $6$… or $5$…); make one with 'mkpasswd -m yescrypt' or 'openssl passwd -6' and give the hash, never the password")
+		} else {
+			c.PasswordHash = v
+		}
+	}
 	if len(probs) > 0 {
 		return nil, &ValidationError{Problems: probs}
 	}
 	return c, nil
+}
+
+// cryptRE accepts the crypt(3) hashes Debian's libcrypt verifies:
+// yescrypt, SHA-512, SHA-256, bcrypt and gost-yescrypt.
+var cryptRE = regexp.MustCompile(`^\$(y|gy|6|5|2[aby])\$[./A-Za-z0-9$=,]{8,}$`)
+
+var sshKeyTypes = map[string]bool{
+	"ssh-ed25519": true, "ssh-rsa": true, "ecdsa-sha2-nistp256": true, "ecdsa-sha2-nistp384": true,
+	"ecdsa-sha2-nistp521": true, "sk-ssh-ed25519@openssh.com": true, "sk-ecdsa-sha2-nistp256@openssh.com": true,
+}
+
+// checkSSHKey checks one authorized_keys line: TYPE BASE64 [COMMENT].
+func checkSSHKey(line string) error {
+	f := strings.Fields(line)
+	if len(f) < 2 || !sshKeyTypes[f[0]] {
+		return fmt.Errorf("not an OpenSSH public key (want a line such as \"ssh-ed25519 AAAA… admin@example\", from a .pub file)")
+	}
+	b, err := base64.StdEncoding.DecodeString(f[1])
+	if err != nil || len(b) < 4 || !strings.Contains(string(b[:min(len(b), 64)]), f[0]) {
+		return fmt.Errorf("the %s key's base64 part is damaged; copy the whole line from the .pub file again", f[0])
+	}
+	return nil
 }
 
 // fields splits a list given with commas and/or spaces.

@@ -55,6 +55,11 @@ func (l Loader) Load(ctx context.Context) (*Config, []Set, error) {
 		return nil, sets, err
 	}
 	c, err := Validate(Merge(sets...))
+	if c != nil {
+		for _, s := range sets {
+			c.Warnings = append(c.Warnings, s.Warnings...)
+		}
+	}
 	return c, sets, err
 }
 
@@ -67,7 +72,7 @@ func (l Loader) Sets(ctx context.Context) ([]Set, error) {
 		if err != nil {
 			errs = append(errs, err)
 		}
-		if s != nil && len(s.Props) > 0 {
+		if s != nil && (len(s.Props) > 0 || len(s.Warnings) > 0) {
 			sets = append(sets, *s)
 		}
 	}
@@ -261,8 +266,12 @@ func ParseOVFEnv(source string, b []byte) (*Set, error) {
 	s := &Set{Source: source, Props: map[string]string{}}
 	if env.Property != nil {
 		for _, p := range env.Property.Properties {
-			if strings.HasPrefix(p.Key, "outpost.") {
+			if _, known := appliance.LookupProperty(p.Key); known {
 				s.Props[p.Key] = p.Value
+			} else if strings.HasPrefix(p.Key, "outpost.") {
+				// vCenter passes every vApp property on, and an OVF from
+				// a newer release may declare more: a warning, not a stop.
+				s.Warnings = append(s.Warnings, fmt.Sprintf("%s: property %s is not one this appliance knows; it was ignored", source, p.Key))
 			}
 		}
 	}

@@ -188,3 +188,29 @@ func (r Root) write(name string, data []byte, perm fs.FileMode, durable bool) er
 	}
 	return nil
 }
+
+// Symlink makes name a symlink to target (taken as it is: an absolute
+// target names a path inside the appliance), replacing what name was.
+func (r Root) Symlink(target, name string) error {
+	rel, err := r.resolve(name, false)
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(r.dir, filepath.FromSlash(rel))
+	if cur, err := os.Readlink(p); err == nil && cur == target {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return fmt.Errorf("symlink %s: %w", name, err)
+	}
+	tmp := p + ".outpost-tmp"
+	os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return fmt.Errorf("symlink %s: %w", name, err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("symlink %s: %w", name, err)
+	}
+	return nil
+}
