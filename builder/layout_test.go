@@ -12,14 +12,15 @@ import (
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
 	"github.com/outpost-appliance/outpost/appliance"
+	"github.com/outpost-appliance/outpost/internal/testtool"
 )
 
 // TestABLayout checks the disk an upgrade needs: ESP, root A with the
 // system, root B of the same size and empty, and a data partition with an
 // ext4 e2fsck accepts; the root's /etc/fstab mounts data by PARTUUID.
 func TestABLayout(t *testing.T) {
-	e2fsck := needTool(t, "e2fsck")
-	debugfs := needTool(t, "debugfs")
+	e2fsck := testtool.Path(t, "e2fsck")
+	debugfs := testtool.Path(t, "debugfs")
 	dir := t.TempDir()
 	writeTree(t, dir)
 	raw := filepath.Join(t.TempDir(), "disk.raw")
@@ -82,7 +83,7 @@ func TestABLayout(t *testing.T) {
 
 // TestOverlay adds, replaces and removes files over a tree.
 func TestOverlay(t *testing.T) {
-	debugfs := needTool(t, "debugfs")
+	debugfs := testtool.Path(t, "debugfs")
 	dir := t.TempDir()
 	writeTree(t, dir)
 	must(t, os.MkdirAll(filepath.Join(dir, "etc/ssh"), 0o755))

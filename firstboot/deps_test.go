@@ -10,8 +10,8 @@ import (
 
 const module = "github.com/outpost-appliance/outpost"
 
-// TestDependencies keeps what ships in the appliance free of the admin side:
-// first boot may use the key package, the appliance contract, the control
+// TestDependencies keeps what ships in the appliance (first boot and the
+// connector agent) free of the admin side: they may use the key package, the appliance contract, the control
 // plane's API types (cpapi), the atomic-write helper (internal/atomicfile,
 // standard library only) and its own sub-packages, never govmomi, the
 // builder, the OVA packer or the control plane.
@@ -20,7 +20,7 @@ func TestDependencies(t *testing.T) {
 		t.Skip("go command not on PATH")
 	}
 	cmd := exec.Command("go", "list", "-deps", "-json=ImportPath,Doc,Standard,DepOnly",
-		module+"/firstboot/...", module+"/cmd/outpost-firstboot")
+		module+"/firstboot/...", module+"/cmd/outpost-firstboot", module+"/connector/...", module+"/cmd/outpost-connector")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +30,7 @@ func TestDependencies(t *testing.T) {
 		t.Fatal(err)
 	}
 	dec := json.NewDecoder(out)
-	allowed := []string{module + "/firstboot", module + "/cmd/outpost-firstboot", module + "/provkey", module + "/appliance", module + "/cpapi", module + "/internal/atomicfile"}
+	allowed := []string{module + "/firstboot", module + "/cmd/outpost-firstboot", module + "/provkey", module + "/appliance", module + "/cpapi", module + "/internal/atomicfile", module + "/connector", module + "/cmd/outpost-connector"}
 	n := 0
 	for {
 		var p struct {

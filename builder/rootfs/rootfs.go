@@ -35,6 +35,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/outpost-appliance/outpost/internal/atomicfile"
 )
 
 // Defaults for the fields of Request left empty.
@@ -376,7 +378,7 @@ func (b *Builder) make(ctx context.Context, req Request, dir string, resolved []
 	m := meta{Family: req.family(), Suite: req.Suite, Arch: req.Arch, Variant: req.Variant, Packages: req.Packages,
 		Versions: versions, Epoch: req.Epoch.Unix(), SHA256: sum, Size: size, Created: time.Now().UTC()}
 	mb, _ := json.MarshalIndent(m, "", "  ")
-	if err := writeAtomic(tar+".json", mb); err != nil {
+	if err := atomicfile.WriteFile(tar+".json", mb, 0o644); err != nil {
 		return Result{}, fmt.Errorf("root filesystem cache: %w", err)
 	}
 	if err := os.Rename(tmpName, tar); err != nil {
@@ -451,24 +453,4 @@ func hashFile(p string) (string, int64, error) {
 		return "", 0, err
 	}
 	return hex.EncodeToString(h.Sum(nil)), n, nil
-}
-
-func writeAtomic(p string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), p)
 }

@@ -6,20 +6,16 @@ import (
 	"errors"
 	"net"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/outpost-appliance/outpost/internal/testtool"
 )
 
 func needMmdebstrap(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("mmdebstrap"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("mmdebstrap is not installed (scripts/setup.sh installs it)")
-		}
-		t.Skip("mmdebstrap is not installed (apt-get install mmdebstrap)")
-	}
+	testtool.Need(t, "mmdebstrap")
 }
 
 // closedURL is a mirror URL on loopback where nothing listens.
