@@ -8,7 +8,9 @@ package vmtools
 
 import (
 	"context"
+	"os"
 	"os/exec"
+	"strings"
 )
 
 // RPC runs one vmware-rpctool command (e.g. "info-get guestinfo.ovfEnv")
@@ -16,10 +18,14 @@ import (
 type RPC func(ctx context.Context, cmd string) ([]byte, error)
 
 // Lookup returns vmware-rpctool on PATH as an RPC, or nil when it is not
-// installed (not on VMware).
+// installed or the machine is not a VMware VM: the appliance image carries
+// open-vm-tools everywhere, and under QEMU every call would fail.
 func Lookup() RPC {
 	tool, err := exec.LookPath("vmware-rpctool")
 	if err != nil {
+		return nil
+	}
+	if v, err := os.ReadFile("/sys/class/dmi/id/sys_vendor"); err != nil || !strings.Contains(string(v), "VMware") {
 		return nil
 	}
 	return func(ctx context.Context, cmd string) ([]byte, error) {
