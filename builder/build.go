@@ -103,7 +103,12 @@ func Build(ctx context.Context, spec *Spec, rootfs string, outRawPath string, op
 		return nil, err
 	}
 	size := (int64(spec.Hardware.Disk.Size) + alignment - 1) / alignment * alignment
-	files := append([]File{{Path: "/etc/fstab", Mode: 0o644, Data: []byte(appliance.Fstab(appliance.StablePartUUID(spec.Name, "data")))}}, opts.Files...)
+	// The builder's own files: the marker first boot checks for, and the
+	// fstab mounting the data partition. They replace any copy the tree has.
+	files := append([]File{
+		{Path: appliance.MarkerFile, Mode: 0o644, Data: appliance.Marker(spec.Name, spec.Version)},
+		{Path: "/etc/fstab", Mode: 0o644, Data: []byte(appliance.Fstab(appliance.StablePartUUID(spec.Name, "data")))},
+	}, opts.Files...)
 	src, err := newOverlay(base, files, opts.Remove, opts.Epoch)
 	if err != nil {
 		return nil, err
@@ -114,8 +119,7 @@ func Build(ctx context.Context, spec *Spec, rootfs string, outRawPath string, op
 	img := ext4img.New(l.rootSize)
 
 	p.printf("scanning %s\n", src)
-	marker := appliance.Marker(spec.Name, spec.Version)
-	scan, err := scanSource(ctx, src, img, opts.Epoch, marker)
+	scan, err := scanSource(ctx, src, img, opts.Epoch)
 	if err != nil {
 		return nil, err
 	}
@@ -193,9 +197,6 @@ func Build(ctx context.Context, spec *Spec, rootfs string, outRawPath string, op
 	defer stop()
 	var done int64
 	err = img.Write(f, l.rootStart, func(name string) (io.ReadCloser, error) {
-		if name == markerPath {
-			return io.NopCloser(bytes.NewReader(marker)), nil
-		}
 		r, size, err := open(name)
 		if err != nil {
 			return nil, err
@@ -351,10 +352,6 @@ func clampEpoch(t time.Time) time.Time {
 	return t.UTC().Truncate(time.Second)
 }
 
-// markerPath is appliance.MarkerFile in the tree. The builder adds it to
-// every root filesystem, replacing any copy the tree has.
-var markerPath = strings.TrimPrefix(appliance.MarkerFile, "/")
-
 type scanResult struct {
 	bytes                 int64 // regular file data
 	kernel, initrd        string
@@ -362,7 +359,6 @@ type scanResult struct {
 	files, dirs, symlinks int
 	hasBootloader         bool
 	hardlinks             map[string]string // link path → target path
-	markerDirs            map[string]fs.FileMode
 }
 
 // resolve follows a hard link to the path whose content is written.
@@ -375,22 +371,15 @@ func (r *scanResult) resolve(p string) string {
 
 // scanSource adds every entry to img, times clamped to epoch (when given;
 // otherwise the newest modification time becomes the epoch, which clamps
-// nothing), finds the newest kernel and its initrd in boot/, and adds the
-// appliance marker (content marker) after the tree's own entries.
-func scanSource(ctx context.Context, src source, img *ext4img.Image, epoch time.Time, marker []byte) (*scanResult, error) {
-	r := scanResult{hardlinks: map[string]string{}, markerDirs: map[string]fs.FileMode{}}
+// nothing), and finds the newest kernel and its initrd in boot/.
+func scanSource(ctx context.Context, src source, img *ext4img.Image, epoch time.Time) (*scanResult, error) {
+	r := scanResult{hardlinks: map[string]string{}}
 	var kernels []string
 	initrds := map[string]bool{}
 	limit := clampEpoch(epoch)
 	err := src.Walk(func(e *entry) error {
 		if err := ctx.Err(); err != nil {
 			return err
-		}
-		if e.Path == markerPath {
-			return nil
-		}
-		if dir := path.Dir(markerPath); e.Path == dir || strings.HasPrefix(dir, e.Path+"/") {
-			r.markerDirs[e.Path] = e.Mode
 		}
 		switch {
 		case e.Hardlink:
@@ -432,9 +421,6 @@ func scanSource(ctx context.Context, src source, img *ext4img.Image, epoch time.
 	if err != nil {
 		return nil, err
 	}
-	if err := r.addMarker(img, src, marker, epoch); err != nil {
-		return nil, err
-	}
 	if len(kernels) > 0 {
 		sort.Slice(kernels, func(i, j int) bool { return versionLess(kernels[i], kernels[j]) })
 		v := kernels[len(kernels)-1]
@@ -444,38 +430,6 @@ func scanSource(ctx context.Context, src source, img *ext4img.Image, epoch time.
 		}
 	}
 	return &r, nil
-}
-
-// addMarker adds appliance.MarkerFile, and its parent directories when the
-// tree has none, dated like the newest entry (clamped to epoch when given).
-func (r *scanResult) addMarker(img *ext4img.Image, src source, marker []byte, epoch time.Time) error {
-	t := r.newest
-	if limit := clampEpoch(epoch); !epoch.IsZero() && t.After(limit) {
-		t = limit
-	}
-	t = clampEpoch(t)
-	var dirs []string
-	for d := path.Dir(markerPath); d != "."; d = path.Dir(d) {
-		dirs = append([]string{d}, dirs...)
-	}
-	for _, d := range dirs {
-		mode, ok := r.markerDirs[d]
-		if ok && !mode.IsDir() {
-			return fmt.Errorf("root filesystem %s: /%s is not a directory; the builder writes %s there", src, d, appliance.MarkerFile)
-		}
-		if !ok {
-			if err := img.Add(ext4img.Entry{Path: d, Mode: fs.ModeDir | 0o755, ModTime: t}); err != nil {
-				return fmt.Errorf("root filesystem %s: %w", src, err)
-			}
-			r.dirs++
-		}
-	}
-	if err := img.Add(ext4img.Entry{Path: markerPath, Mode: 0o644, ModTime: t, Size: int64(len(marker))}); err != nil {
-		return fmt.Errorf("root filesystem %s: %w", src, err)
-	}
-	r.files++
-	r.bytes += int64(len(marker))
-	return nil
 }
 
 // versionLess compares kernel versions such as 6.1.0-9-cloud-amd64 and

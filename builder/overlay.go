@@ -113,6 +113,7 @@ func (o *overlaySource) entry(p string, f File) (*entry, error) {
 
 func (o *overlaySource) Walk(fn func(e *entry) error) error {
 	dirs := map[string]bool{"": true}
+	other := map[string]bool{} // paths the tree has that are not directories
 	used := map[string]bool{}
 	var skipped []string // removed directories: their children go too
 	err := o.base.Walk(func(e *entry) error {
@@ -142,6 +143,8 @@ func (o *overlaySource) Walk(fn func(e *entry) error) error {
 		}
 		if e.Mode.IsDir() {
 			dirs[e.Path] = true
+		} else {
+			other[e.Path] = true
 		}
 		return fn(e)
 	})
@@ -158,6 +161,9 @@ func (o *overlaySource) Walk(fn func(e *entry) error) error {
 	for _, p := range added {
 		var missing []string
 		for d := path.Dir(p); d != "." && !dirs[d]; d = path.Dir(d) {
+			if other[d] {
+				return fmt.Errorf("root filesystem %s: /%s is not a directory; the builder writes /%s there", o.base, d, p)
+			}
 			missing = append(missing, d)
 		}
 		for i := len(missing) - 1; i >= 0; i-- {
