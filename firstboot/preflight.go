@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -40,7 +41,7 @@ type Check struct {
 type Facts struct {
 	CPUs      int
 	MemBytes  uint64 // MemTotal: what the kernel sees, a little under the VM's RAM
-	DiskBytes uint64 // size of the filesystem holding the root
+	DiskBytes uint64 // size of the disk holding the root
 	Vendor    string // SMBIOS sys_vendor
 }
 
@@ -70,11 +71,32 @@ func (e *Env) facts() (Facts, error) {
 			}
 		}
 	}
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(e.Root.Dir(), &sfs); err == nil {
-		f.DiskBytes = sfs.Blocks * uint64(sfs.Bsize)
-	}
+	f.DiskBytes = diskSize(e.Root.Dir())
 	return f, nil
+}
+
+// diskSize is the size of the disk holding dir: the whole virtual disk
+// (ESP, both roots and data), found through /sys/dev/block, or the size of
+// dir's filesystem when that cannot be read.
+func diskSize(dir string) uint64 {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err == nil {
+		dev := fmt.Sprintf("/sys/dev/block/%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev))
+		sizeFile := dev + "/size"
+		if _, err := os.Stat(dev + "/partition"); err == nil {
+			sizeFile = dev + "/../size"
+		}
+		if b, err := os.ReadFile(sizeFile); err == nil {
+			if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil && n > 0 {
+				return n * 512
+			}
+		}
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(dir, &sfs); err == nil {
+		return sfs.Blocks * uint64(sfs.Bsize)
+	}
+	return 0
 }
 
 // checks runs the preflight table for configuration c, with the network

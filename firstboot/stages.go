@@ -110,7 +110,7 @@ func (s configStage) Run(ctx context.Context, st *State) error {
 	}
 	st.setConfig(c) // the key is not serialised (json:"-")
 	for _, w := range c.Warnings {
-		s.log.Warn("configuration repaired", "detail", w)
+		s.log.Warn("configuration warning", "detail", w)
 	}
 	return nil
 }

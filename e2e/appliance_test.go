@@ -1,0 +1,185 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/diskfs/go-diskfs"
+	"github.com/diskfs/go-diskfs/disk"
+	"github.com/diskfs/go-diskfs/filesystem"
+	"github.com/diskfs/go-diskfs/filesystem/iso9660"
+
+	"github.com/outpost-appliance/outpost/appliance"
+	"github.com/outpost-appliance/outpost/artifact"
+	"github.com/outpost-appliance/outpost/cpapi"
+)
+
+func formatsNamed(names ...string) ([]artifact.Format, bool) {
+	var out []artifact.Format
+	for _, n := range names {
+		for _, f := range artifact.Formats() {
+			if f.Name == n {
+				out = append(out, f)
+			}
+		}
+	}
+	return out, len(out) == len(names)
+}
+
+// passwordHash is testPassword as a SHA-512 crypt hash.
+func passwordHash(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("openssl", "passwd", "-6", "-salt", "outposte2e", testPassword).Output()
+	if err != nil {
+		t.Fatalf("openssl passwd: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func fwcfg(props map[string]string) map[string]string {
+	var b strings.Builder
+	for k, v := range props {
+		b.WriteString(k + "=" + v + "\n")
+	}
+	return map[string]string{"opt/outpost/config": b.String()}
+}
+
+// healthy waits until the control plane has a heartbeat from name after
+// since, and returns the connector.
+func (l *lab) healthy(name string, since time.Time, d time.Duration) cpapi.Connector {
+	l.t.Helper()
+	var c cpapi.Connector
+	waitFor(l.t, name+" heartbeating", d, func() bool {
+		var ok bool
+		c, ok = l.connector(name)
+		return ok && c.State == cpapi.ConnectorActive && c.LastSeen.After(since)
+	})
+	return c
+}
+
+// TestApplianceFwCfg boots the appliance built from the spec with its key
+// in fw_cfg: it enrolls with the real control plane and heartbeats; after a
+// reboot it is healthy again without a second enrollment; booted with
+// another MAC it is blocked, and says why on its console and in
+// `connectors list`.
+func TestApplianceFwCfg(t *testing.T) {
+	l := newLab(t)
+	key := l.key("Melbourne", 2)
+	mac := "00:50:56:00:e2:01"
+	start := time.Now()
+	vm := l.vm("m1", mac, fwcfg(map[string]string{
+		appliance.PropProvisionKey:      key,
+		appliance.PropAdminPasswordHash: passwordHash(t),
+	}), "")
+	c := l.healthy("Melbourne-1", start, 4*time.Minute)
+	t.Logf("enrolled and heartbeating %s after power-on (version %s)", time.Since(start).Round(time.Second), c.Version)
+	waitSerial(t, vm, 0, `Control connection state: connected`, time.Minute)
+	if n := l.uses("Melbourne"); n != 1 {
+		t.Fatalf("key used %d times after one enrollment", n)
+	}
+	serial := vm.Serial()
+	for _, leak := range []string{key[strings.LastIndex(key, "|")+1:][:20], "$6$outposte2e"} {
+		if strings.Contains(serial, leak) {
+			t.Errorf("the serial console shows a secret (%q…)", leak[:8])
+		}
+	}
+
+	// Reboot from the console: healthy again, same name, one use.
+	con := login(t, vm)
+	con.run("test -s /var/lib/outpost/tls/connector.key && findmnt -n -o SOURCE /var/lib/outpost", 20*time.Second)
+	if txt := con.text(); !strings.Contains(txt, "/dev/vda4") {
+		t.Errorf("the identity is not on the data partition (vda4):\n%s", tail(txt, 500))
+	}
+	con.run("test ! -e /etc/ssh/ssh_host_ed25519_key && echo no-host-keys", 10*time.Second)
+	mark := len(vm.Serial())
+	before := time.Now()
+	con.send("systemctl reboot\r")
+	waitSerial(t, vm, mark, `reboot: Restarting system|Reached target.*Reboot`, 2*time.Minute)
+	l.healthy("Melbourne-1", before, 4*time.Minute)
+	if n := l.uses("Melbourne"); n != 1 {
+		t.Errorf("key used %d times after a reboot, want 1", n)
+	}
+	if cs := l.connectors(); len(cs) != 1 {
+		t.Errorf("%d connectors after a reboot, want 1", len(cs))
+	}
+
+	// Another MAC on the same disk: blocked.
+	mark = len(vm.Serial())
+	vm = l.restart(vm, "00:50:56:00:e2:99")
+	waitSerial(t, vm, mark, `(?s)Control connection state: blocked.*fingerprint changed`, 4*time.Minute)
+	waitFor(t, "Melbourne-1 blocked on the control plane", time.Minute, func() bool {
+		c, _ := l.connector("Melbourne-1")
+		return c.State == cpapi.ConnectorBlocked && strings.Contains(c.StateReason, "mac")
+	})
+	list := l.outpost("connectors", "list")
+	if !strings.Contains(list, "blocked") {
+		t.Errorf("connectors list does not show the block:\n%s", list)
+	}
+}
+
+// TestApplianceOVFEnvironmentISO gives the key the way vSphere's ISO
+// transport does: ovf-env.xml on a CD-ROM.
+func TestApplianceOVFEnvironmentISO(t *testing.T) {
+	l := newLab(t)
+	key := l.key("Sydney", 1)
+	iso := filepath.Join(l.dir, "ovf-env.iso")
+	env := `<?xml version="1.0" encoding="UTF-8"?>
+<Environment xmlns="http://schemas.dmtf.org/ovf/environment/1" xmlns:oe="http://schemas.dmtf.org/ovf/environment/1">
+  <PropertySection>
+    <Property oe:key="outpost.provision_key" oe:value="` + key + `"/>
+    <Property oe:key="outpost.hostname" oe:value="sydney-1"/>
+    <Property oe:key="outpost.some_future_setting" oe:value="x"/>
+  </PropertySection>
+</Environment>
+`
+	makeISO(t, iso, "OVF ENV", map[string]string{"ovf-env.xml": env})
+	start := time.Now()
+	vm := l.vm("s1", "00:50:56:00:e2:02", nil, iso)
+	l.healthy("Sydney-1", start, 4*time.Minute)
+	waitSerial(t, vm, 0, `outpost.some_future_setting is not one this appliance knows`, time.Minute)
+}
+
+// TestApplianceKeyWrittenByHand boots without a key; an admin logs in on
+// the serial console and writes the key file: it enrolls within seconds.
+func TestApplianceKeyWrittenByHand(t *testing.T) {
+	l := newLab(t)
+	key := l.key("Perth", 1)
+	vm := l.vm("p1", "00:50:56:00:e2:03", fwcfg(map[string]string{appliance.PropAdminPasswordHash: passwordHash(t)}), "")
+	waitSerial(t, vm, 0, `no provisioning key`, 4*time.Minute)
+	con := login(t, vm)
+	written := time.Now()
+	con.run("printf '%s\\n' '"+key+"' > /opt/outpost/var/provision_key", 10*time.Second)
+	l.healthy("Perth-1", written, 2*time.Minute)
+	t.Logf("enrolled and heartbeating %s after the key was written", time.Since(written).Round(time.Second))
+}
+
+func makeISO(t *testing.T, path, label string, files map[string]string) {
+	t.Helper()
+	d, err := diskfs.Create(path, 4<<20, diskfs.SectorSizeDefault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.LogicalBlocksize = 2048
+	fsys, err := d.CreateFilesystem(disk.FilesystemSpec{Partition: 0, FSType: filesystem.TypeISO9660, VolumeLabel: label, WorkDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range files {
+		f, err := fsys.OpenFile("/"+name, os.O_CREATE|os.O_RDWR)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write([]byte(content)); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	if err := fsys.(*iso9660.FileSystem).Finalize(iso9660.FinalizeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+}
