@@ -113,7 +113,8 @@ func TestGovcImport(t *testing.T) {
 			t.Errorf("import.spec property %s: not user-configurable or no label: %+v", p.Key, p.Spec)
 			continue
 		}
-		if got := p.Spec.Password != nil && *p.Spec.Password; got != (p.Key == appliance.PropProvisionKey) {
+		secret := p.Key == appliance.PropProvisionKey || p.Key == appliance.PropAdminPasswordHash
+		if got := p.Spec.Password != nil && *p.Spec.Password; got != secret {
 			t.Errorf("import.spec property %s: password = %v", p.Key, got)
 		}
 		if p.Key == appliance.PropIPv4Mode && (p.Value != "DHCP" || p.Spec.Qualifiers != `ValueMap{"DHCP","Static"}`) {
@@ -121,7 +122,8 @@ func TestGovcImport(t *testing.T) {
 		}
 	}
 	wantKeys := []string{appliance.PropProvisionKey, appliance.PropHostname, appliance.PropIPv4Mode, appliance.PropIPv4Address, appliance.PropIPv4Gateway,
-		appliance.PropDNSServers, appliance.PropDNSSearch, appliance.PropNTPServers, appliance.PropProxy}
+		appliance.PropDNSServers, appliance.PropDNSSearch, appliance.PropNTPServers, appliance.PropProxy,
+		appliance.PropAdminSSHKey, appliance.PropAdminPasswordHash}
 	if strings.Join(keys, " ") != strings.Join(wantKeys, " ") {
 		t.Errorf("import.spec properties:\n got %v\nwant %v", keys, wantKeys)
 	}
