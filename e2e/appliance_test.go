@@ -70,6 +70,7 @@ func TestApplianceFwCfg(t *testing.T) {
 	l := newLab(t)
 	key := l.key("Melbourne", 2)
 	mac := "00:50:56:00:e2:01"
+	applianceImage(t)
 	start := time.Now()
 	vm := l.vm("m1", mac, fwcfg(map[string]string{
 		appliance.PropProvisionKey:      key,
@@ -90,11 +91,19 @@ func TestApplianceFwCfg(t *testing.T) {
 
 	// Reboot from the console: healthy again, same name, one use.
 	con := login(t, vm)
-	con.run("test -s /var/lib/outpost/tls/connector.key && findmnt -n -o SOURCE /var/lib/outpost", 20*time.Second)
-	if txt := con.text(); !strings.Contains(txt, "/dev/vda4") {
-		t.Errorf("the identity is not on the data partition (vda4):\n%s", tail(txt, 500))
+	if out := con.run("test -s /var/lib/outpost/tls/connector.key && findmnt -n -o SOURCE /var/lib/outpost", 20*time.Second); !strings.Contains(out, "/dev/vda4") {
+		t.Errorf("the identity is not on the data partition (vda4):\n%s", out)
 	}
-	con.run("test ! -e /etc/ssh/ssh_host_ed25519_key && echo no-host-keys", 10*time.Second)
+	if out := con.run("ls /etc/ssh/ssh_host_* 2>&1; systemctl is-enabled ssh; cat /etc/machine-id | wc -c", 10*time.Second); !strings.Contains(out, "No such file") || !strings.Contains(out, "disabled") {
+		t.Errorf("SSH host keys baked in, or ssh enabled without a key property:\n%s", out)
+	}
+	if out := con.run("journalctl --disk-usage; findmnt -n -o SOURCE /var/log/journal", 10*time.Second); !strings.Contains(out, "vda4") {
+		t.Errorf("the journal is not on the data partition:\n%s", out)
+	}
+	if out := con.run("outpost-connector status; echo exit=$?", 10*time.Second); !strings.Contains(out, "Control connection state: connected") ||
+		!strings.Contains(out, "Certificate will expire in") || !strings.Contains(out, "Time skew: ") || !strings.Contains(out, "exit=0") {
+		t.Errorf("outpost-connector status:\n%s", out)
+	}
 	mark := len(vm.Serial())
 	before := time.Now()
 	con.send("systemctl reboot\r")

@@ -370,27 +370,37 @@ func (c *console) send(s string) {
 
 // waitFor reports whether s appeared in the output since the last call.
 func (c *console) waitFor(s string, d time.Duration) bool {
+	_, ok := c.upTo(s, d)
+	return ok
+}
+
+// upTo waits for s and returns the output before it, consuming both.
+func (c *console) upTo(s string, d time.Duration) (string, bool) {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		consoleMu.Lock()
 		i := strings.Index(c.buf.String(), s)
 		if i >= 0 {
-			c.buf.Next(i + len(s))
+			before := string(c.buf.Next(i))
+			c.buf.Next(len(s))
 			consoleMu.Unlock()
-			return true
+			return before, true
 		}
 		consoleMu.Unlock()
 		time.Sleep(50 * time.Millisecond)
 	}
-	return false
+	return "", false
 }
 
-// run runs a shell command and waits for a marker after it.
-func (c *console) run(cmd string, d time.Duration) {
+// run runs a shell command, waits for a marker after it and returns what it
+// printed (with the echoed command line).
+func (c *console) run(cmd string, d time.Duration) string {
 	c.t.Helper()
 	mark := fmt.Sprintf("done-%d", time.Now().UnixNano())
 	c.send(cmd + "; echo " + mark[:5] + "${x}" + mark[5:] + "\r")
-	if !c.waitFor(mark, d) {
+	out, ok := c.upTo(mark, d)
+	if !ok {
 		c.t.Fatalf("%q did not finish:\n%s", cmd, tail(c.text(), 2000))
 	}
+	return out
 }

@@ -182,6 +182,9 @@ func (s networkStage) bringUp(ctx context.Context, c *config.Config, prev Networ
 	}
 	n.Network = lease
 	n = n.resolve(c)
+	if err := s.root.WriteFile("/etc/systemd/network/20-outpost-fallback.network", netconf.NetworkdFallback(ifc.Name, static, c.MTU), 0o644); err != nil {
+		return n, err
+	}
 	if err := s.root.WriteFile("/etc/systemd/network/10-outpost.network", netconf.NetworkdFile(ifc.HardwareAddr, static, c.MTU), 0o644); err != nil {
 		return n, err
 	}

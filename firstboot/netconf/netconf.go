@@ -206,9 +206,24 @@ func Apply(ifname string, addr netip.Prefix, gw netip.Addr, mtu int) error {
 // NetworkdFile renders a systemd-networkd .network file matched on mac: DHCP
 // when static is nil, otherwise the static address, gateway, DNS and domains.
 func NetworkdFile(mac net.HardwareAddr, static *Lease, mtu int) []byte {
+	return networkdFile("# Written by outpost-firstboot; matched on the MAC because the\n# connector's identity includes it.\n",
+		"MACAddress="+mac.String(), static, mtu)
+}
+
+// NetworkdFallback renders the same settings matched on the interface's
+// name, for a later file name than NetworkdFile's: when the VM's MAC has
+// changed (a clone, a MAC edited by hand) the NIC still comes up, so the
+// connector can reach the control plane and be told it is blocked, rather
+// than vanishing as unreachable.
+func NetworkdFallback(ifname string, static *Lease, mtu int) []byte {
+	return networkdFile("# Written by outpost-firstboot; used only when the NIC's MAC is not the one\n# the connector enrolled with, so it can report that it is blocked.\n",
+		"Name="+ifname, static, mtu)
+}
+
+func networkdFile(comment, match string, static *Lease, mtu int) []byte {
 	var b strings.Builder
-	b.WriteString("# Written by outpost-firstboot; matched on the MAC because the\n# connector's identity includes it.\n")
-	fmt.Fprintf(&b, "[Match]\nMACAddress=%s\n\n[Link]\n", mac)
+	b.WriteString(comment)
+	fmt.Fprintf(&b, "[Match]\n%s\n\n[Link]\n", match)
 	if mtu > 0 {
 		fmt.Fprintf(&b, "MTUBytes=%d\n", mtu)
 	}

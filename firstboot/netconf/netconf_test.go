@@ -46,8 +46,9 @@ func TestNetworkdFiles(t *testing.T) {
 	static := &Lease{Address: netip.MustParsePrefix("192.0.2.10/24"), Router: netip.MustParseAddr("192.0.2.1"),
 		DNS: []netip.Addr{netip.MustParseAddr("192.0.2.53")}, Search: []string{"corp.example"}, NTP: []string{"192.0.2.123"}}
 	for name, got := range map[string][]byte{
-		"dhcp.network":   NetworkdFile(mac, nil, 0),
-		"static.network": NetworkdFile(mac, static, 1400),
+		"dhcp.network":     NetworkdFile(mac, nil, 0),
+		"static.network":   NetworkdFile(mac, static, 1400),
+		"fallback.network": NetworkdFallback("ens192", static, 1400),
 	} {
 		p := filepath.Join("testdata", name)
 		if *update {
