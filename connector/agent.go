@@ -57,6 +57,9 @@ type Agent struct {
 	// EnrollWait is how often the agent looks for an enrollment that has
 	// not happened yet; 2 s when zero.
 	EnrollWait time.Duration
+	// BannerChanged is called after the console banner was rewritten, so
+	// the login prompts show it again (agetty --reload); nil does nothing.
+	BannerChanged func()
 
 	mu       sync.Mutex
 	id       *Identity

@@ -73,6 +73,8 @@ func (a *Agent) setState(state, reason string, edit func(*Status)) {
 	}
 	if err := a.Root.ReplaceFile(IssueFile, []byte(st.Banner(a.now())), 0o644); err != nil {
 		a.log().Warn("cannot write the console banner", "file", IssueFile, "error", err)
+	} else if changed && a.BannerChanged != nil {
+		a.BannerChanged()
 	}
 	for _, line := range st.Lines(a.now()) {
 		a.log().Info(line)

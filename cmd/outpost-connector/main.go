@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"syscall"
 	"time"
@@ -123,6 +124,12 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		Log:     slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 		Facts:   connector.HostFacts{Root: r},
 		Console: stdout,
+	}
+	if r.IsHost() {
+		// The serial and VGA login prompts show the banner again.
+		if agetty, err := exec.LookPath("agetty"); err == nil {
+			a.BannerChanged = func() { exec.Command(agetty, "--reload").Run() }
+		}
 	}
 	a.Log.Info("outpost-connector starting", "version", version, "root", r.Dir())
 	if err := a.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
