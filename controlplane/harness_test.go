@@ -57,6 +57,7 @@ type env struct {
 	clock  *clock
 	http   *http.Client
 	logBuf *syncBuffer
+	stop   func() // stops the server (once)
 }
 
 type syncBuffer struct {
@@ -99,7 +100,9 @@ func newEnvDir(t testing.TB, dir, dsn string, hostnames ...string) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { srv.Serve(ctx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; srv.Close() })
+	var once sync.Once
+	e.stop = func() { once.Do(func() { cancel(); <-done; srv.Close() }) }
+	t.Cleanup(e.stop)
 	cfg, err := cpclient.LoadConfig(filepath.Join(dir, controlplane.AdminConfFile))
 	if err != nil {
 		t.Fatal(err)
