@@ -29,6 +29,13 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if path := os.Getenv(benchClientEnv); path != "" { // BenchmarkHeartbeat's connectors
+		if err := heartbeatClient(path); err != nil {
+			fmt.Fprintln(os.Stderr, "heartbeat client:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	code := m.Run()
 	pgtest.StopShared()
 	os.Exit(code)
