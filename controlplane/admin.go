@@ -6,6 +6,7 @@ import (
 	"errors"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/outpost-appliance/outpost/controlplane/store"
 	"github.com/outpost-appliance/outpost/cpapi"
@@ -343,8 +344,9 @@ func (s *Service) Connectors(ctx context.Context, group string) ([]cpapi.Connect
 		return nil, s.internal(err)
 	}
 	out := make([]cpapi.Connector, len(cs))
+	now := s.Now()
 	for i, c := range cs {
-		out[i] = apiConnector(c)
+		out[i] = s.apiConnector(c, now)
 	}
 	return out, nil
 }
@@ -355,7 +357,7 @@ func (s *Service) Connector(ctx context.Context, name string) (cpapi.Connector, 
 	if err != nil {
 		return cpapi.Connector{}, err
 	}
-	return apiConnector(c), nil
+	return s.apiConnector(c, s.Now()), nil
 }
 
 func (s *Service) connector(ctx context.Context, name string) (store.Connector, error) {
@@ -407,8 +409,14 @@ func apiKey(k store.Key) cpapi.Key {
 		ExpiresAt: k.ExpiresAt, State: k.State, Generation: k.Generation, CreatedAt: k.CreatedAt}
 }
 
-func apiConnector(c store.Connector) cpapi.Connector {
+// apiConnector shows a connector as it is at now, with its health.
+func (s *Service) apiConnector(c store.Connector, now time.Time) cpapi.Connector {
+	addrs := c.Addresses
+	if addrs == nil {
+		addrs = []string{}
+	}
 	return cpapi.Connector{Name: c.Name, KeyID: c.KeyID, KeyName: c.KeyName, Group: c.Group, SigningCA: c.SigningCA, Fingerprint: c.Fingerprint,
 		PubKeyHash: c.PubKeyHash, Nonce: c.Nonce, Serial: c.Serial, CertPEM: c.CertPEM, CertExpires: c.CertExpires, EnrolledAt: c.EnrolledAt,
-		LastSeen: c.LastSeen, Version: c.Version, Uptime: c.Uptime, State: c.State, StateReason: c.StateReason}
+		LastSeen: c.LastSeen, Version: c.Version, Uptime: c.Uptime, State: c.State, StateReason: c.StateReason,
+		Health: s.health(c, now), Addresses: addrs, Skew: c.Skew}
 }

@@ -48,13 +48,34 @@
 //
 // # Heartbeat (mutual TLS with the enrolled certificate chain)
 //
-// POST /api/v1/heartbeat {"fingerprint": "…", "version": "…", "uptime": SECONDS}
-// answers 200 {"name", "state": "active"}. A fingerprint different from the
-// enrolled one answers 403 {"error": "blocked", "message": "… mac changed
-// from X to Y …"} and marks the connector blocked (fingerprints are
-// key=value pairs separated by ';'); the enrolled fingerprint again makes it
-// active. A revoked connector gets 403 connector_revoked; no client
-// certificate gets 401 unauthorized.
+// POST /api/v1/heartbeat {"fingerprint": "…", "version": "…", "uptime": SECONDS,
+// "addresses": ["192.0.2.10/24"], "skew": SECONDS} answers 200 {"name",
+// "state": "active", "server_time", "interval": SECONDS}. A fingerprint
+// different from the enrolled one answers 403 {"error": "blocked",
+// "message": "… mac changed from X to Y …"} and marks the connector blocked
+// (fingerprints are key=value pairs separated by ';'); the enrolled
+// fingerprint again makes it active. A revoked connector gets 403
+// connector_revoked; no client certificate gets 401 unauthorized.
+//
+// Heartbeats are coalesced in memory and written once a second in one
+// transaction (store.FlushInterval); the store's reads show them at once.
+// The connector holding a certificate is cached on SQLite (not on
+// PostgreSQL, where another process may revoke), and every change of a
+// connector's state or certificate through the store invalidates it, so a
+// revocation takes effect on the next heartbeat.
+//
+// POST /api/v1/renew {"csr", "fingerprint"} over the same mutual TLS
+// answers {"certificate": "<PEM: leaf, signing CA, root>"} for the CSR's
+// key pair, signed by the connector's signing CA. The certificate
+// presented stays accepted (heartbeat and renew) until a heartbeat comes
+// with the new one; a retry with the same CSR public key gets the same
+// certificate. Refusals are the heartbeat's (connector_revoked, blocked)
+// and bad_csr.
+//
+// Connector health (cpapi.Connector.Health) is derived in one place,
+// Service.health: revoked, blocked, never seen, unreachable after
+// cpapi.UnreachableAfter heartbeat intervals (Service.Interval, default
+// 10 s) without a heartbeat, else healthy.
 //
 // What a connector reports is shown to admins, so enrollment and heartbeat
 // check it against cpapi's grammar (CheckFingerprint, CheckVersion,

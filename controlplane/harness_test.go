@@ -29,6 +29,13 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if path := os.Getenv(benchClientEnv); path != "" { // BenchmarkHeartbeat's connectors
+		if err := heartbeatClient(path); err != nil {
+			fmt.Fprintln(os.Stderr, "heartbeat client:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	code := m.Run()
 	pgtest.StopShared()
 	os.Exit(code)
@@ -57,6 +64,7 @@ type env struct {
 	clock  *clock
 	http   *http.Client
 	logBuf *syncBuffer
+	stop   func() // stops the server (once)
 }
 
 type syncBuffer struct {
@@ -99,7 +107,9 @@ func newEnvDir(t testing.TB, dir, dsn string, hostnames ...string) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { srv.Serve(ctx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; srv.Close() })
+	var once sync.Once
+	e.stop = func() { once.Do(func() { cancel(); <-done; srv.Close() }) }
+	t.Cleanup(e.stop)
 	cfg, err := cpclient.LoadConfig(filepath.Join(dir, controlplane.AdminConfFile))
 	if err != nil {
 		t.Fatal(err)

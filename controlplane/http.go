@@ -100,23 +100,36 @@ func Handler(s *Service, adminToken string) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, resp)
 	})
-	mux.HandleFunc("POST "+cpapi.PathHeartbeat, func(w http.ResponseWriter, r *http.Request) {
-		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
-			writeErr(w, refuse(cpapi.CodeUnauthorized, "a heartbeat needs the connector's client certificate (mutual TLS) issued at enrollment"), nil)
-			return
+	// mtls serves a route for connectors, identified by the serial of the
+	// client certificate they enrolled or renewed.
+	mtls := func(what string, h func(w http.ResponseWriter, r *http.Request, serial string) (any, error)) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+				writeErr(w, refuse(cpapi.CodeUnauthorized, "a %s needs the connector's client certificate (mutual TLS) issued at enrollment", what), nil)
+				return
+			}
+			v, err := h(w, r, pki.SerialHex(r.TLS.VerifiedChains[0][0]))
+			if err != nil {
+				writeErr(w, err, nil)
+				return
+			}
+			writeJSON(w, http.StatusOK, v)
 		}
+	}
+	mux.HandleFunc("POST "+cpapi.PathHeartbeat, mtls("heartbeat", func(w http.ResponseWriter, r *http.Request, serial string) (any, error) {
 		var req cpapi.HeartbeatRequest
 		if err := decode(w, r, &req); err != nil {
-			writeErr(w, err, nil)
-			return
+			return nil, err
 		}
-		resp, err := s.Heartbeat(r.Context(), pki.SerialHex(r.TLS.VerifiedChains[0][0]), req)
-		if err != nil {
-			writeErr(w, err, nil)
-			return
+		return s.Heartbeat(r.Context(), serial, req)
+	}))
+	mux.HandleFunc("POST "+cpapi.PathRenew, mtls("renewal", func(w http.ResponseWriter, r *http.Request, serial string) (any, error) {
+		var req cpapi.RenewRequest
+		if err := decode(w, r, &req); err != nil {
+			return nil, err
 		}
-		writeJSON(w, http.StatusOK, resp)
-	})
+		return s.Renew(r.Context(), serial, req)
+	}))
 
 	mux.HandleFunc("GET "+cpapi.PathGroups, admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
 		return s.Groups(r.Context())

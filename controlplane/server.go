@@ -34,6 +34,9 @@ type Config struct {
 	Database  string   // postgres://…, sqlite:PATH or PATH.db (store.CheckDatabase); empty: SQLite in DataDir
 	Log       *slog.Logger
 	Now       func() time.Time // nil: time.Now
+	// HeartbeatInterval is how often connectors are asked to heartbeat;
+	// zero: DefaultInterval.
+	HeartbeatInterval time.Duration
 }
 
 // Server is a control plane ready to serve on a listener.
@@ -176,6 +179,9 @@ func Open(ctx context.Context, cfg Config, addr net.Addr) (*Server, error) {
 	if err != nil {
 		st.Close()
 		return nil, err
+	}
+	if cfg.HeartbeatInterval > 0 {
+		svc.Interval = cfg.HeartbeatInterval
 	}
 	if err := svc.warnOrphanedKeys(ctx); err != nil {
 		st.Close()

@@ -38,6 +38,9 @@ type Service struct {
 	Hosts   []string
 	Log     *slog.Logger
 	Now     func() time.Time
+	// Interval is how often connectors are asked to heartbeat; a connector
+	// silent for cpapi.UnreachableAfter intervals is unreachable.
+	Interval time.Duration
 
 	aead   cipher.AEAD
 	prunes atomic.Int64 // failed enrollments counted, to prune old counts now and then
@@ -50,6 +53,9 @@ const (
 	maxFailures = 10
 	failWindow  = time.Minute
 )
+
+// DefaultInterval is the heartbeat interval unless configured otherwise.
+const DefaultInterval = 10 * time.Second
 
 // NewService wires a service. sealKey (32 bytes) encrypts key secrets at rest.
 func NewService(st *store.Store, a *pki.Authority, sealKey []byte, keyHost string, hosts []string, log *slog.Logger, now func() time.Time) (*Service, error) {
@@ -67,7 +73,7 @@ func NewService(st *store.Store, a *pki.Authority, sealKey []byte, keyHost strin
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{Store: st, Authority: a, KeyHost: keyHost, Hosts: hosts, Log: log, Now: now, aead: aead}, nil
+	return &Service{Store: st, Authority: a, KeyHost: keyHost, Hosts: hosts, Log: log, Now: now, Interval: DefaultInterval, aead: aead}, nil
 }
 
 func (s *Service) seal(id provkey.ID, secret []byte) (string, error) {
@@ -310,41 +316,149 @@ func SourceOf(remoteAddr string) string {
 }
 
 // Heartbeat records a report from the connector holding the certificate
-// with serial. A fingerprint different from the enrolled one blocks it.
+// with serial: the current one, or the previous one while a renewal has
+// not reached the connector. A fingerprint different from the enrolled one
+// blocks it. The report is written in a batch (store.FlushInterval), but
+// shown at once.
 func (s *Service) Heartbeat(ctx context.Context, serial string, req cpapi.HeartbeatRequest) (cpapi.HeartbeatResponse, error) {
-	if e := checkReported(cpapi.CheckFingerprint(req.Fingerprint), cpapi.CheckVersion(req.Version)); e != nil {
+	if e := checkReported(cpapi.CheckFingerprint(req.Fingerprint), cpapi.CheckVersion(req.Version), cpapi.CheckAddresses(req.Addresses)); e != nil {
 		return cpapi.HeartbeatResponse{}, e
 	}
-	c, err := s.Store.ConnectorBySerial(ctx, serial)
-	if errors.Is(err, store.ErrNotFound) {
-		return cpapi.HeartbeatResponse{}, refuse(cpapi.CodeRevoked, "no connector holds the certificate with serial %s; it was deleted — enroll again with a current key", serial)
-	}
+	h, err := s.holder(ctx, serial, req.Fingerprint)
 	if err != nil {
-		return cpapi.HeartbeatResponse{}, s.internal(err)
+		return cpapi.HeartbeatResponse{}, err
 	}
-	if c.State == store.ConnectorRevoked {
-		return cpapi.HeartbeatResponse{}, refuse(cpapi.CodeRevoked, "connector %s was revoked; enroll the appliance again with a current key", c.Name)
-	}
-	if req.Fingerprint != c.Fingerprint {
-		why := "the hardware fingerprint changed: " + FingerprintChange(c.Fingerprint, req.Fingerprint)
-		if c.State != store.ConnectorBlocked || c.StateReason != why {
-			if err := s.Store.SetConnectorState(ctx, c.Name, store.ConnectorBlocked, why); err != nil {
-				return cpapi.HeartbeatResponse{}, s.internal(err)
-			}
+	if h.State == store.ConnectorBlocked { // the original hardware is back
+		if err := s.Store.SetConnectorState(ctx, h.Name, store.ConnectorActive, ""); err != nil {
+			return cpapi.HeartbeatResponse{}, s.internal(err)
 		}
-		s.Log.Warn("connector blocked", "connector", c.Name, "reason", why)
-		return cpapi.HeartbeatResponse{}, refuse(cpapi.CodeBlocked, "connector %s is blocked: %s. Restore the original hardware (a VM's MAC address must stay fixed), or revoke the connector and enroll the appliance again", c.Name, why)
+		s.Log.Info("connector unblocked: its original hardware is back", "connector", h.Name)
 	}
-	state := cpapi.ConnectorActive
-	if c.State == store.ConnectorBlocked { // the original hardware is back
-		if err := s.Store.SetConnectorState(ctx, c.Name, store.ConnectorActive, ""); err != nil {
+	if h.Renewing && !h.Previous { // the connector uses its new certificate
+		if err := s.Store.ForgetPrevious(ctx, h.Name, serial); err != nil {
 			return cpapi.HeartbeatResponse{}, s.internal(err)
 		}
 	}
-	if err := s.Store.Heartbeat(ctx, c.Name, req.Version, req.Uptime, s.Now()); err != nil {
-		return cpapi.HeartbeatResponse{}, s.internal(err)
+	now := s.Now()
+	s.Store.Heartbeat(h.Name, store.Beat{At: now, Version: req.Version, Uptime: req.Uptime, Addresses: req.Addresses, Skew: req.Skew})
+	return cpapi.HeartbeatResponse{Name: h.Name, State: cpapi.ConnectorActive, ServerTime: now.UTC(), Interval: int(s.Interval / time.Second)}, nil
+}
+
+// holder finds the connector of a client certificate and refuses a
+// revoked, deleted or blocked one; a fingerprint different from the
+// enrolled one blocks it. A blocked connector whose fingerprint is the
+// enrolled one again is returned (still blocked): the caller decides.
+func (s *Service) holder(ctx context.Context, serial, fingerprint string) (store.Holder, error) {
+	h, err := s.Store.ConnectorByCert(ctx, serial)
+	if errors.Is(err, store.ErrNotFound) {
+		return h, refuse(cpapi.CodeRevoked, "no connector holds the certificate with serial %s; it was deleted — enroll again with a current key", serial)
 	}
-	return cpapi.HeartbeatResponse{Name: c.Name, State: state}, nil
+	if err != nil {
+		return h, s.internal(err)
+	}
+	if h.State == store.ConnectorRevoked {
+		return h, refuse(cpapi.CodeRevoked, "connector %s was revoked; enroll the appliance again with a current key", h.Name)
+	}
+	if fingerprint != h.Fingerprint {
+		why := "the hardware fingerprint changed: " + FingerprintChange(h.Fingerprint, fingerprint)
+		if h.State != store.ConnectorBlocked || h.StateReason != why {
+			if err := s.Store.SetConnectorState(ctx, h.Name, store.ConnectorBlocked, why); err != nil {
+				return h, s.internal(err)
+			}
+			s.Log.Warn("connector blocked", "connector", h.Name, "reason", why)
+		}
+		return h, blocked(h.Name, why)
+	}
+	return h, nil
+}
+
+func blocked(name, why string) *cpapi.Error {
+	return refuse(cpapi.CodeBlocked, "connector %s is blocked: %s. Restore the original hardware (a VM's MAC address must stay fixed), or revoke the connector and enroll the appliance again", name, why)
+}
+
+// Renew issues a new certificate to the connector holding the certificate
+// with serial (current or previous), for the key pair of the CSR, signed by
+// the CA that signed its enrollment. The certificate presented stays
+// accepted until the connector heartbeats with the new one. A retry with
+// the same CSR public key gets the same certificate.
+func (s *Service) Renew(ctx context.Context, serial string, req cpapi.RenewRequest) (cpapi.RenewResponse, error) {
+	fail := func(e *cpapi.Error) (cpapi.RenewResponse, error) {
+		s.Log.Warn("renewal refused", "code", e.Code, "reason", e.Message, "serial", serial, "fingerprint", req.Fingerprint)
+		return cpapi.RenewResponse{}, e
+	}
+	if strings.TrimSpace(req.CSR) == "" {
+		return fail(refuse(cpapi.CodeBadRequest, "the request is missing csr; send a JSON object with csr and fingerprint"))
+	}
+	if e := checkReported(cpapi.CheckFingerprint(req.Fingerprint)); e != nil {
+		return fail(e)
+	}
+	h, err := s.holder(ctx, serial, req.Fingerprint)
+	var e *cpapi.Error
+	if errors.As(err, &e) {
+		return fail(e)
+	}
+	if h.State == store.ConnectorBlocked {
+		// Only a heartbeat with the original hardware unblocks.
+		return fail(blocked(h.Name, h.StateReason))
+	}
+	csr, err := pki.ParseCSR([]byte(req.CSR))
+	if err != nil {
+		return fail(refuse(cpapi.CodeBadCSR, "%v", err))
+	}
+	for range 3 {
+		c, err := s.Store.ConnectorByName(ctx, h.Name)
+		if err != nil {
+			return fail(s.internal(err))
+		}
+		if c.State != store.ConnectorActive || c.Serial != serial && c.PrevSerial != serial {
+			break // changed meanwhile: answer as a new request would be
+		}
+		if csr.PublicKeyHash == c.CertPubKeyHash {
+			// A retry after a lost answer, or a request to renew with the
+			// key pair already certified: that certificate.
+			return cpapi.RenewResponse{Certificate: c.CertPEM}, nil
+		}
+		ca := s.Authority.Signing[c.SigningCA]
+		if ca == nil {
+			return fail(s.internal(fmt.Errorf("connector %s was signed by CA %q, which this server does not have", c.Name, c.SigningCA)))
+		}
+		now := s.Now()
+		iss, err := ca.Sign(csr, c.Name, now)
+		if err != nil {
+			return fail(s.internal(err))
+		}
+		err = s.Store.Renew(ctx, store.Renewal{Name: c.Name, From: serial, Current: c.Serial, Serial: iss.Serial, CertPEM: string(iss.ChainPEM), Expires: iss.Cert.NotAfter, PubKeyHash: csr.PublicKeyHash})
+		if errors.Is(err, store.ErrConflict) {
+			continue // another renewal or a revocation came first
+		}
+		if err != nil {
+			return fail(s.internal(err))
+		}
+		s.Log.Info("connector certificate renewed", "connector", c.Name, "serial", iss.Serial, "previous", serial, "expires", iss.Cert.NotAfter)
+		return cpapi.RenewResponse{Certificate: string(iss.ChainPEM)}, nil
+	}
+	// The connector changed under us: answer what it is now.
+	if _, err := s.holder(ctx, serial, req.Fingerprint); err != nil {
+		if errors.As(err, &e) {
+			return fail(e)
+		}
+	}
+	return fail(refuse(cpapi.CodeConflict, "the certificate of connector %s changed while renewing it; try again", h.Name))
+}
+
+// health is the one place a connector's health is derived.
+func (s *Service) health(c store.Connector, now time.Time) string {
+	switch {
+	case c.State == store.ConnectorRevoked:
+		return cpapi.HealthRevoked
+	case c.State == store.ConnectorBlocked:
+		return cpapi.HealthBlocked
+	case c.LastSeen.IsZero():
+		return cpapi.HealthNeverSeen
+	case now.Sub(c.LastSeen) >= cpapi.UnreachableAfter*s.Interval:
+		return cpapi.HealthUnreachable
+	}
+	return cpapi.HealthHealthy
 }
 
 // checkReported refuses what a connector reported (fingerprint, version,

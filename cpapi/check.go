@@ -2,6 +2,7 @@ package cpapi
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 )
 
@@ -13,6 +14,7 @@ const (
 	MaxFingerprintVal = 256  // one value, [A-Za-z0-9._:/+-]+
 	MaxVersionLen     = 64   // [A-Za-z0-9._+~-]+
 	MaxNonceLen       = 128  // printable ASCII, no spaces
+	MaxAddresses      = 64   // addresses in one heartbeat
 )
 
 // CheckFingerprint checks a hardware fingerprint: key=value pairs
@@ -85,6 +87,25 @@ func CheckNonce(n string) error {
 		if c <= ' ' || c > '~' {
 			return fmt.Errorf("nonce: %q is not allowed; use printable ASCII without spaces (hex)", c)
 		}
+	}
+	return nil
+}
+
+// CheckAddresses checks the addresses a heartbeat reports: at most
+// MaxAddresses IPv4 or IPv6 addresses, each with its prefix length
+// (192.0.2.10/24, 2001:db8::10/64) or without.
+func CheckAddresses(addrs []string) error {
+	if len(addrs) > MaxAddresses {
+		return fmt.Errorf("addresses: %d sent; at most %d are accepted", len(addrs), MaxAddresses)
+	}
+	for _, a := range addrs {
+		if _, err := netip.ParsePrefix(a); err == nil {
+			continue
+		}
+		if _, err := netip.ParseAddr(a); err == nil {
+			continue
+		}
+		return fmt.Errorf("addresses: %q is not an IP address with an optional prefix length (192.0.2.10/24)", a)
 	}
 	return nil
 }

@@ -169,6 +169,21 @@ const (
 	ConnectorRevoked = "revoked"
 )
 
+// Connector health, derived by the control plane from the state and the
+// heartbeats; HealthUnreachable after UnreachableAfter intervals without a
+// heartbeat.
+const (
+	HealthHealthy     = "healthy"
+	HealthUnreachable = "unreachable"
+	HealthBlocked     = "blocked"
+	HealthRevoked     = "revoked"
+	HealthNeverSeen   = "never seen"
+)
+
+// UnreachableAfter is how many heartbeat intervals a connector may miss
+// before it is unreachable.
+const UnreachableAfter = 3
+
 // Connector is an enrolled appliance.
 type Connector struct {
 	Name        string    `json:"name"`
@@ -188,6 +203,9 @@ type Connector struct {
 	Uptime      int64     `json:"uptime_seconds"`
 	State       string    `json:"state"`
 	StateReason string    `json:"state_reason,omitempty"`
+	Health      string    `json:"health"`    // HealthHealthy …
+	Addresses   []string  `json:"addresses"` // as last reported, never null
+	Skew        float64   `json:"skew"`      // seconds, the connector's clock minus the control plane's, as last reported
 }
 
 // RevokeResult says what revoking a connector did.

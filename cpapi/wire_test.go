@@ -16,9 +16,10 @@ func TestWireFormat(t *testing.T) {
 	t2 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	k := Key{ID: "16ae02bf1ad591a2", Name: "Melbourne", Group: "melb", SigningCA: "Connector", Host: "cp.example.com:8443", Pin: "sha256:ab", MaxUses: 2, UseCount: 1, ExpiresAt: t2, State: "active", Generation: 3, CreatedAt: t1}
 	ki := KeyInfo{Key: k, Redacted: "1|cp|AB…", Expired: true}
-	c := Connector{Name: "Melbourne-1", KeyID: "16ae", KeyName: "Melbourne", Group: "melb", SigningCA: "Connector", Fingerprint: "mac=x", PubKeyHash: "ph", Nonce: "n", Serial: "0a", CertPEM: "PEM", CertExpires: t2, EnrolledAt: t1, LastSeen: t1, Version: "1.0", Uptime: 42, State: "blocked", StateReason: "why"}
+	c := Connector{Name: "Melbourne-1", KeyID: "16ae", KeyName: "Melbourne", Group: "melb", SigningCA: "Connector", Fingerprint: "mac=x", PubKeyHash: "ph", Nonce: "n", Serial: "0a", CertPEM: "PEM", CertExpires: t2, EnrolledAt: t1, LastSeen: t1, Version: "1.0", Uptime: 42, State: "blocked", StateReason: "why",
+		Health: "blocked", Addresses: []string{"192.0.2.10/24", "2001:db8::10/64"}, Skew: 0.002}
 	c2 := c
-	c2.StateReason, c2.LastSeen = "", time.Time{}
+	c2.StateReason, c2.LastSeen, c2.Health, c2.Addresses, c2.Skew = "", time.Time{}, "never seen", []string{}, 0
 	loc, day, hour := "x", "sat", 3
 	max := int64(4)
 	for _, tc := range []struct {
@@ -28,8 +29,8 @@ func TestWireFormat(t *testing.T) {
 		{ki, `{"id":"16ae02bf1ad591a2","name":"Melbourne","group":"melb","signing_ca":"Connector","host":"cp.example.com:8443","pin":"sha256:ab","max_uses":2,"use_count":1,"expires_at":"2026-12-06T12:00:00Z","state":"active","generation":3,"created_at":"2026-11-22T12:00:00Z","redacted":"1|cp|AB…","expired":true}`},
 		{KeyText{KeyInfo: ki, Text: "1|cp|ABC"}, `{"id":"16ae02bf1ad591a2","name":"Melbourne","group":"melb","signing_ca":"Connector","host":"cp.example.com:8443","pin":"sha256:ab","max_uses":2,"use_count":1,"expires_at":"2026-12-06T12:00:00Z","state":"active","generation":3,"created_at":"2026-11-22T12:00:00Z","redacted":"1|cp|AB…","expired":true,"text":"1|cp|ABC"}`},
 		{Group{Name: "melb", Location: "Melbourne DC", WindowDay: 6, WindowHour: 1, CreatedAt: t1, Keys: 2, Connectors: 3}, `{"name":"melb","location":"Melbourne DC","upgrade_window_day":6,"upgrade_window_hour":1,"created_at":"2026-11-22T12:00:00Z","keys":2,"connectors":3}`},
-		{c, `{"name":"Melbourne-1","key_id":"16ae","key":"Melbourne","group":"melb","signing_ca":"Connector","fingerprint":"mac=x","public_key_sha256":"ph","nonce":"n","serial":"0a","certificate":"PEM","certificate_expires":"2026-12-06T12:00:00Z","enrolled_at":"2026-11-22T12:00:00Z","last_seen":"2026-11-22T12:00:00Z","version":"1.0","uptime_seconds":42,"state":"blocked","state_reason":"why"}`},
-		{RevokeResult{Connector: c2, Regenerated: []string{}}, `{"connector":{"name":"Melbourne-1","key_id":"16ae","key":"Melbourne","group":"melb","signing_ca":"Connector","fingerprint":"mac=x","public_key_sha256":"ph","nonce":"n","serial":"0a","certificate":"PEM","certificate_expires":"2026-12-06T12:00:00Z","enrolled_at":"2026-11-22T12:00:00Z","last_seen":"0001-01-01T00:00:00Z","version":"1.0","uptime_seconds":42,"state":"blocked"},"regenerated_keys":[]}`},
+		{c, `{"name":"Melbourne-1","key_id":"16ae","key":"Melbourne","group":"melb","signing_ca":"Connector","fingerprint":"mac=x","public_key_sha256":"ph","nonce":"n","serial":"0a","certificate":"PEM","certificate_expires":"2026-12-06T12:00:00Z","enrolled_at":"2026-11-22T12:00:00Z","last_seen":"2026-11-22T12:00:00Z","version":"1.0","uptime_seconds":42,"state":"blocked","state_reason":"why","health":"blocked","addresses":["192.0.2.10/24","2001:db8::10/64"],"skew":0.002}`},
+		{RevokeResult{Connector: c2, Regenerated: []string{}}, `{"connector":{"name":"Melbourne-1","key_id":"16ae","key":"Melbourne","group":"melb","signing_ca":"Connector","fingerprint":"mac=x","public_key_sha256":"ph","nonce":"n","serial":"0a","certificate":"PEM","certificate_expires":"2026-12-06T12:00:00Z","enrolled_at":"2026-11-22T12:00:00Z","last_seen":"0001-01-01T00:00:00Z","version":"1.0","uptime_seconds":42,"state":"blocked","health":"never seen","addresses":[],"skew":0},"regenerated_keys":[]}`},
 		{GroupSpec{Name: "melb", Location: &loc, WindowDay: &day, WindowHour: &hour}, `{"name":"melb","location":"x","upgrade_window_day":"sat","upgrade_window_hour":3}`},
 		{GroupSpec{Name: "x"}, `{"name":"x"}`},
 		{KeySpec{Name: "K", Group: "g", MaxUses: 2, ExpiresIn: "14d", SigningCA: "Connector"}, `{"name":"K","group":"g","max_uses":2,"expires_in":"14d","signing_ca":"Connector"}`},
@@ -38,7 +39,11 @@ func TestWireFormat(t *testing.T) {
 		{EnrollRequest{Key: "k", CSR: "c", Fingerprint: "f", Nonce: "n"}, `{"key":"k","csr":"c","fingerprint":"f","nonce":"n"}`},
 		{EnrollResponse{Name: "a-1", Group: "a", Certificate: "PEM"}, `{"name":"a-1","group":"a","certificate":"PEM"}`},
 		{HeartbeatRequest{Fingerprint: "f", Version: "1", Uptime: 5}, `{"fingerprint":"f","version":"1","uptime":5}`},
+		{HeartbeatRequest{Fingerprint: "f", Version: "1", Uptime: 5, Addresses: []string{"192.0.2.10/24"}, Skew: -0.25}, `{"fingerprint":"f","version":"1","uptime":5,"addresses":["192.0.2.10/24"],"skew":-0.25}`},
 		{HeartbeatResponse{Name: "a-1", State: "active"}, `{"name":"a-1","state":"active"}`},
+		{HeartbeatResponse{Name: "a-1", State: "active", ServerTime: t1, Interval: 10}, `{"name":"a-1","state":"active","server_time":"2026-11-22T12:00:00Z","interval":10}`},
+		{RenewRequest{CSR: "c", Fingerprint: "f"}, `{"csr":"c","fingerprint":"f"}`},
+		{RenewResponse{Certificate: "PEM"}, `{"certificate":"PEM"}`},
 		{Health{Status: "ok"}, `{"status":"ok"}`},
 		{Deleted{Deleted: "melb"}, `{"deleted":"melb"}`},
 		{&Error{Code: CodeKeyRevoked, Message: "m"}, `{"error":"key_revoked","message":"m"}`},

@@ -12,18 +12,44 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// health summarises a connector for the table: its state, or "stale" when
-// it has not reported for 5 minutes, or "never seen".
+// health shows the health the control plane derived, with how long ago an
+// unreachable connector was last heard from.
 func health(c cpapi.Connector, now time.Time) string {
-	switch {
-	case c.State != cpapi.ConnectorActive:
+	if c.Health == "" { // a control plane from before health
 		return c.State
-	case c.LastSeen.IsZero():
-		return "never seen"
-	case now.Sub(c.LastSeen) > 5*time.Minute:
-		return "stale"
 	}
-	return "healthy"
+	if c.Health == cpapi.HealthUnreachable && !c.LastSeen.IsZero() {
+		return fmt.Sprintf("%s (last seen %s ago)", c.Health, ago(now.Sub(c.LastSeen)))
+	}
+	return c.Health
+}
+
+// ago rounds d to the unit a person reads: 45s, 2m, 3h, 4d.
+func ago(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", max(0, int(d/time.Second)))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d/time.Minute))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d/time.Hour))
+	}
+	return fmt.Sprintf("%dd", int(d/(24*time.Hour)))
+}
+
+// skew shows a clock skew in seconds with its sign: +0.002s.
+func skew(c cpapi.Connector) string {
+	if c.LastSeen.IsZero() {
+		return "-"
+	}
+	return fmt.Sprintf("%+.3fs", c.Skew)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func seen(t time.Time) string {
@@ -58,18 +84,27 @@ func (c *connectorsListCmd) Run(ctx context.Context, s streams, args []string) e
 	if c.json {
 		return printJSON(s.Out, cs)
 	}
-	now := time.Now()
-	tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tGROUP\tKEY\tFINGERPRINT\tENROLLED\tCERT EXPIRES\tLAST SEEN\tHEALTH")
+	return printConnectorTable(s.Out, cs, time.Now())
+}
+
+func printConnectorTable(w io.Writer, cs []cpapi.Connector, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tGROUP\tHEALTH\tLAST SEEN\tVERSION\tADDRESS\tSKEW\tCERT EXPIRES")
 	for _, x := range cs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", safe(x.Name), safe(x.Group), safe(x.KeyName), safe(x.Fingerprint), seen(x.EnrolledAt), x.CertExpires.UTC().Format("2006-01-02"), seen(x.LastSeen), safe(health(x, now)))
+		addr := ""
+		if len(x.Addresses) > 0 {
+			addr = x.Addresses[0]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", safe(x.Name), safe(x.Group), safe(health(x, now)), seen(x.LastSeen),
+			safe(orDash(x.Version)), safe(orDash(addr)), skew(x), x.CertExpires.UTC().Format("2006-01-02"))
 	}
 	return tw.Flush()
 }
 
-func printConnector(w io.Writer, x cpapi.Connector) {
-	fmt.Fprintf(w, "Name:         %s\nGroup:        %s\nKey:          %s (%s)\nFingerprint:  %s\nEnrolled:     %s\nCertificate:  serial %s, expires %s, signed by %s\nLast seen:    %s\nVersion:      %s\nUptime:       %s\nHealth:       %s\n",
-		safe(x.Name), safe(x.Group), safe(x.KeyName), safe(x.KeyID), safe(x.Fingerprint), seen(x.EnrolledAt), safe(x.Serial), seen(x.CertExpires), safe(x.SigningCA), seen(x.LastSeen), safe(x.Version), time.Duration(x.Uptime)*time.Second, safe(health(x, time.Now())))
+func printConnector(w io.Writer, x cpapi.Connector, now time.Time) {
+	fmt.Fprintf(w, "Name:         %s\nGroup:        %s\nKey:          %s (%s)\nFingerprint:  %s\nEnrolled:     %s\nCertificate:  serial %s, expires %s, signed by %s\nHealth:       %s\nLast seen:    %s\nVersion:      %s\nUptime:       %s\nAddresses:    %s\nClock skew:   %s\n",
+		safe(x.Name), safe(x.Group), safe(x.KeyName), safe(x.KeyID), safe(x.Fingerprint), seen(x.EnrolledAt), safe(x.Serial), seen(x.CertExpires), safe(x.SigningCA),
+		safe(health(x, now)), seen(x.LastSeen), safe(orDash(x.Version)), time.Duration(x.Uptime)*time.Second, safe(orDash(strings.Join(x.Addresses, ", "))), skew(x))
 	if x.StateReason != "" {
 		fmt.Fprintf(w, "Reason:       %s\n", safe(x.StateReason))
 	}
@@ -94,7 +129,7 @@ func (c *connectorsShowCmd) Run(ctx context.Context, s streams, args []string) e
 	if c.json {
 		return printJSON(s.Out, x)
 	}
-	printConnector(s.Out, x)
+	printConnector(s.Out, x, time.Now())
 	return nil
 }
 

@@ -5,7 +5,7 @@ package main
 func commands() []entry {
 	return []entry{
 		completionEntry,
-		{Path: "connectors list", Summary: "List enrolled connectors and their health", Examples: "outpost connectors list --config /var/lib/outpost/admin.conf", New: func() command { return &connectorsListCmd{} }},
+		{Path: "connectors list", Summary: "List enrolled connectors and their health", Long: "HEALTH is what the control plane derives: healthy; unreachable when no heartbeat came for 3 heartbeat intervals (30 s by default); blocked when the hardware fingerprint changed ('outpost connectors show NAME' gives the reason); revoked; never seen before the first heartbeat. ADDRESS is the first address the connector reported; SKEW its clock minus the control plane's.", Examples: "outpost connectors list --config /var/lib/outpost/admin.conf", New: func() command { return &connectorsListCmd{} }},
 		{Path: "connectors revoke", Args: "NAME", Summary: "Revoke a connector (also regenerates its group's keys)", Examples: "outpost connectors revoke Melbourne-2", New: func() command { return &connectorsRevokeCmd{} }},
 		{Path: "connectors show", Args: "NAME", Summary: "Show one connector", Examples: "outpost connectors show Melbourne-1 --json", New: func() command { return &connectorsShowCmd{} }},
 		{Path: "groups create", Args: "NAME", Summary: "Create a connector group", Examples: "outpost groups create melbourne --location 'Melbourne DC' --window-day sat --window-hour 1", New: func() command { return &groupsCreateCmd{} }},

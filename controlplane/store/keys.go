@@ -205,34 +205,57 @@ type Connector struct {
 	Uptime      int64
 	State       string
 	StateReason string
+	Addresses   []string // as last reported
+	Skew        float64  // seconds, the connector's clock minus ours, as last reported
+	// PrevSerial is the certificate a renewal replaced, accepted until the
+	// connector uses the new one; empty otherwise.
+	PrevSerial string
+	// CertPubKeyHash is hex SHA-256 of the current certificate's public
+	// key: PubKeyHash until the first renewal.
+	CertPubKeyHash string
 }
 
-const connCols = "name, key_id, key_name, group_name, signing_ca, fingerprint, pubkey_hash, nonce, serial, cert_pem, cert_expires, enrolled_at, last_seen, version, uptime, state, state_reason"
+const connCols = "name, key_id, key_name, group_name, signing_ca, fingerprint, pubkey_hash, nonce, serial, cert_pem, cert_expires, enrolled_at, last_seen, version, uptime, state, state_reason, addresses, skew, prev_serial, cert_pubkey_hash"
 
-func scanConnector(sc interface{ Scan(...any) error }) (Connector, error) {
+// scanConnector reads a row of connCols and shows the heartbeats not yet
+// written.
+func (s *Store) scanConnector(sc interface{ Scan(...any) error }) (Connector, error) {
 	var c Connector
 	var exp, enr, seen int64
-	err := sc.Scan(&c.Name, &c.KeyID, &c.KeyName, &c.Group, &c.SigningCA, &c.Fingerprint, &c.PubKeyHash, &c.Nonce, &c.Serial, &c.CertPEM, &exp, &enr, &seen, &c.Version, &c.Uptime, &c.State, &c.StateReason)
+	var addrs string
+	err := sc.Scan(&c.Name, &c.KeyID, &c.KeyName, &c.Group, &c.SigningCA, &c.Fingerprint, &c.PubKeyHash, &c.Nonce, &c.Serial, &c.CertPEM, &exp, &enr, &seen, &c.Version, &c.Uptime, &c.State, &c.StateReason,
+		&addrs, &c.Skew, &c.PrevSerial, &c.CertPubKeyHash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, ErrNotFound
 	}
 	c.CertExpires, c.EnrolledAt, c.LastSeen = fromMS(exp), fromMS(enr), fromMS(seen)
+	c.Addresses = splitAddresses(addrs)
+	if c.CertPubKeyHash == "" {
+		c.CertPubKeyHash = c.PubKeyHash
+	}
+	s.beats.overlay(&c)
 	return c, err
+}
+
+// Addresses are stored as one column, separated by spaces (an address
+// with its prefix has none).
+func joinAddresses(a []string) string { return strings.Join(a, " ") }
+
+func splitAddresses(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, " ")
 }
 
 // ConnectorByCSR finds the connector a key enrolled with this public key.
 func (s *Store) ConnectorByCSR(ctx context.Context, keyID, pubKeyHash string) (Connector, error) {
-	return scanConnector(s.db.QueryRowContext(ctx, s.q("SELECT "+connCols+" FROM connectors WHERE key_id = ? AND pubkey_hash = ?"), keyID, pubKeyHash))
+	return s.scanConnector(s.db.QueryRowContext(ctx, s.q("SELECT "+connCols+" FROM connectors WHERE key_id = ? AND pubkey_hash = ?"), keyID, pubKeyHash))
 }
 
 // ConnectorByName returns a connector or ErrNotFound.
 func (s *Store) ConnectorByName(ctx context.Context, name string) (Connector, error) {
-	return scanConnector(s.db.QueryRowContext(ctx, s.q("SELECT "+connCols+" FROM connectors WHERE name = ?"), name))
-}
-
-// ConnectorBySerial returns the connector holding a certificate serial.
-func (s *Store) ConnectorBySerial(ctx context.Context, serial string) (Connector, error) {
-	return scanConnector(s.db.QueryRowContext(ctx, s.q("SELECT "+connCols+" FROM connectors WHERE serial = ?"), serial))
+	return s.scanConnector(s.db.QueryRowContext(ctx, s.q("SELECT "+connCols+" FROM connectors WHERE name = ?"), name))
 }
 
 // Connectors lists connectors, optionally of one group, by enrollment time.
@@ -248,7 +271,7 @@ func (s *Store) Connectors(ctx context.Context, group string) ([]Connector, erro
 	defer rows.Close()
 	out := []Connector{}
 	for rows.Next() {
-		c, err := scanConnector(rows)
+		c, err := s.scanConnector(rows)
 		if err != nil {
 			return nil, err
 		}
@@ -275,20 +298,12 @@ func (s *Store) CountEnrolled(ctx context.Context, keyID string) (int64, error) 
 // SetConnectorState changes a connector's state and reason.
 func (s *Store) SetConnectorState(ctx context.Context, name, state, reason string) error {
 	res, err := s.db.ExecContext(ctx, s.q("UPDATE connectors SET state = ?, state_reason = ? WHERE name = ?"), state, reason, name)
+	s.idents.invalidate()
 	if err != nil {
 		return fmt.Errorf("change connector %s: %w", name, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return ErrNotFound
-	}
-	return nil
-}
-
-// Heartbeat records a connector's report.
-func (s *Store) Heartbeat(ctx context.Context, name, version string, uptime int64, now time.Time) error {
-	_, err := s.db.ExecContext(ctx, s.q("UPDATE connectors SET last_seen = ?, version = ?, uptime = ? WHERE name = ?"), ms(now), version, uptime, name)
-	if err != nil {
-		return fmt.Errorf("record heartbeat of %s: %w", name, err)
 	}
 	return nil
 }

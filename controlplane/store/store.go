@@ -46,7 +46,11 @@ type Store struct {
 	enrollCh   chan *enrollReq
 	quit       chan struct{}
 	writerDone chan struct{}
+	flushDone  chan struct{}
 	closeOnce  sync.Once
+
+	beats  beats  // heartbeats not yet written
+	idents idents // who holds which certificate, for heartbeats
 }
 
 // prepared returns a prepared statement for query (already rebound).
@@ -139,8 +143,12 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 			}
 		}
 	}
-	s.enrollCh, s.quit, s.writerDone = make(chan *enrollReq), make(chan struct{}), make(chan struct{})
+	s.enrollCh, s.quit, s.writerDone, s.flushDone = make(chan *enrollReq), make(chan struct{}), make(chan struct{}), make(chan struct{})
+	// Several processes share a PostgreSQL database: one could not see
+	// another's revocation in its cache.
+	s.idents.enabled = !s.postgres
 	go s.writer()
+	go s.flusher()
 	return s, nil
 }
 
@@ -170,12 +178,13 @@ func redactDSN(dsn string) string {
 	return dsn
 }
 
-// Close closes the database.
+// Close writes the heartbeats not yet written and closes the database.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		if s.quit != nil {
 			close(s.quit)
 			<-s.writerDone
+			<-s.flushDone
 		}
 	})
 	return s.db.Close()
@@ -249,6 +258,10 @@ CREATE TABLE IF NOT EXISTS connectors (
 	uptime        BIGINT NOT NULL DEFAULT 0,
 	state         TEXT NOT NULL,
 	state_reason  TEXT NOT NULL DEFAULT '',
+	addresses     TEXT NOT NULL DEFAULT '',
+	skew          DOUBLE PRECISION NOT NULL DEFAULT 0,
+	prev_serial   TEXT NOT NULL DEFAULT '',
+	cert_pubkey_hash TEXT NOT NULL DEFAULT '',
 	UNIQUE (key_id, pubkey_hash)
 );
 CREATE INDEX IF NOT EXISTS connectors_group ON connectors(group_name);
@@ -260,6 +273,25 @@ CREATE TABLE IF NOT EXISTS enroll_failures (
 	PRIMARY KEY (source, key_id)
 );
 `
+
+// addedColumns are the columns added to tables after their first
+// release. CREATE TABLE IF NOT EXISTS leaves an older table as it was, so
+// migrate adds each one that is missing.
+var addedColumns = []struct{ table, column, def string }{
+	{"connectors", "addresses", "TEXT NOT NULL DEFAULT ''"},
+	{"connectors", "skew", "DOUBLE PRECISION NOT NULL DEFAULT 0"},
+	{"connectors", "prev_serial", "TEXT NOT NULL DEFAULT ''"},
+	{"connectors", "cert_pubkey_hash", "TEXT NOT NULL DEFAULT ''"},
+}
+
+// indexes need the added columns, so they come after them.
+const indexes = `CREATE INDEX IF NOT EXISTS connectors_prev_serial ON connectors(prev_serial);`
+
+// sqlConn is what migrate needs of a *sql.DB or a *sql.Conn.
+type sqlConn interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
 
 func (s *Store) migrate(ctx context.Context) error {
 	if s.postgres {
@@ -273,15 +305,53 @@ func (s *Store) migrate(ctx context.Context) error {
 			return fmt.Errorf("lock schema: %w", err)
 		}
 		defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(727001)")
-		if _, err := conn.ExecContext(ctx, schema); err != nil {
-			return fmt.Errorf("create schema: %w", err)
-		}
-		return nil
+		return s.migrateOn(ctx, conn)
 	}
-	if _, err := s.db.ExecContext(ctx, schema); err != nil {
+	return s.migrateOn(ctx, s.db)
+}
+
+func (s *Store) migrateOn(ctx context.Context, db sqlConn) error {
+	if _, err := db.ExecContext(ctx, schema); err != nil {
 		return fmt.Errorf("create schema: %w", err)
 	}
+	for _, c := range addedColumns {
+		have, err := s.columns(ctx, db, c.table)
+		if err != nil {
+			return fmt.Errorf("read the columns of table %s: %w", c.table, err)
+		}
+		if have[c.column] {
+			continue
+		}
+		if _, err := db.ExecContext(ctx, "ALTER TABLE "+c.table+" ADD COLUMN "+c.column+" "+c.def); err != nil {
+			return fmt.Errorf("add column %s.%s to the database of an older version: %w", c.table, c.column, err)
+		}
+	}
+	if _, err := db.ExecContext(ctx, indexes); err != nil {
+		return fmt.Errorf("create indexes: %w", err)
+	}
 	return nil
+}
+
+// columns lists the columns table has.
+func (s *Store) columns(ctx context.Context, db sqlConn, table string) (map[string]bool, error) {
+	q := "SELECT name FROM pragma_table_info(?)"
+	if s.postgres {
+		q = "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1"
+	}
+	rows, err := db.QueryContext(ctx, q, table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	have := map[string]bool{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		have[n] = true
+	}
+	return have, rows.Err()
 }
 
 // Setting returns a setting's value, or ErrNotFound.
@@ -416,7 +486,9 @@ func (s *Store) DeleteGroup(ctx context.Context, name string, force bool, now ti
 	if n, _ := res.RowsAffected(); n == 0 {
 		return ErrNotFound
 	}
-	return tx.Commit()
+	err = tx.Commit()
+	s.idents.invalidate()
+	return err
 }
 
 // Ping checks that the database answers.
