@@ -31,7 +31,7 @@ func formatsNamed(names ...string) ([]artifact.Format, bool) {
 }
 
 // passwordHash is testPassword as a SHA-512 crypt hash.
-func passwordHash(t *testing.T) string {
+func passwordHash(t testing.TB) string {
 	t.Helper()
 	out, err := exec.Command("openssl", "passwd", "-6", "-salt", "outposte2e", testPassword).Output()
 	if err != nil {

@@ -54,7 +54,7 @@ func cacheDir() string {
 // applianceImage builds the connector appliance from the embedded spec
 // once per test binary (the root filesystem comes from the cache after the
 // first run) and returns its qcow2.
-func applianceImage(t *testing.T) string {
+func applianceImage(t testing.TB) string {
 	t.Helper()
 	testtool.Need(t, "mmdebstrap", qemu.System, qemu.Img, qemu.OVMFCode)
 	imageOnce.Do(func() {
@@ -90,7 +90,7 @@ func applianceImage(t *testing.T) string {
 }
 
 // outpostBin builds this tree's outpost CLI once.
-func outpostBin(t *testing.T) string {
+func outpostBin(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "outpost-e2e-bin-*")
@@ -114,7 +114,7 @@ func outpostBin(t *testing.T) string {
 // lab is a network namespace holding a tap for the VMs with DHCP, DNS
 // (cp.lab.test) and NTP on it, and the real control plane.
 type lab struct {
-	t     *testing.T
+	t     testing.TB
 	ns    string
 	tap   string
 	dir   string
@@ -129,7 +129,7 @@ func sh(t testing.TB, args ...string) {
 	}
 }
 
-func newLab(t *testing.T) *lab {
+func newLab(t testing.TB) *lab {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		testtool.Missing(t, "root (network namespaces and taps)")

@@ -213,7 +213,12 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 		args = append(args, "-fw_cfg", "name="+name+",file="+file)
 	}
 	if c.CDROM != "" {
-		args = append(args, "-drive", "file="+c.CDROM+",media=cdrom,readonly=on")
+		// On virtio-scsi: the appliance's cloud kernel has no AHCI driver
+		// for q35's SATA (VMware attaches the OVF environment's CD-ROM to
+		// IDE, which it drives with ata_piix).
+		args = append(args, "-device", "virtio-scsi-pci,id=scsi0",
+			"-drive", "if=none,id=cd0,media=cdrom,readonly=on,file="+c.CDROM,
+			"-device", "scsi-cd,bus=scsi0.0,drive=cd0")
 	}
 	args = append(c.Prefix, args...)
 	cmd := exec.Command(args[0], args[1:]...)
