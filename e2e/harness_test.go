@@ -22,7 +22,23 @@ import (
 	"github.com/outpost-appliance/outpost/qemu"
 )
 
-var keepImage = flag.Bool("keep", false, "keep the built appliance image and the VMs' directories")
+var keepImage = flag.Bool("keep", false, "keep the built appliance image (its path is printed)")
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	code := m.Run()
+	if imagePath != "" {
+		if *keepImage {
+			fmt.Fprintf(os.Stderr, "e2e: appliance image kept: %s\n", imagePath)
+		} else {
+			os.RemoveAll(filepath.Dir(imagePath))
+		}
+	}
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
 
 // The appliance's network in the test's namespace.
 const (
