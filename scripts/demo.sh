@@ -49,7 +49,7 @@ qemu-system-x86_64 -machine q35 -accel tcg -cpu max -smp 2 -m 2048 -display none
   -drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd \
   -drive if=pflash,format=raw,unit=1,file="$work/vars.fd" \
   -drive file="$work/disk.qcow2",format=qcow2,if=virtio \
-  -netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:8443-tcp:127.0.0.1:$port" \
+  -netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:8443-cmd:socat - TCP:127.0.0.1:$port" \
   -device virtio-net-pci,netdev=n0,mac=00:50:56:00:de:01 \
   -fw_cfg name=opt/outpost/config,file="$work/fwcfg" >"$work/qemu.log" 2>&1 &
 pids+=($!)
