@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -97,13 +98,25 @@ type Client struct {
 }
 
 // New makes a client that trusts only the config's CA.
-func New(c Config) (*Client, error) {
+func New(c Config, opts ...Option) (*Client, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM([]byte(c.CA)) {
 		return nil, errors.New("admin config: ca holds no PEM certificate")
 	}
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, ForceAttemptHTTP2: true}
+	for _, o := range opts {
+		o(tr)
+	}
 	return &Client{cfg: c, http: &http.Client{Transport: tr, Timeout: 60 * time.Second}}, nil
+}
+
+// Option adjusts the client's transport.
+type Option func(*http.Transport)
+
+// WithDialer makes connections with dial: for a control plane reachable
+// only from another network namespace (the QEMU lab's).
+func WithDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
+	return func(tr *http.Transport) { tr.DialContext = dial }
 }
 
 // Health asks whether the server and its database answer.

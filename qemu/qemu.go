@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -129,6 +130,9 @@ type Config struct {
 	Accel Accel // default Probe's answer
 	// Prefix runs QEMU through another command (e.g. ip netns exec NS).
 	Prefix []string
+	// Detach starts QEMU in its own session, so it outlives the command
+	// that started it (the lab) and the terminal.
+	Detach bool
 }
 
 // Files of a VM in its directory.
@@ -227,6 +231,9 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if c.Detach {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", System, err)

@@ -1,14 +1,28 @@
 #!/usr/bin/env bash
-# The main job on the embedded default (make demo): build the connector
-# appliance from the embedded spec (Debian packages with mmdebstrap, cached;
-# outpost-firstboot and outpost-connector from this checkout) into OVA and
-# qcow2 in out/, start a control plane on loopback, boot the qcow2 under
-# QEMU with OVMF, its provisioning key given through fw_cfg, and show it
-# enrolled and healthy. No root needed: the VM's user-mode network reaches
-# only the control plane (restrict=on, one forwarded port). Everything it
-# started is stopped by PID at the end; KEEP=1 leaves the VM and server up.
+# The main job on the embedded default (make demo). As root it is
+# `outpost lab up --pair`: the connector appliance built from the embedded
+# spec (Debian packages with mmdebstrap, cached; outpost-firstboot and
+# outpost-connector from this checkout), a control plane, and two VMs under
+# QEMU with OVMF in a network namespace of their own; it shows the table once
+# both are healthy, then tears the lab down (KEEP=1 leaves it up).
+# Without root it builds OVA and qcow2 into out/, starts a control plane on
+# loopback and boots one VM on QEMU's user-mode network, which reaches only
+# the control plane (restrict=on, one forwarded port), and shows it enrolled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# As root: the lab, a pair in its own network namespace (DHCP, DNS, NTP).
+if [[ $(id -u) -eq 0 ]]; then
+  dir=$(mktemp -d)/lab
+  if [[ ${KEEP:-} != 1 ]]; then trap 'bin/outpost lab down --dir "$dir" || true' EXIT; fi
+  bin/outpost lab up --pair --dir "$dir" ${MEMORY:+--memory $MEMORY}
+  if [[ ${KEEP:-} == 1 ]]; then
+    echo "demo: KEEP=1: the lab stays up; 'bin/outpost lab status --dir $dir', 'bin/outpost lab down --dir $dir'" >&2
+  fi
+  exit 0
+fi
+
+# Without root: one VM on QEMU's user-mode network.
 out=${OUT:-out}
 mkdir -p "$out"
 work=$(mktemp -d)

@@ -3,7 +3,7 @@ package main
 // commands lists every subcommand. Keep it sorted by path; each command
 // lives in its own cmd_*.go file.
 func commands() []entry {
-	return []entry{
+	return append([]entry{
 		completionEntry,
 		{Path: "connectors list", Summary: "List enrolled connectors and their health", Long: "HEALTH is what the control plane derives: healthy; unreachable when no heartbeat came for 3 heartbeat intervals (30 s by default); blocked when the hardware fingerprint changed ('outpost connectors show NAME' gives the reason); revoked; never seen before the first heartbeat. ADDRESS is the first address the connector reported; SKEW its clock minus the control plane's.", Examples: "outpost connectors list --config /var/lib/outpost/admin.conf", New: func() command { return &connectorsListCmd{} }},
 		{Path: "connectors revoke", Args: "NAME", Summary: "Revoke a connector (also regenerates its group's keys)", Examples: "outpost connectors revoke Melbourne-2", New: func() command { return &connectorsRevokeCmd{} }},
@@ -26,5 +26,5 @@ func commands() []entry {
 		{Path: "keys revoke", Args: "NAME", Summary: "Revoke a provisioning key", Examples: "outpost keys revoke Melbourne", New: func() command { return &keysNameCmd{verb: "revoke"} }},
 		{Path: "keys show", Args: "NAME", Summary: "Show one provisioning key (redacted)", Examples: "outpost keys show Melbourne --json", New: func() command { return &keysNameCmd{verb: "show"} }},
 		{Path: "server", Summary: "Run the control plane (HTTPS enrollment, heartbeat and admin API)", Long: "On first start it creates a root CA, the signing CA \"Connector\", an admin token and DATA/admin.conf (mode 0600) for the admin commands' --config. admin.conf is written when missing; later starts update only the fields an admin has not edited. DATA must be private (0700, secrets 0600): the server refuses to start otherwise.\n\nDatabase: SQLite in DATA/outpost.db by default; --database postgres://… (or postgresql://…) for PostgreSQL, servers sharing a database must share the data directory's CAs and secrets; another SQLite file as sqlite:PATH or PATH.db. Anything else is refused.\n\nEach --hostname is NAME or NAME:PORT; keys name the first. Changing it orphans existing keys: the server warns at start how many.", Examples: "outpost server --data /var/lib/outpost --hostname cp.example.com\noutpost server --data /var/lib/outpost --listen :443 --database postgres://outpost@db/outpost\noutpost server --data /var/lib/outpost --database sqlite:/srv/outpost/cp.sqlite", New: func() command { return &serverCmd{} }},
-	}
+	}, labEntries...)
 }

@@ -1,0 +1,148 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netns"
+)
+
+// The lab's network, inside its own namespace: a bridge with the VMs' taps,
+// DHCP and DNS (dnsmasq), NTP (chronyd) and the control plane on the
+// bridge's address. Nothing routes out of it.
+const (
+	BridgeIP = "10.88.0.1"
+	Subnet   = "10.88.0.0/24"
+	CPName   = "cp.lab.test"
+	CPPort   = "8443"
+	bridge   = "br0"
+)
+
+func run(args ...string) error {
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// makeNetwork creates the namespace, its bridge and one tap per VM.
+func makeNetwork(ns string, taps []string) error {
+	steps := [][]string{
+		{"ip", "netns", "add", ns},
+		{"ip", "-n", ns, "link", "set", "lo", "up"},
+		{"ip", "-n", ns, "link", "add", bridge, "type", "bridge"},
+		{"ip", "-n", ns, "addr", "add", BridgeIP + "/24", "dev", bridge},
+		{"ip", "-n", ns, "link", "set", bridge, "up"},
+	}
+	for _, t := range taps {
+		steps = append(steps,
+			[]string{"ip", "-n", ns, "tuntap", "add", t, "mode", "tap"},
+			[]string{"ip", "-n", ns, "link", "set", t, "master", bridge},
+			[]string{"ip", "-n", ns, "link", "set", t, "up"})
+	}
+	for _, s := range steps {
+		if err := run(s...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeNetwork deletes the namespace and with it every link in it.
+func removeNetwork(ns string) error {
+	if _, err := os.Stat(filepath.Join("/run/netns", ns)); os.IsNotExist(err) {
+		return nil
+	}
+	return run("ip", "netns", "del", ns)
+}
+
+// startIn starts prog in the namespace, detached in its own session, its
+// output appended to logFile; the returned Proc is what `down` stops.
+func startIn(ns, logFile string, prog string, args ...string) (Proc, error) {
+	lf, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return Proc{}, err
+	}
+	defer lf.Close()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, prog}, args...)...)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return Proc{}, fmt.Errorf("start %s: %w", prog, err)
+	}
+	pid := cmd.Process.Pid
+	// Reap it if it ends while this process lives; after this process
+	// exits, init does.
+	go cmd.Wait()
+	// `ip netns exec` execs the program: wait until the PID shows it.
+	comm := filepath.Base(prog)
+	if len(comm) > 15 {
+		comm = comm[:15] // the kernel's comm length
+	}
+	p := Proc{PID: pid, Comm: comm}
+	for i := 0; i < 100 && !p.alive(); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !p.alive() {
+		b, _ := os.ReadFile(logFile)
+		return Proc{}, fmt.Errorf("%s exited at once: %s", prog, strings.TrimSpace(lastLines(string(b), 5)))
+	}
+	return p, nil
+}
+
+// dialIn dials addr from inside the namespace ns.
+func dialIn(ns string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		type result struct {
+			c   net.Conn
+			err error
+		}
+		ch := make(chan result, 1)
+		go func() {
+			runtime.LockOSThread()
+			// The thread is left locked on purpose if switching back
+			// fails: Go then retires it rather than reuse it.
+			orig, err := netns.Get()
+			if err != nil {
+				ch <- result{nil, err}
+				return
+			}
+			defer orig.Close()
+			h, err := netns.GetFromName(ns)
+			if err != nil {
+				ch <- result{nil, fmt.Errorf("lab namespace %s: %w", ns, err)}
+				return
+			}
+			defer h.Close()
+			if err := netns.Set(h); err != nil {
+				ch <- result{nil, err}
+				return
+			}
+			// The control plane's name resolves only inside the lab.
+			_, port, _ := net.SplitHostPort(addr)
+			c, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, net.JoinHostPort(BridgeIP, port))
+			if netns.Set(orig) == nil {
+				runtime.UnlockOSThread()
+			}
+			ch <- result{c, err}
+		}()
+		r := <-ch
+		return r.c, r.err
+	}
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
