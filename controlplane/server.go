@@ -45,7 +45,11 @@ type Server struct {
 	TLS     *tls.Config
 	Handler http.Handler
 	URL     string // https://KeyHost
-	log     *slog.Logger
+	// AdminToken is admin.conf's token (the web console signs in with it).
+	AdminToken string
+	// AdminURL is the server's URL as written in admin.conf.
+	AdminURL string
+	log      *slog.Logger
 }
 
 // Files in the data directory.
@@ -199,11 +203,13 @@ func Open(ctx context.Context, cfg Config, addr net.Addr) (*Server, error) {
 		log: log,
 	}
 	srv.Handler = Handler(svc, string(token))
+	srv.AdminToken = string(token)
 	rootPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: auth.Root.Cert.Raw})
 	adminURL := srv.URL
 	if len(cfg.Hostnames) == 0 && tcp.IP.IsUnspecified() {
 		adminURL = "https://127.0.0.1:" + strconv.Itoa(tcp.Port)
 	}
+	srv.AdminURL = adminURL
 	if err := writeAdminConf(cfg.DataDir, cpclient.Config{Server: adminURL, Token: string(token), CA: string(rootPEM)}, log); err != nil {
 		st.Close()
 		return nil, err

@@ -3,7 +3,8 @@
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 pkgs=(qemu-system-x86 qemu-utils ovmf dnsmasq-base chrony postgresql e2fsprogs dosfstools
-      libvmdk-utils python3-libvmdk systemd-boot-efi mmdebstrap socat iproute2 cpio zstd xz-utils openssl git make curl)
+      libvmdk-utils python3-libvmdk systemd-boot-efi mmdebstrap socat iproute2 cpio zstd xz-utils openssl git make curl
+      chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

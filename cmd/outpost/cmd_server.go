@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"path/filepath"
 
+	"github.com/outpost-appliance/outpost/console"
 	"github.com/outpost-appliance/outpost/controlplane"
 	"github.com/outpost-appliance/outpost/controlplane/store"
 	"github.com/outpost-appliance/outpost/cpclient"
@@ -62,6 +63,12 @@ func (c *serverCmd) Run(ctx context.Context, s streams, args []string) error {
 		return err
 	}
 	defer srv.Close()
+	con, err := console.New(console.Config{Service: srv.Service, Token: srv.AdminToken, PasswordFile: filepath.Join(c.data, console.PasswordFile), ServerURL: srv.AdminURL, Log: log})
+	if err != nil {
+		return err
+	}
+	srv.Handler = console.Mount(srv.Handler, con)
+	log.Info("web console", "url", srv.AdminURL+"/")
 	log.Info("admin config", "file", filepath.Join(c.data, controlplane.AdminConfFile))
 	return srv.Serve(ctx, ln)
 }

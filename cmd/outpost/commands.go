@@ -4,6 +4,7 @@ package main
 // lives in its own cmd_*.go file.
 func commands() []entry {
 	return append([]entry{
+		adminPasswdEntry,
 		completionEntry,
 		{Path: "connectors list", Summary: "List enrolled connectors and their health", Long: "HEALTH is what the control plane derives: healthy; unreachable when no heartbeat came for 3 heartbeat intervals (30 s by default); blocked when the hardware fingerprint changed ('outpost connectors show NAME' gives the reason); revoked; never seen before the first heartbeat. ADDRESS is the first address the connector reported; SKEW its clock minus the control plane's.", Examples: "outpost connectors list --config /var/lib/outpost/admin.conf", New: func() command { return &connectorsListCmd{} }},
 		{Path: "connectors revoke", Args: "NAME", Summary: "Revoke a connector (also regenerates its group's keys)", Examples: "outpost connectors revoke Melbourne-2", New: func() command { return &connectorsRevokeCmd{} }},

@@ -40,6 +40,7 @@ var packages = map[string]string{
 	"tar":                "tar",
 	"sha256sum":          "coreutils",
 	"cp":                 "coreutils",
+	"chromium":           "chromium",
 	// internal/pgtest finds these under /usr/lib/postgresql/*/bin, not on
 	// PATH, and reports their absence itself; listed for Install.
 	"initdb": "postgresql",
