@@ -24,6 +24,7 @@ import (
 	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/artifact"
 	"github.com/outpost-appliance/outpost/builder"
+	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/outpost-appliance/outpost/images"
 	"github.com/outpost-appliance/outpost/internal/govctest"
 	"github.com/outpost-appliance/outpost/provkey"
@@ -355,5 +356,64 @@ func TestBadInput(t *testing.T) {
 				t.Errorf("something was uploaded")
 			}
 		})
+	}
+}
+
+// TestWait sets guestinfo.outpost.status as first boot would through
+// VMware Tools and watches Wait follow it.
+func TestWait(t *testing.T) {
+	s := startSim(t, simulator.ESX())
+	govc := govctest.Govc(t)
+	cfg := Config{Conn: s.conn, OVA: testOVA(t, false), Key: testKey(t), Name: "Hobart", Count: 2}
+	p, _, err := run(t, cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	sess, err := Connect(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close(ctx) //nolint:errcheck
+	govctest.Run(t, govc, s.env, "vm.change", "-vm", "Hobart-1", "-e", StatusVar+"=enrolled Hobart-1")
+	govctest.Run(t, govc, s.env, "vm.change", "-vm", "Hobart-2", "-e", StatusVar+"=failed: provisioning key: curly quote U+201C at column 3")
+	err = sess.Wait(ctx, p, nil, "", 10*time.Millisecond, nil)
+	if err == nil || !strings.Contains(err.Error(), "Hobart-2: : provisioning key: curly quote") && !strings.Contains(err.Error(), "curly quote U+201C") {
+		t.Fatalf("Wait = %v, want the appliance's reason", err)
+	}
+	govctest.Run(t, govc, s.env, "vm.change", "-vm", "Hobart-2", "-e", StatusVar+"=configuring")
+	tctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if err := sess.Wait(tctx, p, nil, "", 10*time.Millisecond, nil); err == nil || !strings.Contains(err.Error(), "Hobart-2") || strings.Contains(err.Error(), "Hobart-1 (") {
+		t.Fatalf("Wait = %v, want a timeout naming Hobart-2 only", err)
+	}
+	govctest.Run(t, govc, s.env, "vm.change", "-vm", "Hobart-2", "-e", StatusVar+"=enrolled Hobart-2")
+	var seen []string
+	if err := sess.Wait(ctx, p, nil, "", 10*time.Millisecond, func(pr Progress) { seen = append(seen, pr.VM+" "+pr.Status) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 2 {
+		t.Errorf("progress %q", seen)
+	}
+}
+
+func TestCheckUses(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		ki   cpapi.KeyInfo
+		need int
+		ok   bool
+	}{
+		{cpapi.KeyInfo{Key: cpapi.Key{Name: "a", MaxUses: 2}}, 2, true},
+		{cpapi.KeyInfo{Key: cpapi.Key{Name: "a", MaxUses: 2, UseCount: 1}}, 2, false},
+		{cpapi.KeyInfo{Key: cpapi.Key{Name: "a", MaxUses: 2, UseCount: 2}}, 1, false},
+		{cpapi.KeyInfo{Key: cpapi.Key{Name: "a", MaxUses: 2, UseCount: 2}}, 0, true},
+		{cpapi.KeyInfo{Key: cpapi.Key{Name: "a", MaxUses: 9, State: cpapi.KeyRevoked}}, 1, false},
+		{cpapi.KeyInfo{Key: cpapi.Key{Name: "a", MaxUses: 9}, Expired: true}, 1, false},
+	} {
+		err := CheckUses(tc.ki, tc.need, now)
+		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, ErrKeyExhausted)) {
+			t.Errorf("CheckUses(%+v, %d) = %v", tc.ki, tc.need, err)
+		}
 	}
 }
