@@ -246,11 +246,6 @@ func notFound(what, name string, existing []string) error {
 	return fmt.Errorf("%w: %s %q; these exist: %s", ErrNotFound, what, name, strings.Join(existing, ", "))
 }
 
-func isNotFound(err error) bool {
-	var nf *find.NotFoundError
-	return errors.As(err, &nf)
-}
-
 func (s *Session) resolve(ctx context.Context) error {
 	f := s.finder
 	var err error
