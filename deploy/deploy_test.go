@@ -382,7 +382,7 @@ func TestWait(t *testing.T) {
 		t.Fatalf("Wait = %v, want the appliance's reason", err)
 	}
 	govctest.Run(t, govc, s.env, "vm.change", "-vm", "Hobart-2", "-e", StatusVar+"=configuring")
-	tctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := sess.Wait(tctx, p, nil, "", 10*time.Millisecond, nil); err == nil || !strings.Contains(err.Error(), "Hobart-2") || strings.Contains(err.Error(), "Hobart-1 (") {
 		t.Fatalf("Wait = %v, want a timeout naming Hobart-2 only", err)

@@ -103,9 +103,21 @@ type Progress struct {
 // report is called when a VM's progress changes.
 func (s *Session) Wait(ctx context.Context, p *Plan, cp ControlPlane, group string, every time.Duration, report func(Progress)) error {
 	last := map[string]Progress{}
+	timedOut := func() error {
+		var open []string
+		for _, v := range p.VMs {
+			if !last[v.Name].Done {
+				open = append(open, fmt.Sprintf("%s (status %q)", v.Name, last[v.Name].Status))
+			}
+		}
+		return fmt.Errorf("timed out waiting for %s: check each VM's console (it shows first boot's status), that it reaches the control plane on 443, and 'outpost connectors list'", strings.Join(open, ", "))
+	}
 	for {
 		inv, err := s.inventory(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return timedOut()
+			}
 			return err
 		}
 		status := map[string]string{}
@@ -149,13 +161,7 @@ func (s *Session) Wait(ctx context.Context, p *Plan, cp ControlPlane, group stri
 		}
 		select {
 		case <-ctx.Done():
-			var open []string
-			for _, v := range p.VMs {
-				if !last[v.Name].Done {
-					open = append(open, fmt.Sprintf("%s (status %q)", v.Name, last[v.Name].Status))
-				}
-			}
-			return fmt.Errorf("timed out waiting for %s: check each VM's console (it shows first boot's status), that it reaches the control plane on 443, and 'outpost connectors list'", strings.Join(open, ", "))
+			return timedOut()
 		case <-time.After(every):
 		}
 	}
