@@ -142,7 +142,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	png, err := chromedp.Run(tctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(tctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
@@ -218,7 +218,7 @@ func TestConsoleInChromium(t *testing.T) {
 		t.Fatalf("the wizard made %+v (%v); the page shows %q", kt, err, key)
 	}
 	page := eval[string](t, ctx, `document.body.innerText`)
-	for _, want := range []string{"outpost deploy --ova outpost-connector.ova --key-file Melbourne.key", "outpost lab up", "Provisioning key"} {
+	for _, want := range []string{"outpost deploy --ova outpost-connector.ova --key-file Melbourne.key --name Melbourne", "-fw_cfg name=opt/outpost/config", "Provisioning key"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("step 6 lacks %q", want)
 		}

@@ -1,0 +1,12 @@
+// Package deploy puts connector pairs on vSphere (vCenter or a standalone
+// ESXi host) with govmomi: it plans names, deterministic manual MACs,
+// placement and per-VM OVF properties; uploads the OVA's disk once (a
+// template on vCenter, a powered-off source VM on ESXi); makes each VM from
+// it with EFI, the appliance's hardware, its NIC and properties (vApp config
+// on vCenter, the OVF environment in guestinfo.ovfEnv on ESXi, chosen from
+// the API type); adds a DRS anti-affinity rule on a cluster; tags every
+// object it makes in extraConfig so that a rerun completes what is missing
+// and Destroy removes only what it made; powers on and waits.
+//
+// It does not parse flags or print: progress goes to Config.Log.
+package deploy
