@@ -99,7 +99,7 @@ func (s *Session) template(ctx context.Context, p *Plan, res *Result) (*object.V
 	if p.TemplateExists {
 		return s.finder.VirtualMachine(ctx, p.Template)
 	}
-	s.cfg.logf("%s: uploading %s\n", p.Template, s.cfg.OVA)
+	s.cfg.logf("%s: uploading %s\n", p.Template, ovaName(s.cfg.OVA))
 	var n atomic.Int64
 	imp := &importer.Importer{
 		Client:       s.client.Client,
@@ -108,7 +108,7 @@ func (s *Session) template(ctx context.Context, p *Plan, res *Result) (*object.V
 		Datastore:    s.datastores[0],
 		ResourcePool: s.pool,
 		Folder:       s.folder,
-		Archive:      countingArchive{&importer.TapeArchive{Path: s.cfg.OVA, Opener: importer.Opener{Client: s.client.Client}}, &n},
+		Archive:      countingArchive{&importer.TapeArchive{Path: s.cfg.OVA, Opener: ovaOpener(s.cfg.OVA)}, &n},
 		Log:          func(string) (int, error) { return 0, nil },
 	}
 	if len(s.hosts) == 1 {
@@ -128,7 +128,7 @@ func (s *Session) template(ctx context.Context, p *Plan, res *Result) (*object.V
 	ref, err := imp.Import(ctx, "*.ovf", opts)
 	res.UploadedBytes += n.Load()
 	if err != nil {
-		return nil, fmt.Errorf("importing %s: %w", s.cfg.OVA, err)
+		return nil, fmt.Errorf("importing %s: %w", ovaName(s.cfg.OVA), err)
 	}
 	vm := object.NewVirtualMachine(s.client.Client, *ref)
 	t, err := vm.Reconfigure(ctx, types.VirtualMachineConfigSpec{ExtraConfig: tag(RoleTemplate, s.cfg.Name)})

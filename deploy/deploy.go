@@ -12,6 +12,7 @@ import (
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/ovf/importer"
 	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/session"
 	"github.com/vmware/govmomi/view"
@@ -81,7 +82,7 @@ type Config struct {
 	Datastores   []string // VM i goes to Datastores[i%len]
 	Network      string
 
-	OVA   string
+	OVA   string // a file, or an http(s) URL streamed as it is read
 	Key   provkey.Key
 	Name  string // the key's name: VMs are Name-1 … Name-Count
 	Count int
@@ -108,6 +109,10 @@ func (c *Config) Validate() (warnings []string, err error) {
 	}
 	if c.OVA == "" {
 		probs = append(probs, "no OVA given")
+	} else if importer.IsRemotePath(c.OVA) {
+		if err := checkOVAURL(c.OVA); err != nil {
+			probs = append(probs, err.Error())
+		}
 	}
 	if c.Name == "" {
 		probs = append(probs, "no name: the VMs are named after the key")

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -415,5 +416,66 @@ func TestCheckUses(t *testing.T) {
 		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, ErrKeyExhausted)) {
 			t.Errorf("CheckUses(%+v, %d) = %v", tc.ki, tc.need, err)
 		}
+	}
+}
+
+// TestOVAURL deploys from an OVA served over HTTP, streamed by govmomi's
+// importer (TapeArchive with a remote Opener); a bad URL or a 404 is
+// refused with the URL and what to check, and nothing is made.
+func TestOVAURL(t *testing.T) {
+	s := startSim(t, simulator.ESX())
+	govc := govctest.Govc(t)
+	ova := testOVA(t, false)
+	var gets atomic.Int64
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/images/outpost.ova" {
+			http.NotFound(w, r)
+			return
+		}
+		gets.Add(1)
+		http.ServeFile(w, r, ova)
+	}))
+	defer web.Close()
+
+	cfg := Config{Conn: s.conn, OVA: web.URL + "/images/outpost.ova", Key: testKey(t), Name: "Cairns", Count: 2}
+	p, r, err := run(t, cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Created) != 2 || s.uploads.Load() != 1 || r.UploadedBytes == 0 || r.UploadedBytes != s.uploaded.Load() || gets.Load() == 0 {
+		t.Errorf("result %+v; %d uploads of %d bytes, %d GETs", r, s.uploads.Load(), s.uploaded.Load(), gets.Load())
+	}
+	for _, v := range p.VMs {
+		if info := vmInfo(t, govc, s.env, v.Name); !strings.Contains(info, `"firmware":"efi"`) || !strings.Contains(info, OVFEnvVar) {
+			t.Errorf("%s: vm.info %s", v.Name, info)
+		}
+	}
+
+	for _, tc := range []struct {
+		url  string
+		want []string
+	}{
+		{web.URL + "/images/missing.ova", []string{"/images/missing.ova", "404 Not Found", "check that the URL serves the OVA"}},
+		{"http://127.0.0.1:1/outpost.ova", []string{"127.0.0.1:1", "check that the URL serves the OVA"}},
+		{"https:///outpost.ova", []string{"OVA URL", "http(s)://HOST/PATH.ova"}},
+	} {
+		cfg := cfg
+		cfg.OVA, cfg.Name = tc.url, "Broome"
+		_, _, err := run(t, cfg, false)
+		if err == nil {
+			t.Errorf("%s: no error", tc.url)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q lacks %q", tc.url, err, w)
+			}
+		}
+	}
+	if out := govctest.Run(t, govc, s.env, "find", "/", "-type", "m"); strings.Contains(out, "Broome") {
+		t.Errorf("a failed deploy made VMs:\n%s", out)
+	}
+	if s.uploads.Load() != 1 {
+		t.Errorf("%d uploads after the failures, want the first one only", s.uploads.Load())
 	}
 }

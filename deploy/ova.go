@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"net/url"
 	"strings"
 	"sync/atomic"
 
 	"github.com/vmware/govmomi/ovf"
 	"github.com/vmware/govmomi/ovf/importer"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/soap"
 
 	"github.com/outpost-appliance/outpost/appliance"
 )
@@ -19,10 +21,46 @@ import (
 // properties.
 var ErrNotAppliance = errors.New("not an outpost appliance")
 
+// ovaOpener opens the OVA for govmomi's importer.TapeArchive, which reads
+// the archive front to back for each file it opens: a local path, or an
+// http(s) URL streamed (never held in memory) through a client of its own,
+// so that the vSphere session cookie and GOVC_INSECURE stay with vSphere.
+func ovaOpener(path string) importer.Opener {
+	if !importer.IsRemotePath(path) {
+		return importer.Opener{}
+	}
+	u, err := url.Parse(path)
+	if err != nil {
+		return importer.Opener{} // Validate refused it already
+	}
+	return importer.Opener{Client: &vim25.Client{Client: soap.NewClient(u, false)}}
+}
+
+// ovaName is the OVA as messages show it: a URL without its password.
+func ovaName(path string) string {
+	if u, err := url.Parse(path); err == nil && importer.IsRemotePath(path) {
+		return u.Redacted()
+	}
+	return path
+}
+
+// checkOVAURL is Validate's check of an --ova that is a URL.
+func checkOVAURL(path string) error {
+	u, err := url.Parse(path)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("OVA URL %q: use http(s)://HOST/PATH.ova", ovaName(path))
+	}
+	return nil
+}
+
 // readDescriptor returns the OVA's parsed descriptor and its raw text.
 func readDescriptor(path string) (*ovf.Envelope, []byte, error) {
-	f, err := os.Open(path)
+	name := ovaName(path)
+	f, _, err := ovaOpener(path).OpenFile(path)
 	if err != nil {
+		if importer.IsRemotePath(path) {
+			return nil, nil, fmt.Errorf("OVA %s: %w; check that the URL serves the OVA", name, err)
+		}
 		return nil, nil, err
 	}
 	defer f.Close()
@@ -30,19 +68,19 @@ func readDescriptor(path string) (*ovf.Envelope, []byte, error) {
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			return nil, nil, fmt.Errorf("%s: no .ovf descriptor in the archive (is it an OVA?)", path)
+			return nil, nil, fmt.Errorf("%s: no .ovf descriptor in the archive (is it an OVA?)", name)
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", path, err)
+			return nil, nil, fmt.Errorf("%s: %w (is it an OVA?)", name, err)
 		}
 		if strings.HasSuffix(h.Name, ".ovf") {
 			b, err := io.ReadAll(io.LimitReader(tr, 16<<20))
 			if err != nil {
-				return nil, nil, fmt.Errorf("%s: %w", path, err)
+				return nil, nil, fmt.Errorf("%s: %w", name, err)
 			}
 			env, err := importer.ReadEnvelope(b)
 			if err != nil {
-				return nil, nil, fmt.Errorf("%s: %w", path, err)
+				return nil, nil, fmt.Errorf("%s: %w", name, err)
 			}
 			return env, b, nil
 		}
@@ -61,7 +99,7 @@ func checkAppliance(path string, env *ovf.Envelope) error {
 			}
 		}
 	}
-	return fmt.Errorf("%s: %w: its OVF declares no %s property; deploy an OVA written by 'outpost image build'", path, ErrNotAppliance, appliance.PropProvisionKey)
+	return fmt.Errorf("%s: %w: its OVF declares no %s property; deploy an OVA written by 'outpost image build'", ovaName(path), ErrNotAppliance, appliance.PropProvisionKey)
 }
 
 // countingArchive counts the bytes read from the OVA's disk files, that is

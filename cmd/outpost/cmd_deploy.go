@@ -34,6 +34,7 @@ the admin config). The key is never printed in full.`,
 		Examples: `outpost deploy --ova outpost-connector-0.1.0.ova --group melbourne --name Melbourne --cluster C1
 outpost deploy --ova connector.ova --key-file melbourne.key --name Melbourne --ip 192.0.2.10/24,192.0.2.11/24 --gateway 192.0.2.1 --dns 192.0.2.53
 outpost deploy --ova connector.ova --group melbourne --name Melbourne --dry-run --json
+outpost deploy --ova https://images.example.com/outpost-connector-0.1.0.ova --key-file melbourne.key --name Melbourne
 outpost deploy destroy --name Melbourne --cluster C1`,
 		New: func() command { return &deployCmd{} },
 	}
@@ -107,7 +108,7 @@ type deployCmd struct {
 }
 
 func (c *deployCmd) Register(fs *pflag.FlagSet) {
-	fs.StringVar(&c.ova, "ova", "", "the appliance OVA written by 'outpost image build' (required)")
+	fs.StringVar(&c.ova, "ova", "", "the appliance OVA written by 'outpost image build': a file or an http(s) URL, streamed (required)")
 	fs.IntVar(&c.count, "count", 2, "how many connectors")
 	fs.StringVar(&c.keyFile, "key-file", "", "provisioning key from this file")
 	fs.StringVar(&c.key, "key", "", "'-': provisioning key from standard input")
