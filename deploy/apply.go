@@ -33,9 +33,15 @@ func (s *Session) Apply(ctx context.Context, p *Plan) (*Result, error) {
 		missing = missing || !v.Exists
 	}
 	var tmpl *object.VirtualMachine
+	var item string
 	if missing {
 		var err error
-		if tmpl, err = s.template(ctx, p, res); err != nil {
+		if s.cfg.Library != "" {
+			item, err = s.libraryItem(ctx, p, res)
+		} else {
+			tmpl, err = s.template(ctx, p, res)
+		}
+		if err != nil {
 			return res, err
 		}
 	}
@@ -47,7 +53,11 @@ func (s *Session) Apply(ctx context.Context, p *Plan) (*Result, error) {
 			vm, err = s.finder.VirtualMachine(ctx, v.Name)
 		} else {
 			s.cfg.logf("%s: creating on %s (MAC %s)\n", v.Name, v.Datastore, v.MAC)
-			vm, err = s.create(ctx, tmpl, i, v)
+			if item != "" {
+				vm, err = s.deployItem(ctx, item, i, v)
+			} else {
+				vm, err = s.create(ctx, tmpl, i, v)
+			}
 			if err == nil {
 				res.Created = append(res.Created, v.Name)
 			}
@@ -383,6 +393,13 @@ func (s *Session) Destroy(ctx context.Context) ([]string, error) {
 				}
 				gone = append(gone, "rule "+ri.Name)
 			}
+		}
+	}
+	if s.cfg.Library != "" {
+		g, err := s.destroyLibrary(ctx)
+		gone = append(gone, g...)
+		if err != nil {
+			return gone, err
 		}
 	}
 	for _, v := range inv {

@@ -15,6 +15,7 @@ import (
 	"github.com/vmware/govmomi/ovf/importer"
 	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/session"
+	"github.com/vmware/govmomi/vapi/rest"
 	"github.com/vmware/govmomi/view"
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/mo"
@@ -81,6 +82,7 @@ type Config struct {
 	Folder       string
 	Datastores   []string // VM i goes to Datastores[i%len]
 	Network      string
+	Library      string // a content library to upload into instead of a template (vCenter)
 
 	OVA   string // a file, or an http(s) URL streamed as it is read
 	Key   provkey.Key
@@ -183,6 +185,9 @@ type Session struct {
 	hosts      []*object.HostSystem
 	datastores []*object.Datastore
 	network    object.NetworkReference
+
+	user *url.Userinfo
+	rc   *rest.Client // the vAPI session, made when a library is used
 }
 
 // Connect logs in and resolves datacenter, compute, datastores, network
@@ -224,7 +229,7 @@ func Connect(ctx context.Context, cfg Config) (*Session, error) {
 		}
 		return nil, fmt.Errorf("connecting to %s: %s", shown.String(), hide(err))
 	}
-	s := &Session{cfg: cfg, client: c, finder: find.NewFinder(c.Client, false), api: APIESXi}
+	s := &Session{cfg: cfg, client: c, finder: find.NewFinder(c.Client, false), api: APIESXi, user: u.User}
 	if c.IsVC() {
 		s.api = APIvCenter
 	}
@@ -242,7 +247,12 @@ func (s *Session) API() string { return s.api }
 func (s *Session) Client() *govmomi.Client { return s.client }
 
 // Close logs out.
-func (s *Session) Close(ctx context.Context) error { return s.client.Logout(ctx) }
+func (s *Session) Close(ctx context.Context) error {
+	if s.rc != nil {
+		_ = s.rc.Logout(ctx)
+	}
+	return s.client.Logout(ctx)
+}
 
 func notFound(what, name string, existing []string) error {
 	if len(existing) == 0 {

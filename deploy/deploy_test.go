@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/vmware/govmomi/simulator"
+	_ "github.com/vmware/govmomi/vapi/simulator" // content libraries in vcsim
 
 	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/artifact"
@@ -133,6 +134,7 @@ func startSim(t *testing.T, model *simulator.Model) sim {
 		t.Fatal(err)
 	}
 	model.Service.TLS = new(tls.Config)
+	model.Service.RegisterEndpoints = true // the vAPI: content libraries
 	// A user and password of its own: the simulator then refuses others.
 	model.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword("admin", "s3cret-pass")}
 	srv := model.Service.NewServer()
@@ -140,7 +142,10 @@ func startSim(t *testing.T, model *simulator.Model) sim {
 	s := sim{uploaded: new(atomic.Int64), uploads: new(atomic.Int64)}
 	inner := srv.Server.Config.Handler
 	srv.Server.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/nfc/") && (r.Method == http.MethodPut || r.Method == http.MethodPost) {
+		// A disk through NFC (import), or any file but the descriptor into
+		// a content library item.
+		disk := strings.HasPrefix(r.URL.Path, "/nfc/") || strings.Contains(r.URL.Path, "/com/vmware/cis/data/") && !strings.HasSuffix(r.URL.Path, ".ovf")
+		if disk && (r.Method == http.MethodPut || r.Method == http.MethodPost) {
 			s.uploads.Add(1)
 			r.Body = countBody{r.Body, s.uploaded}
 		}
@@ -477,5 +482,100 @@ func TestOVAURL(t *testing.T) {
 	}
 	if s.uploads.Load() != 1 {
 		t.Errorf("%d uploads after the failures, want the first one only", s.uploads.Load())
+	}
+}
+
+// TestLibrary imports the OVA into a content library, once, and deploys the
+// pair from its item; destroy removes the item, and the library only when
+// deploy made it.
+func TestLibrary(t *testing.T) {
+	model := simulator.VPX()
+	model.ClusterHost = 2
+	s := startSim(t, model)
+	govc := govctest.Govc(t)
+	ova := testOVA(t, false)
+	key := testKey(t)
+	ctx := context.Background()
+	destroy := func(cfg Config) []string {
+		t.Helper()
+		sess, err := Connect(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sess.Close(ctx) //nolint:errcheck
+		gone, err := sess.Destroy(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(gone)
+		return gone
+	}
+	govctest.Run(t, govc, s.env, "library.create", "-ds", "LocalDS_0", "shared")
+
+	for _, tc := range []struct {
+		name, library string
+		made          bool // deploy makes the library, and destroy removes it
+	}{{"Nowra", "outpost-images", true}, {"Orange", "shared", false}} {
+		t.Run(tc.library, func(t *testing.T) {
+			before := s.uploads.Load()
+			cfg := Config{Conn: s.conn, Cluster: "DC0_C0", Network: "VM Network", OVA: ova, Key: key, Name: tc.name, Count: 2, Library: tc.library}
+			p, r, err := run(t, cfg, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Library != tc.library || p.TemplateExists || len(r.Created) != 2 {
+				t.Errorf("plan %+v, result %+v", p, r)
+			}
+			if n := s.uploads.Load() - before; n != 1 || r.UploadedBytes == 0 {
+				t.Errorf("%d disk uploads, %d bytes reported: want one upload for a pair", n, r.UploadedBytes)
+			}
+			item := "/" + tc.library + "/" + TemplateName(tc.name)
+			if out := govctest.Run(t, govc, s.env, "library.ls", "/"+tc.library+"/*"); !strings.Contains(out, item) {
+				t.Errorf("library.ls lacks %s:\n%s", item, out)
+			}
+			if out := govctest.Run(t, govc, s.env, "find", "/DC0/vm", "-type", "m", "-name", TemplateName(tc.name)); out != "" {
+				t.Errorf("a template VM was made besides the library item: %s", out)
+			}
+			for _, v := range p.VMs {
+				info := vmInfo(t, govc, s.env, v.Name)
+				for _, want := range []string{`"firmware":"efi"`, TagName, `"powerState":"poweredOn"`, key.Reveal(), strings.ToLower(v.Name)} {
+					if !strings.Contains(info, want) {
+						t.Errorf("%s: vm.info lacks %s", v.Name, want)
+					}
+				}
+				if dev := govctest.Run(t, govc, s.env, "device.info", "-vm", v.Name, "ethernet-*"); !strings.Contains(dev, v.MAC) {
+					t.Errorf("%s: no MAC %s:\n%s", v.Name, v.MAC, dev)
+				}
+			}
+
+			// Again: the item is found, nothing uploaded.
+			p, r, err = run(t, cfg, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !p.TemplateExists || r.UploadedBytes != 0 || s.uploads.Load()-before != 1 {
+				t.Errorf("rerun: plan %+v, result %+v", p, r)
+			}
+
+			want := []string{tc.name + "-1", tc.name + "-2", "library item " + tc.library + "/" + TemplateName(tc.name), "rule outpost-" + tc.name}
+			if tc.made {
+				want = append(want, "library "+tc.library)
+			}
+			slices.Sort(want)
+			if gone := destroy(cfg); !slices.Equal(gone, want) {
+				t.Errorf("destroy removed %q, want %q", gone, want)
+			}
+			out := govctest.Run(t, govc, s.env, "library.ls")
+			if strings.Contains(out, "/"+tc.library) == tc.made {
+				t.Errorf("after destroy, library.ls:\n%s", out)
+			}
+		})
+	}
+
+	// ESXi has no content library: refused before anything is made.
+	e := startSim(t, simulator.ESX())
+	_, _, err := run(t, Config{Conn: e.conn, OVA: ova, Key: key, Name: "Dubbo", Count: 2, Library: "x"}, false)
+	if err == nil || !strings.Contains(err.Error(), "no content library") || e.uploads.Load() != 0 {
+		t.Errorf("ESXi with --library: %v, %d uploads", err, e.uploads.Load())
 	}
 }

@@ -28,7 +28,8 @@ type Plan struct {
 	Datacenter     string   `json:"datacenter"`
 	Cluster        string   `json:"cluster,omitempty"`
 	Network        string   `json:"network"`
-	Template       string   `json:"template"`
+	Template       string   `json:"template"` // a template VM, or the item in Library
+	Library        string   `json:"library,omitempty"`
 	TemplateExists bool     `json:"template_exists"`
 	Rule           string   `json:"rule,omitempty"` // DRS anti-affinity rule, on a cluster
 	VMs            []VMPlan `json:"vms"`
@@ -60,7 +61,11 @@ func (s *Session) Plan(ctx context.Context) (*Plan, error) {
 	for _, v := range inv {
 		byName[v.name] = v
 	}
-	if t, ok := byName[p.Template]; ok {
+	if s.cfg.Library != "" {
+		if err := s.planLibrary(ctx, p); err != nil {
+			return nil, err
+		}
+	} else if t, ok := byName[p.Template]; ok {
 		if t.extra[TagName] != s.cfg.Name || t.extra[TagRole] != RoleTemplate {
 			return nil, fmt.Errorf("a VM named %s exists and was not made by outpost deploy for %s; remove or rename it", p.Template, s.cfg.Name)
 		}

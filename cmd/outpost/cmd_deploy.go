@@ -21,8 +21,8 @@ var (
 	deployEntry = entry{
 		Path:    "deploy",
 		Summary: "Deploy connectors (a pair by default) to vCenter or a standalone ESXi host",
-		Long: `Uploads the OVA's disk once (a template, removed only by 'deploy destroy'),
-makes --count VMs named after the key (NAME-1, NAME-2, …) with a manual MAC
+		Long: `Uploads the OVA's disk once (a template, or an item in the content library
+--library; removed only by 'deploy destroy'), makes --count VMs named after the key (NAME-1, NAME-2, …) with a manual MAC
 derived from the VM name, EFI, the appliance's hardware and their own OVF
 properties (vApp config on vCenter; the OVF environment in guestinfo.ovfEnv on
 a standalone ESXi host, detected from the API), a DRS anti-affinity rule on a
@@ -35,13 +35,14 @@ the admin config). The key is never printed in full.`,
 outpost deploy --ova connector.ova --key-file melbourne.key --name Melbourne --ip 192.0.2.10/24,192.0.2.11/24 --gateway 192.0.2.1 --dns 192.0.2.53
 outpost deploy --ova connector.ova --group melbourne --name Melbourne --dry-run --json
 outpost deploy --ova https://images.example.com/outpost-connector-0.1.0.ova --key-file melbourne.key --name Melbourne
+outpost deploy --ova connector.ova --group melbourne --name Melbourne --cluster C1 --library outpost
 outpost deploy destroy --name Melbourne --cluster C1`,
 		New: func() command { return &deployCmd{} },
 	}
 	deployDestroyEntry = entry{
 		Path:     "deploy destroy",
-		Summary:  "Remove the VMs, template and rule that 'outpost deploy' made for a key name",
-		Examples: "outpost deploy destroy --name Melbourne",
+		Summary:  "Remove the VMs, template or library item, and rule that 'outpost deploy' made for a key name",
+		Examples: "outpost deploy destroy --name Melbourne\noutpost deploy destroy --name Melbourne --library outpost",
 		New:      func() command { return &deployDestroyCmd{} },
 	}
 )
@@ -49,6 +50,7 @@ outpost deploy destroy --name Melbourne --cluster C1`,
 // vsphereFlags are the connection and placement, defaulting to GOVC_*.
 type vsphereFlags struct {
 	url, user, datacenter, cluster, host, pool, folder, network, ca string
+	library                                                         string
 	datastores                                                      []string
 	insecure                                                        bool
 	name                                                            string
@@ -69,6 +71,7 @@ func (v *vsphereFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&v.network, "network", "", "network (env GOVC_NETWORK)")
 	fs.StringVar(&v.pool, "resource-pool", "", "resource pool (env GOVC_RESOURCE_POOL)")
 	fs.StringVar(&v.folder, "folder", "", "VM folder (env GOVC_FOLDER)")
+	fs.StringVar(&v.library, "library", "", "content library (vCenter) to upload into and deploy from instead of a template; made when missing")
 }
 
 func (v *vsphereFlags) config() deploy.Config {
@@ -92,7 +95,7 @@ func (v *vsphereFlags) config() deploy.Config {
 		Datacenter: env("datacenter", v.datacenter, "GOVC_DATACENTER"), Cluster: env("cluster", v.cluster, "GOVC_CLUSTER"),
 		Host: env("host", v.host, "GOVC_HOST"), ResourcePool: env("resource-pool", v.pool, "GOVC_RESOURCE_POOL"),
 		Folder: env("folder", v.folder, "GOVC_FOLDER"), Network: env("network", v.network, "GOVC_NETWORK"),
-		Datastores: ds, Name: v.name,
+		Datastores: ds, Name: v.name, Library: v.library,
 	}
 }
 
@@ -260,6 +263,9 @@ func fileExists(p string) bool {
 func printPlan(w io.Writer, p *deploy.Plan) {
 	fmt.Fprintf(w, "API:        %s\nDatacenter: %s\nCluster:    %s\nNetwork:    %s\nTemplate:   %s (exists: %v)\nRule:       %s\n",
 		p.API, safe(p.Datacenter), safe(p.Cluster), safe(p.Network), safe(p.Template), p.TemplateExists, safe(p.Rule))
+	if p.Library != "" {
+		fmt.Fprintf(w, "Library:    %s (the template is an item there)\n", safe(p.Library))
+	}
 	for _, v := range p.VMs {
 		fmt.Fprintf(w, "\n%s  MAC %s  host %s  datastore %s  exists %v %s\n", safe(v.Name), v.MAC, safe(v.Host), safe(v.Datastore), v.Exists, v.PowerState)
 		for _, k := range slices.Sorted(maps.Keys(v.Properties)) {
