@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -55,6 +56,14 @@ type Options struct {
 	Timeout time.Duration
 	// Accel overrides the accelerator ("kvm" or "tcg"); default qemu.Probe.
 	Accel qemu.Accel
+	// Bridge puts the VMs' taps on this Linux bridge of the machine, a
+	// real LAN, which gives them DHCP, DNS and NTP; the lab's control plane
+	// then listens on the bridge's address.
+	Bridge string
+	// Config is the admin.conf of another control plane to use instead of
+	// starting one; only with Bridge (the lab's own network reaches
+	// nothing else).
+	Config string
 }
 
 // DefaultDir is $XDG_DATA_HOME/outpost/lab, or ~/.local/share/outpost/lab.
@@ -142,6 +151,12 @@ func Up(ctx context.Context, o Options) (*Status, error) {
 	if _, err := os.Stat(filepath.Join(dir, StateFile)); err == nil {
 		return nil, fmt.Errorf("a lab is already up in %s; see 'outpost lab status --dir %s', or stop it with 'outpost lab down --dir %s'", dir, dir, dir)
 	}
+	if o.Config != "" && o.Bridge == "" {
+		return nil, errors.New("--config: a control plane outside the lab is reachable only from a real LAN; add --bridge NAME, or leave --config out and the lab starts its own")
+	}
+	if o.Bridge != "" && os.Geteuid() != 0 {
+		return nil, fmt.Errorf("--bridge %s needs root: it adds a tap per VM to the bridge; run it with sudo", o.Bridge)
+	}
 	if err := Check(o.Count, o.MemoryMiB); err != nil {
 		return nil, err
 	}
@@ -177,8 +192,23 @@ func Up(ctx context.Context, o Options) (*Status, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	st := &State{Version: StateVersion, Dir: dir, Namespace: nsName(dir), Bridge: bridge, Accel: string(accel), Image: image, Created: time.Now().UTC()}
-	if _, err := os.Stat(filepath.Join("/run/netns", st.Namespace)); err == nil {
+	st := &State{Version: StateVersion, Dir: dir, Namespace: nsName(dir), Bridge: bridge, Accel: string(accel), Image: image,
+		ControlPlane: CPName + ":" + CPPort, Created: time.Now().UTC()}
+	var hostAddr string
+	if o.Bridge != "" {
+		st.Namespace, st.Bridge = "", o.Bridge
+		if hostAddr, err = bridgeAddr(o.Bridge); err != nil && o.Config == "" {
+			return nil, err
+		}
+		st.ControlPlane = hostAddr + ":" + CPPort
+		if o.Config == "" {
+			if ln, err := net.Listen("tcp", st.ControlPlane); err != nil {
+				return nil, fmt.Errorf("the lab's control plane cannot listen on %s: %v; stop what uses port %s (ss -ltnp 'sport = :%s'), or name another control plane with --config", st.ControlPlane, err, CPPort, CPPort)
+			} else {
+				ln.Close()
+			}
+		}
+	} else if _, err := os.Stat(filepath.Join("/run/netns", st.Namespace)); err == nil {
 		return nil, fmt.Errorf("the lab's network namespace %s already exists (a lab in %s that lost its state?); remove it with 'ip netns del %s'", st.Namespace, dir, st.Namespace)
 	}
 	ok := false
@@ -189,15 +219,46 @@ func Up(ctx context.Context, o Options) (*Status, error) {
 	}()
 	var taps []string
 	for i := 1; i <= o.Count; i++ {
-		taps = append(taps, fmt.Sprintf("tap%d", i))
+		if st.Namespace == "" {
+			// In the machine's own namespace: names unique to this lab.
+			taps = append(taps, fmt.Sprintf("%st%d", strings.TrimPrefix(nsName(dir), "olab-"), i))
+		} else {
+			taps = append(taps, fmt.Sprintf("tap%d", i))
+		}
 	}
-	if err := makeNetwork(st.Namespace, taps); err != nil {
+	for i, t := range taps {
+		st.VMs = append(st.VMs, VMState{Name: fmt.Sprintf("vm%d", i+1), Tap: t})
+	}
+	if st.Namespace == "" {
+		err = makeTaps(st.Bridge, taps)
+	} else {
+		err = makeNetwork(st.Namespace, taps)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if err := st.save(); err != nil {
 		return nil, err
 	}
-	if err := st.startServices(o.Outpost); err != nil {
+	switch {
+	case o.Config != "":
+		st.External, st.AdminConf = true, o.Config
+	case st.Namespace == "":
+		data := filepath.Join(st.Dir, "cp")
+		if err := os.MkdirAll(data, 0o700); err != nil {
+			return nil, err
+		}
+		st.AdminConf = filepath.Join(data, "admin.conf")
+		if st.Server, err = startIn("", filepath.Join(st.Dir, "server.log"), o.Outpost, "server", "--data", data,
+			"--listen", st.ControlPlane, "--hostname", st.ControlPlane); err != nil {
+			return nil, err
+		}
+	default:
+		if err := st.startServices(o.Outpost); err != nil {
+			return nil, err
+		}
+	}
+	if err := st.save(); err != nil {
 		return nil, err
 	}
 	cl, err := st.client()
@@ -226,16 +287,15 @@ func Up(ctx context.Context, o Options) (*Status, error) {
 	if o.MemoryMiB < appliance.DefaultMemoryMiB {
 		say("lab: warning: %d MiB per VM is for labs only; production connectors need %d MiB", o.MemoryMiB, appliance.DefaultMemoryMiB)
 	}
-	for i := 1; i <= o.Count; i++ {
-		name := fmt.Sprintf("vm%d", i)
-		v := VMState{Name: name, MAC: appliance.DeriveMAC(st.Namespace + "/" + name).String(), Tap: taps[i-1],
-			Dir: filepath.Join(dir, name), MemoryMiB: o.MemoryMiB}
-		for _, other := range st.VMs {
-			if other.MAC == v.MAC {
-				return nil, fmt.Errorf("VMs %s and %s derive the same MAC %s; use another --dir", other.Name, name, v.MAC)
-			}
+	seen := map[string]string{}
+	for i := range st.VMs {
+		v := &st.VMs[i]
+		v.MAC = appliance.DeriveMAC(nsName(dir) + "/" + v.Name).String()
+		v.Dir, v.MemoryMiB = filepath.Join(dir, v.Name), o.MemoryMiB
+		if other, dup := seen[v.MAC]; dup {
+			return nil, fmt.Errorf("VMs %s and %s derive the same MAC %s; use another --dir", other, v.Name, v.MAC)
 		}
-		st.VMs = append(st.VMs, v)
+		seen[v.MAC] = v.Name
 	}
 	for i := range st.VMs {
 		if err := st.startVM(ctx, i); err != nil {
@@ -245,7 +305,11 @@ func Up(ctx context.Context, o Options) (*Status, error) {
 	if err := st.save(); err != nil {
 		return nil, err
 	}
-	say("lab: %d VMs starting; control plane %s:%s in namespace %s; lab directory %s", o.Count, CPName, CPPort, st.Namespace, dir)
+	if st.Namespace != "" {
+		say("lab: %d VMs starting; control plane %s in namespace %s; lab directory %s", o.Count, st.ControlPlane, st.Namespace, dir)
+	} else {
+		say("lab: %d VMs starting on bridge %s; control plane %s; lab directory %s", o.Count, st.Bridge, st.ControlPlane, dir)
+	}
 	status, err := st.waitHealthy(ctx, cl, o.Timeout, o.Progress)
 	if err != nil {
 		return status, err
@@ -302,6 +366,9 @@ func (st *State) client() (*cpclient.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the lab's control plane wrote no admin.conf (see %s): %w", filepath.Join(st.Dir, "server.log"), err)
 	}
+	if st.Namespace == "" {
+		return cpclient.New(cfg)
+	}
 	return cpclient.New(cfg, cpclient.WithDialer(dialIn(st.Namespace)))
 }
 
@@ -318,11 +385,15 @@ func waitServer(ctx context.Context, cl *cpclient.Client) error {
 
 func (st *State) startVM(ctx context.Context, i int) error {
 	v := &st.VMs[i]
-	vm, err := qemu.Start(ctx, qemu.Config{
+	cfg := qemu.Config{
 		Name: v.Name, Base: st.Image, Dir: v.Dir, MemoryMiB: v.MemoryMiB, MAC: v.MAC, Tap: v.Tap,
 		FwCfg: map[string]string{"opt/outpost/config": filepath.Join(st.Dir, "fwcfg.conf")}, Accel: qemu.Accel(st.Accel),
-		Prefix: []string{"ip", "netns", "exec", st.Namespace}, Detach: true,
-	})
+		Detach: true,
+	}
+	if st.Namespace != "" {
+		cfg.Prefix = []string{"ip", "netns", "exec", st.Namespace}
+	}
+	vm, err := qemu.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -359,7 +430,15 @@ func (st *State) teardown(keepLogs bool) error {
 		p.stop(5 * time.Second)
 	}
 	var errs []error
-	if err := removeNetwork(st.Namespace); err != nil {
+	if st.Namespace == "" {
+		var taps []string
+		for _, v := range st.VMs {
+			taps = append(taps, v.Tap)
+		}
+		if err := removeTaps(taps); err != nil {
+			errs = append(errs, err)
+		}
+	} else if err := removeNetwork(st.Namespace); err != nil {
 		errs = append(errs, err)
 	}
 	for _, v := range st.VMs {

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -72,7 +73,10 @@ func startIn(ns, logFile string, prog string, args ...string) (Proc, error) {
 		return Proc{}, err
 	}
 	defer lf.Close()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, prog}, args...)...)
+	cmd := exec.Command(prog, args...)
+	if ns != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", ns, prog}, args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -145,4 +149,50 @@ func lastLines(s string, n int) string {
 		l = l[len(l)-n:]
 	}
 	return strings.Join(l, "\n")
+}
+
+// bridgeAddr checks that name is a bridge of this machine and returns its
+// first IPv4 address: where the VMs on it reach the lab's control plane.
+func bridgeAddr(name string) (string, error) {
+	if _, err := os.Stat(filepath.Join("/sys/class/net", name, "bridge")); err != nil {
+		if _, err := os.Stat(filepath.Join("/sys/class/net", name)); err != nil {
+			return "", fmt.Errorf("--bridge %s: no such interface; give the name of a Linux bridge on the LAN (ip -br link show type bridge)", name)
+		}
+		return "", fmt.Errorf("--bridge %s: not a bridge; give a Linux bridge (ip -br link show type bridge)", name)
+	}
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		return "", err
+	}
+	addrs, _ := ifc.Addrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil {
+			return n.IP.String(), nil
+		}
+	}
+	return "", fmt.Errorf("--bridge %s has no IPv4 address, so the VMs could not reach a control plane on this machine; give this machine an address on %s, or name another control plane with --config", name, name)
+}
+
+// makeTaps adds one tap per VM to a bridge of this machine.
+func makeTaps(br string, taps []string) error {
+	for _, t := range taps {
+		for _, s := range [][]string{{"ip", "tuntap", "add", t, "mode", "tap"}, {"ip", "link", "set", t, "master", br}, {"ip", "link", "set", t, "up"}} {
+			if err := run(s...); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func removeTaps(taps []string) error {
+	var errs []error
+	for _, t := range taps {
+		if _, err := os.Stat(filepath.Join("/sys/class/net", t)); err == nil {
+			if err := run("ip", "link", "del", t); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }

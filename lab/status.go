@@ -91,7 +91,7 @@ func phase(serial string) (string, string) {
 }
 
 func (st *State) status(ctx context.Context, cl *cpclient.Client) *Status {
-	s := &Status{Dir: st.Dir, Namespace: st.Namespace, Accel: st.Accel, ControlPlane: CPName + ":" + CPPort, AdminConf: st.AdminConf}
+	s := &Status{Dir: st.Dir, Namespace: st.Namespace, Accel: st.Accel, ControlPlane: st.ControlPlane, AdminConf: st.AdminConf}
 	var cs []cpapi.Connector
 	if cl != nil {
 		cs, _ = cl.Connectors(ctx, "")
@@ -185,7 +185,7 @@ func GetStatus(ctx context.Context, dir string) (*Status, error) {
 		return nil, err
 	}
 	var cl *cpclient.Client
-	if st.Server.alive() {
+	if st.External || st.Server.alive() {
 		cl, _ = st.client()
 	}
 	return st.status(ctx, cl), nil

@@ -52,6 +52,8 @@ type labUpCmd struct {
 	image  string
 	memory int
 	key    string
+	bridge string
+	config string
 	json   bool
 }
 
@@ -61,6 +63,8 @@ func (c *labUpCmd) Register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.image, "image", "", "the appliance's qcow2 (default: built from the embedded spec)")
 	fs.IntVar(&c.memory, "memory", appliance.DefaultMemoryMiB, "memory per VM in MiB (2048 for small machines: lab only)")
 	fs.StringVar(&c.key, "key", "", "a provisioning key for the lab's control plane instead of a new one")
+	fs.StringVar(&c.bridge, "bridge", "", "put the VMs on this Linux bridge (a real LAN with DHCP and DNS) instead of the lab's own network; needs root")
+	fs.StringVar(&c.config, "config", "", "admin.conf of another control plane to use (with --bridge) instead of starting one")
 	fs.BoolVar(&c.json, "json", false, "print the result as JSON")
 	c.labDirOpt.register(fs)
 }
@@ -83,6 +87,12 @@ func (c *labUpCmd) Run(ctx context.Context, s streams, args []string) error {
 	if c.memory < appliance.LabMemoryMiB {
 		return usagef("lab up: --memory %d MiB is too little: the appliance needs at least %d MiB", c.memory, appliance.LabMemoryMiB)
 	}
+	if c.config != "" && c.bridge == "" {
+		return usagef("lab up: --config needs --bridge: the lab's own network reaches only the lab's own control plane")
+	}
+	if c.bridge != "" && os.Geteuid() != 0 {
+		return usagef("lab up: --bridge %s needs root (it adds taps to the bridge); run it with sudo", c.bridge)
+	}
 	if err := lab.Check(c.count, c.memory); err != nil {
 		return err
 	}
@@ -94,12 +104,17 @@ func (c *labUpCmd) Run(ctx context.Context, s streams, args []string) error {
 		}
 		image = built
 	}
-	st, err := lab.Up(ctx, lab.Options{Dir: c.path(), Count: c.count, Image: image, MemoryMiB: c.memory, Key: c.key, Progress: s.Err})
+	st, err := lab.Up(ctx, lab.Options{Dir: c.path(), Count: c.count, Image: image, MemoryMiB: c.memory, Key: c.key,
+		Bridge: c.bridge, Config: c.config, Progress: s.Err})
 	if st != nil && err == nil {
 		if c.json {
 			return printJSON(s.Out, st)
 		}
-		fmt.Fprintf(s.Err, "lab: every VM is healthy; control plane %s (admin config %s, reachable inside namespace %s)\n", st.ControlPlane, st.AdminConf, st.Namespace)
+		where := "reachable inside namespace " + st.Namespace
+		if st.Namespace == "" {
+			where = "reachable from this machine"
+		}
+		fmt.Fprintf(s.Err, "lab: every VM is healthy; control plane %s (admin config %s, %s)\n", st.ControlPlane, st.AdminConf, where)
 		return st.WriteTable(s.Out)
 	}
 	return err
