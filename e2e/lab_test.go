@@ -223,3 +223,61 @@ func TestLabBridge(t *testing.T) {
 }
 
 func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }
+
+// TestLabWithoutRoot runs `outpost lab up` as an unprivileged user (nobody):
+// the lab's network lives in a user namespace of its own; the VM enrolls,
+// status reaches the control plane through the lab's socket, and down
+// leaves nothing running.
+func TestLabWithoutRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the test switches to the user nobody, which needs root")
+	}
+	bin := outpostBin(t)
+	image := applianceImage(t)
+	// Not under t.TempDir(): its parent is private to root.
+	home, err := os.MkdirTemp("", "outpost-nobody-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(home) })
+	os.Chmod(home, 0o755)
+	// The image must be readable by nobody: a copy in its home.
+	img := filepath.Join(home, "appliance.qcow2")
+	if out, err := exec.Command("cp", "--reflink=auto", image, img).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	sh(t, "chown", "-R", "65534:65534", home)
+	asNobody := func(args ...string) (string, error) {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH")}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	labDir := filepath.Join(home, "lab")
+	t.Cleanup(func() { asNobody("lab", "down", "--dir", labDir) })
+	out, err := asNobody("lab", "up", "--count", "1", "--memory", "2048", "--image", img, "--dir", labDir)
+	if err != nil {
+		t.Fatalf("lab up as nobody: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "user and network namespace (no root)") || !regexpMatch(`vm1\s+Lab-1\s+lab\s+10\.88\.0\.\d+/24\s+\S+\s+healthy`, out) {
+		t.Errorf("lab up as nobody:\n%s", out)
+	}
+	if out, err := asNobody("lab", "status", "--dir", labDir); err != nil || !strings.Contains(out, "healthy") {
+		t.Errorf("lab status as nobody: %v\n%s", err, out)
+	}
+	raw, _ := os.ReadFile(filepath.Join(labDir, outpostlab.StateFile))
+	var state outpostlab.State
+	json.Unmarshal(raw, &state)
+	if state.Holder.PID == 0 {
+		t.Fatalf("no namespace holder recorded: %s", raw)
+	}
+	if out, err := asNobody("lab", "down", "--dir", labDir); err != nil {
+		t.Fatalf("lab down as nobody: %v\n%s", err, out)
+	}
+	for _, p := range []outpostlab.Proc{state.Holder, state.Server, state.Dnsmasq, state.Chronyd, state.VMs[0].Proc} {
+		if b, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID) + "/stat"); err == nil && !strings.Contains(string(b), ") Z ") {
+			t.Errorf("process %d (%s) still runs after down", p.PID, p.Comm)
+		}
+	}
+}

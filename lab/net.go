@@ -65,18 +65,17 @@ func removeNetwork(ns string) error {
 	return run("ip", "netns", "del", ns)
 }
 
-// startIn starts prog in the namespace, detached in its own session, its
-// output appended to logFile; the returned Proc is what `down` stops.
-func startIn(ns, logFile string, prog string, args ...string) (Proc, error) {
+// startIn starts prog through prefix (which execs it: ip netns exec,
+// nsenter, unshare), detached in its own session, its output appended to
+// logFile; the returned Proc is what `down` stops.
+func startIn(prefix []string, logFile string, prog string, args ...string) (Proc, error) {
 	lf, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return Proc{}, err
 	}
 	defer lf.Close()
-	cmd := exec.Command(prog, args...)
-	if ns != "" {
-		cmd = exec.Command("ip", append([]string{"netns", "exec", ns, prog}, args...)...)
-	}
+	full := append(append(append([]string{}, prefix...), prog), args...)
+	cmd := exec.Command(full[0], full[1:]...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -86,7 +85,7 @@ func startIn(ns, logFile string, prog string, args ...string) (Proc, error) {
 	// Reap it if it ends while this process lives; after this process
 	// exits, init does.
 	go cmd.Wait()
-	// `ip netns exec` execs the program: wait until the PID shows it.
+	// The prefix execs the program: wait until the PID shows it.
 	comm := filepath.Base(prog)
 	if len(comm) > 15 {
 		comm = comm[:15] // the kernel's comm length
@@ -195,4 +194,45 @@ func removeTaps(taps []string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// makeNetworkVia makes the bridge and taps through the holder of the lab
+// in dir (root in the lab's own user namespace).
+func makeNetworkVia(dir string, taps []string) error {
+	steps := [][]string{
+		{"ip", "link", "set", "lo", "up"},
+		{"ip", "link", "add", bridge, "type", "bridge"},
+		{"ip", "addr", "add", BridgeIP + "/24", "dev", bridge},
+		{"ip", "link", "set", bridge, "up"},
+	}
+	for _, t := range taps {
+		steps = append(steps, []string{"ip", "tuntap", "add", t, "mode", "tap"},
+			[]string{"ip", "link", "set", t, "master", bridge}, []string{"ip", "link", "set", t, "up"})
+	}
+	ip, err := exec.LookPath("ip")
+	if err != nil {
+		return err
+	}
+	for _, s := range steps {
+		if _, err := ask(dir, holderRequest{Argv: append([]string{ip}, s[1:]...), Wait: true}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// userNamespaces reports whether this user may make user and network
+// namespaces (what the lab needs without root).
+func userNamespaces() error {
+	if out, err := exec.Command("unshare", "--user", "--map-root-user", "--net", "true").CombinedOutput(); err != nil {
+		return fmt.Errorf("this user cannot make user namespaces (%v: %s); enable them (sysctl kernel.unprivileged_userns_clone=1) or run outpost lab with sudo", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// dialUnix dials the lab's admin socket, whatever address is asked.
+func dialUnix(sock string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "unix", sock)
+	}
 }

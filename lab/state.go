@@ -37,10 +37,14 @@ type State struct {
 	// the lab's own (--config).
 	ControlPlane string `json:"control_plane"`
 	External     bool   `json:"external,omitempty"`
-	Accel        string `json:"accel"`
-	Image        string `json:"image"`
-	Group        string `json:"group"`
-	Key          string `json:"key"` // the key's name; its text is in keyfile (0600)
+	// Holder keeps the lab's user and network namespaces when it runs
+	// without root, and carries the admin API to Socket.
+	Holder Proc   `json:"holder,omitzero"`
+	Socket string `json:"socket,omitempty"`
+	Accel  string `json:"accel"`
+	Image  string `json:"image"`
+	Group  string `json:"group"`
+	Key    string `json:"key"` // the key's name; its text is in keyfile (0600)
 
 	Server  Proc `json:"server"`
 	Dnsmasq Proc `json:"dnsmasq"`
@@ -135,4 +139,14 @@ func (p Proc) stop(grace time.Duration) {
 	for i := 0; i < 100 && p.alive(); i++ {
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// prefix runs a command in the lab's network: `ip netns exec` as root,
+// nsenter into the holder's namespaces without root, nothing with --bridge.
+func (st *State) prefix() []string {
+	switch {
+	case st.Namespace != "":
+		return []string{"ip", "netns", "exec", st.Namespace}
+	}
+	return nil
 }

@@ -21,15 +21,17 @@ var labEntries = []entry{
 	{Path: "lab status", Summary: "Show the lab's VMs and their connectors", Examples: "outpost lab status\noutpost lab status --json", New: func() command { return &labStatusCmd{} }},
 	{Path: "lab stop", Args: "NAME", Summary: "Power a lab VM off (a failure drill)", Long: "The control plane shows the connector unreachable after three missed heartbeats (30 s) while the others stay healthy; 'outpost lab start NAME' brings it back with the same name and no second enrollment.", Examples: "outpost lab stop Lab-1", New: func() command { return &labNameCmd{verb: "stop"} }},
 	{Path: "lab up", Summary: "Start a control plane and a connector pair under QEMU", Long: `Starts a control plane and N connector appliances under QEMU with OVMF on
-this machine, in a network namespace of their own (a bridge with DHCP, DNS
-for cp.lab.test, and NTP; nothing routes out), creates the group "lab" and
+this machine, in a network of their own (a bridge with DHCP, DNS for
+cp.lab.test, and NTP; nothing routes out: a network namespace as root, a user
+namespace of the lab's own without root), creates the group "lab" and
 the key "Lab" with exactly N uses, gives each VM the key through fw_cfg, and
 waits until every VM is healthy, showing each one's progress. Each VM runs
 on a qcow2 overlay of the base image, with its own static MAC and its serial
 console logged in the lab directory. KVM is used when /dev/kvm works, TCG
 otherwise. Without --image the appliance is built from the embedded spec
-(the root filesystem comes from the builder's cache). Needs root.`,
-		Examples: "sudo outpost lab up --pair\nsudo outpost lab up --count 3 --memory 2048 --image out/outpost-connector-0.1.0.qcow2", New: func() command { return &labUpCmd{} }},
+(the root filesystem comes from the builder's cache). --bridge NAME (root)
+puts the VMs on a LAN bridge of this machine instead.`,
+		Examples: "outpost lab up --pair\noutpost lab up --count 3 --memory 2048 --image out/outpost-connector-0.1.0.qcow2\nsudo outpost lab up --bridge br0 --config /var/lib/outpost/admin.conf", New: func() command { return &labUpCmd{} }},
 }
 
 type labDirOpt struct{ dir string }
@@ -110,11 +112,7 @@ func (c *labUpCmd) Run(ctx context.Context, s streams, args []string) error {
 		if c.json {
 			return printJSON(s.Out, st)
 		}
-		where := "reachable inside namespace " + st.Namespace
-		if st.Namespace == "" {
-			where = "reachable from this machine"
-		}
-		fmt.Fprintf(s.Err, "lab: every VM is healthy; control plane %s (admin config %s, %s)\n", st.ControlPlane, st.AdminConf, where)
+		fmt.Fprintf(s.Err, "lab: every VM is healthy; control plane %s (admin config %s) in %s\n", st.ControlPlane, st.AdminConf, st.Network)
 		return st.WriteTable(s.Out)
 	}
 	return err
@@ -163,7 +161,7 @@ func (c *labStatusCmd) Run(ctx context.Context, s streams, args []string) error 
 	if c.json {
 		return printJSON(s.Out, st)
 	}
-	fmt.Fprintf(s.Err, "lab in %s: control plane %s in namespace %s (%s)\n", st.Dir, st.ControlPlane, st.Namespace, st.Accel)
+	fmt.Fprintf(s.Err, "lab in %s: control plane %s in %s (%s)\n", st.Dir, st.ControlPlane, st.Network, st.Accel)
 	return st.WriteTable(s.Out)
 }
 
