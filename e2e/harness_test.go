@@ -114,6 +114,8 @@ func outpostBin(t testing.TB) string {
 			binErr = err
 			return
 		}
+		// Readable by others: a test runs it as an unprivileged user too.
+		os.Chmod(dir, 0o755)
 		binPath = filepath.Join(dir, "outpost")
 		cmd := exec.Command("go", "build", "-o", binPath, "../cmd/outpost")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

@@ -6,9 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -155,5 +157,127 @@ func BenchmarkLabUpPair(b *testing.B) {
 		}
 		b.ReportMetric(time.Since(start).Seconds(), "s-to-pair-healthy")
 		outpostlab.Down(o.Dir)
+	}
+}
+
+// TestLabBridge runs `outpost lab up --bridge` as a user would on a machine
+// with a LAN bridge. The "machine" is a namespace the test makes, holding
+// the bridge with DHCP and DNS (dnsmasq) and NTP (chronyd) on it: the lab
+// adds its tap to that bridge and its control plane listens on the
+// bridge's address.
+func TestLabBridge(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("outpost lab needs root")
+	}
+	bin := outpostBin(t)
+	image := applianceImage(t)
+	ns := "olan" + strconv.Itoa(os.Getpid()%100000)
+	sh(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	for _, c := range [][]string{{"link", "set", "lo", "up"}, {"link", "add", "br-lan", "type", "bridge"},
+		{"addr", "add", "10.89.0.1/24", "dev", "br-lan"}, {"link", "set", "br-lan", "up"}} {
+		sh(t, append([]string{"ip", "-n", ns}, c...)...)
+	}
+	dir := t.TempDir()
+	l := &lab{t: t, ns: ns, dir: dir}
+	l.start("dnsmasq", "dnsmasq", "--no-daemon", "--no-ping", "--conf-file=/dev/null", "--interface=br-lan", "--bind-interfaces",
+		"--no-resolv", "--no-hosts", "--dhcp-leasefile="+filepath.Join(dir, "leases"),
+		"--dhcp-range=10.89.0.50,10.89.0.99,255.255.255.0,1h", "--dhcp-option=option:router,10.89.0.1",
+		"--dhcp-option=option:dns-server,10.89.0.1", "--dhcp-option=option:ntp-server,10.89.0.1")
+	conf := filepath.Join(dir, "chrony.conf")
+	os.WriteFile(conf, []byte("allow 10.89.0.0/24\nlocal stratum 8\npidfile "+filepath.Join(dir, "chronyd.pid")+"\ncmdport 0\nbindcmdaddress /\n"), 0o644)
+	l.start("chronyd", "chronyd", "-f", conf, "-x", "-d", "-u", "root")
+
+	labDir := filepath.Join(dir, "lab")
+	inLAN := func(args ...string) (string, error) {
+		out, err := exec.Command("ip", append([]string{"netns", "exec", ns, bin}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	out, err := inLAN("lab", "up", "--bridge", "br-lan", "--count", "1", "--memory", "2048", "--image", image, "--dir", labDir)
+	if err != nil {
+		t.Fatalf("lab up --bridge: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "control plane 10.89.0.1:8443") || !regexpMatch(`vm1\s+Lab-1\s+lab\s+10\.89\.0\.\d+/24\s+\S+\s+healthy`, out) {
+		t.Errorf("lab up --bridge:\n%s", out)
+	}
+	raw, _ := os.ReadFile(filepath.Join(labDir, outpostlab.StateFile))
+	var state outpostlab.State
+	json.Unmarshal(raw, &state)
+	if out, err := inLAN("lab", "down", "--dir", labDir); err != nil {
+		t.Fatalf("lab down: %v\n%s", err, out)
+	}
+	if out, _ := exec.Command("ip", "-n", ns, "-br", "link").Output(); strings.Contains(string(out), state.VMs[0].Tap) {
+		t.Errorf("tap %s left on the bridge:\n%s", state.VMs[0].Tap, out)
+	}
+	for _, p := range []outpostlab.Proc{state.Server, state.VMs[0].Proc} {
+		if b, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID) + "/stat"); err == nil && !strings.Contains(string(b), ") Z ") {
+			t.Errorf("process %d (%s) still runs after down", p.PID, p.Comm)
+		}
+	}
+	// Without root, --bridge is refused before anything starts.
+	cmd := exec.Command(bin, "lab", "up", "--bridge", "br-lan", "--dir", filepath.Join(dir, "nope"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "needs root") {
+		t.Errorf("--bridge without root: %v\n%s", err, out)
+	}
+}
+
+func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }
+
+// TestLabWithoutRoot runs `outpost lab up` as an unprivileged user (nobody):
+// the lab's network lives in a user namespace of its own; the VM enrolls,
+// status reaches the control plane through the lab's socket, and down
+// leaves nothing running.
+func TestLabWithoutRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the test switches to the user nobody, which needs root")
+	}
+	bin := outpostBin(t)
+	image := applianceImage(t)
+	// Not under t.TempDir(): its parent is private to root.
+	home, err := os.MkdirTemp("", "outpost-nobody-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(home) })
+	os.Chmod(home, 0o755)
+	// The image must be readable by nobody: a copy in its home.
+	img := filepath.Join(home, "appliance.qcow2")
+	if out, err := exec.Command("cp", "--reflink=auto", image, img).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	sh(t, "chown", "-R", "65534:65534", home)
+	asNobody := func(args ...string) (string, error) {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH")}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	labDir := filepath.Join(home, "lab")
+	t.Cleanup(func() { asNobody("lab", "down", "--dir", labDir) })
+	out, err := asNobody("lab", "up", "--count", "1", "--memory", "2048", "--image", img, "--dir", labDir)
+	if err != nil {
+		t.Fatalf("lab up as nobody: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "user and network namespace (no root)") || !regexpMatch(`vm1\s+Lab-1\s+lab\s+10\.88\.0\.\d+/24\s+\S+\s+healthy`, out) {
+		t.Errorf("lab up as nobody:\n%s", out)
+	}
+	if out, err := asNobody("lab", "status", "--dir", labDir); err != nil || !strings.Contains(out, "healthy") {
+		t.Errorf("lab status as nobody: %v\n%s", err, out)
+	}
+	raw, _ := os.ReadFile(filepath.Join(labDir, outpostlab.StateFile))
+	var state outpostlab.State
+	json.Unmarshal(raw, &state)
+	if state.Holder.PID == 0 {
+		t.Fatalf("no namespace holder recorded: %s", raw)
+	}
+	if out, err := asNobody("lab", "down", "--dir", labDir); err != nil {
+		t.Fatalf("lab down as nobody: %v\n%s", err, out)
+	}
+	for _, p := range []outpostlab.Proc{state.Holder, state.Server, state.Dnsmasq, state.Chronyd, state.VMs[0].Proc} {
+		if b, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID) + "/stat"); err == nil && !strings.Contains(string(b), ") Z ") {
+			t.Errorf("process %d (%s) still runs after down", p.PID, p.Comm)
+		}
 	}
 }

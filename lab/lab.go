@@ -9,8 +9,12 @@
 // it; `down` stops every process the lab started, by PID, and removes the
 // overlays and the namespace, keeping the base image.
 //
-// It needs root for the namespace and taps. It does not build images
-// itself (package imagebuild does) or run VMs itself (package qemu does).
+// As root the network is a named network namespace; without root it is a
+// user namespace of the lab's own (root inside, this user outside) with a
+// network namespace, kept by a holder process that starts what the lab asks
+// for in it and carries the admin API to a Unix socket; with --bridge the
+// VMs join a LAN bridge of the machine. It does not build images itself
+// (package imagebuild does) or run VMs itself (package qemu does).
 package lab
 
 import (
@@ -21,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -55,6 +60,14 @@ type Options struct {
 	Timeout time.Duration
 	// Accel overrides the accelerator ("kvm" or "tcg"); default qemu.Probe.
 	Accel qemu.Accel
+	// Bridge puts the VMs' taps on this Linux bridge of the machine, a
+	// real LAN, which gives them DHCP, DNS and NTP; the lab's control plane
+	// then listens on the bridge's address.
+	Bridge string
+	// Config is the admin.conf of another control plane to use instead of
+	// starting one; only with Bridge (the lab's own network reaches
+	// nothing else).
+	Config string
 }
 
 // DefaultDir is $XDG_DATA_HOME/outpost/lab, or ~/.local/share/outpost/lab.
@@ -72,15 +85,22 @@ func DefaultDir() string {
 // Check refuses what would fail later, before anything starts: not root,
 // QEMU or OVMF missing, too little memory.
 func Check(count, memoryMiB int) error {
-	if os.Geteuid() != 0 {
-		return errors.New("outpost lab needs root: it makes a network namespace with a bridge and a tap per VM; run it with sudo")
-	}
 	if err := qemu.Check(); err != nil {
 		return err
 	}
-	for _, tool := range []struct{ name, pkg string }{{"ip", "iproute2"}, {"dnsmasq", "dnsmasq-base"}, {"chronyd", "chrony"}} {
+	tools := []struct{ name, pkg string }{{"ip", "iproute2"}, {"dnsmasq", "dnsmasq-base"}, {"chronyd", "chrony"}}
+	if os.Geteuid() != 0 {
+		// Without root the lab lives in a user namespace of its own.
+		tools = append(tools, struct{ name, pkg string }{"unshare", "util-linux"})
+	}
+	for _, tool := range tools {
 		if _, err := lookPath(tool.name); err != nil {
 			return fmt.Errorf("%s is missing; install the Debian package %s", tool.name, tool.pkg)
+		}
+	}
+	if os.Geteuid() != 0 {
+		if err := userNamespaces(); err != nil {
+			return err
 		}
 	}
 	avail, err := memAvailableMiB()
@@ -142,6 +162,12 @@ func Up(ctx context.Context, o Options) (*Status, error) {
 	if _, err := os.Stat(filepath.Join(dir, StateFile)); err == nil {
 		return nil, fmt.Errorf("a lab is already up in %s; see 'outpost lab status --dir %s', or stop it with 'outpost lab down --dir %s'", dir, dir, dir)
 	}
+	if o.Config != "" && o.Bridge == "" {
+		return nil, errors.New("--config: a control plane outside the lab is reachable only from a real LAN; add --bridge NAME, or leave --config out and the lab starts its own")
+	}
+	if o.Bridge != "" && os.Geteuid() != 0 {
+		return nil, fmt.Errorf("--bridge %s needs root: it adds a tap per VM to the bridge; run it with sudo", o.Bridge)
+	}
 	if err := Check(o.Count, o.MemoryMiB); err != nil {
 		return nil, err
 	}
@@ -177,8 +203,25 @@ func Up(ctx context.Context, o Options) (*Status, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	st := &State{Version: StateVersion, Dir: dir, Namespace: nsName(dir), Bridge: bridge, Accel: string(accel), Image: image, Created: time.Now().UTC()}
-	if _, err := os.Stat(filepath.Join("/run/netns", st.Namespace)); err == nil {
+	st := &State{Version: StateVersion, Dir: dir, Namespace: nsName(dir), Bridge: bridge, Accel: string(accel), Image: image,
+		ControlPlane: CPName + ":" + CPPort, Created: time.Now().UTC()}
+	var hostAddr string
+	if o.Bridge != "" {
+		st.Namespace, st.Bridge = "", o.Bridge
+		if hostAddr, err = bridgeAddr(o.Bridge); err != nil && o.Config == "" {
+			return nil, err
+		}
+		st.ControlPlane = hostAddr + ":" + CPPort
+		if o.Config == "" {
+			if ln, err := net.Listen("tcp", st.ControlPlane); err != nil {
+				return nil, fmt.Errorf("the lab's control plane cannot listen on %s: %v; stop what uses port %s (ss -ltnp 'sport = :%s'), or name another control plane with --config", st.ControlPlane, err, CPPort, CPPort)
+			} else {
+				ln.Close()
+			}
+		}
+	} else if os.Geteuid() != 0 {
+		st.Namespace = ""
+	} else if _, err := os.Stat(filepath.Join("/run/netns", st.Namespace)); err == nil {
 		return nil, fmt.Errorf("the lab's network namespace %s already exists (a lab in %s that lost its state?); remove it with 'ip netns del %s'", st.Namespace, dir, st.Namespace)
 	}
 	ok := false
@@ -189,15 +232,56 @@ func Up(ctx context.Context, o Options) (*Status, error) {
 	}()
 	var taps []string
 	for i := 1; i <= o.Count; i++ {
-		taps = append(taps, fmt.Sprintf("tap%d", i))
+		if st.Bridge != bridge {
+			// In the machine's own namespace: names unique to this lab.
+			taps = append(taps, fmt.Sprintf("%st%d", strings.TrimPrefix(nsName(dir), "olab-"), i))
+		} else {
+			taps = append(taps, fmt.Sprintf("tap%d", i))
+		}
 	}
-	if err := makeNetwork(st.Namespace, taps); err != nil {
+	for i, t := range taps {
+		st.VMs = append(st.VMs, VMState{Name: fmt.Sprintf("vm%d", i+1), Tap: t})
+	}
+	switch {
+	case st.Bridge != bridge:
+		err = makeTaps(st.Bridge, taps)
+	case st.Namespace != "":
+		err = makeNetwork(st.Namespace, taps)
+	default:
+		// No root: a user namespace (root inside, this user outside) with
+		// a network namespace, kept by a process that only waits.
+		st.Holder, err = startHolder(st.Dir, o.Outpost)
+		if err == nil {
+			if err = st.save(); err == nil {
+				err = makeNetworkVia(st.Dir, taps)
+			}
+		}
+	}
+	if err != nil {
 		return nil, err
 	}
 	if err := st.save(); err != nil {
 		return nil, err
 	}
-	if err := st.startServices(o.Outpost); err != nil {
+	switch {
+	case o.Config != "":
+		st.External, st.AdminConf = true, o.Config
+	case st.Bridge != bridge:
+		data := filepath.Join(st.Dir, "cp")
+		if err := os.MkdirAll(data, 0o700); err != nil {
+			return nil, err
+		}
+		st.AdminConf = filepath.Join(data, "admin.conf")
+		if st.Server, err = startIn(nil, filepath.Join(st.Dir, "server.log"), o.Outpost, "server", "--data", data,
+			"--listen", st.ControlPlane, "--hostname", st.ControlPlane); err != nil {
+			return nil, err
+		}
+	default:
+		if err := st.startServices(o.Outpost); err != nil {
+			return nil, err
+		}
+	}
+	if err := st.save(); err != nil {
 		return nil, err
 	}
 	cl, err := st.client()
@@ -226,16 +310,15 @@ func Up(ctx context.Context, o Options) (*Status, error) {
 	if o.MemoryMiB < appliance.DefaultMemoryMiB {
 		say("lab: warning: %d MiB per VM is for labs only; production connectors need %d MiB", o.MemoryMiB, appliance.DefaultMemoryMiB)
 	}
-	for i := 1; i <= o.Count; i++ {
-		name := fmt.Sprintf("vm%d", i)
-		v := VMState{Name: name, MAC: appliance.DeriveMAC(st.Namespace + "/" + name).String(), Tap: taps[i-1],
-			Dir: filepath.Join(dir, name), MemoryMiB: o.MemoryMiB}
-		for _, other := range st.VMs {
-			if other.MAC == v.MAC {
-				return nil, fmt.Errorf("VMs %s and %s derive the same MAC %s; use another --dir", other.Name, name, v.MAC)
-			}
+	seen := map[string]string{}
+	for i := range st.VMs {
+		v := &st.VMs[i]
+		v.MAC = appliance.DeriveMAC(nsName(dir) + "/" + v.Name).String()
+		v.Dir, v.MemoryMiB = filepath.Join(dir, v.Name), o.MemoryMiB
+		if other, dup := seen[v.MAC]; dup {
+			return nil, fmt.Errorf("VMs %s and %s derive the same MAC %s; use another --dir", other, v.Name, v.MAC)
 		}
-		st.VMs = append(st.VMs, v)
+		seen[v.MAC] = v.Name
 	}
 	for i := range st.VMs {
 		if err := st.startVM(ctx, i); err != nil {
@@ -245,7 +328,14 @@ func Up(ctx context.Context, o Options) (*Status, error) {
 	if err := st.save(); err != nil {
 		return nil, err
 	}
-	say("lab: %d VMs starting; control plane %s:%s in namespace %s; lab directory %s", o.Count, CPName, CPPort, st.Namespace, dir)
+	switch {
+	case st.Bridge != bridge:
+		say("lab: %d VMs starting on bridge %s; control plane %s; lab directory %s", o.Count, st.Bridge, st.ControlPlane, dir)
+	case st.Namespace != "":
+		say("lab: %d VMs starting; control plane %s in namespace %s; lab directory %s", o.Count, st.ControlPlane, st.Namespace, dir)
+	default:
+		say("lab: %d VMs starting; control plane %s in the lab's own user namespace (no root); lab directory %s", o.Count, st.ControlPlane, dir)
+	}
 	status, err := st.waitHealthy(ctx, cl, o.Timeout, o.Progress)
 	if err != nil {
 		return status, err
@@ -256,15 +346,28 @@ func Up(ctx context.Context, o Options) (*Status, error) {
 
 func ptr[T any](v T) *T { return &v }
 
+// start runs prog in the lab's network: through the holder without root,
+// else through prefix.
+func (st *State) start(logFile, prog string, args ...string) (Proc, error) {
+	if st.Holder.PID != 0 {
+		return startVia(st.Dir, logFile, prog, args...)
+	}
+	return startIn(st.prefix(), logFile, prog, args...)
+}
+
 func (st *State) startServices(outpost string) error {
 	var err error
 	leases := filepath.Join(st.Dir, "dnsmasq.leases")
-	st.Dnsmasq, err = startIn(st.Namespace, filepath.Join(st.Dir, "dnsmasq.log"), "dnsmasq", "--keep-in-foreground", "--no-ping",
+	user := []string{}
+	if st.Holder.PID != 0 {
+		user = []string{"--user=", "--group="} // stay root: "nobody" and "dip" do not exist in the lab's user namespace
+	}
+	st.Dnsmasq, err = st.start(filepath.Join(st.Dir, "dnsmasq.log"), "dnsmasq", append(user, "--keep-in-foreground", "--no-ping",
 		"--conf-file=/dev/null", "--interface="+bridge, "--bind-interfaces", "--no-resolv", "--no-hosts",
 		"--host-record="+CPName+","+BridgeIP, "--dhcp-leasefile="+leases, "--pid-file=",
 		"--dhcp-range=10.88.0.50,10.88.0.250,255.255.255.0,12h", "--dhcp-option=option:router,"+BridgeIP,
 		"--dhcp-option=option:dns-server,"+BridgeIP, "--dhcp-option=option:ntp-server,"+BridgeIP,
-		"--dhcp-option=option:domain-search,lab.test", "--log-facility=-")
+		"--dhcp-option=option:domain-search,lab.test", "--log-facility=-")...)
 	if err != nil {
 		return err
 	}
@@ -273,7 +376,7 @@ func (st *State) startServices(outpost string) error {
 		Subnet, filepath.Join(st.Dir, "chronyd.pid"), filepath.Join(st.Dir, "chrony.drift"))), 0o600); err != nil {
 		return err
 	}
-	if st.Chronyd, err = startIn(st.Namespace, filepath.Join(st.Dir, "chronyd.log"), "chronyd", "-f", conf, "-x", "-d", "-u", "root"); err != nil {
+	if st.Chronyd, err = st.start(filepath.Join(st.Dir, "chronyd.log"), "chronyd", "-f", conf, "-x", "-d", "-u", "root"); err != nil {
 		return err
 	}
 	data := filepath.Join(st.Dir, "cp")
@@ -281,10 +384,15 @@ func (st *State) startServices(outpost string) error {
 		return err
 	}
 	st.AdminConf = filepath.Join(data, "admin.conf")
-	st.Server, err = startIn(st.Namespace, filepath.Join(st.Dir, "server.log"), outpost, "server", "--data", data,
+	st.Server, err = st.start(filepath.Join(st.Dir, "server.log"), outpost, "server", "--data", data,
 		"--listen", BridgeIP+":"+CPPort, "--hostname", CPName+":"+CPPort)
 	if err != nil {
 		return err
+	}
+	if st.Holder.PID != 0 {
+		// The holder carries the admin API to a Unix socket in the lab's
+		// directory: sockets on a file system cross namespaces.
+		st.Socket = filepath.Join(st.Dir, adminSocket)
 	}
 	return st.save()
 }
@@ -302,7 +410,13 @@ func (st *State) client() (*cpclient.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the lab's control plane wrote no admin.conf (see %s): %w", filepath.Join(st.Dir, "server.log"), err)
 	}
-	return cpclient.New(cfg, cpclient.WithDialer(dialIn(st.Namespace)))
+	switch {
+	case st.Namespace != "":
+		return cpclient.New(cfg, cpclient.WithDialer(dialIn(st.Namespace)))
+	case st.Socket != "":
+		return cpclient.New(cfg, cpclient.WithDialer(dialUnix(st.Socket)))
+	}
+	return cpclient.New(cfg)
 }
 
 func waitServer(ctx context.Context, cl *cpclient.Client) error {
@@ -318,11 +432,24 @@ func waitServer(ctx context.Context, cl *cpclient.Client) error {
 
 func (st *State) startVM(ctx context.Context, i int) error {
 	v := &st.VMs[i]
-	vm, err := qemu.Start(ctx, qemu.Config{
+	cfg := qemu.Config{
 		Name: v.Name, Base: st.Image, Dir: v.Dir, MemoryMiB: v.MemoryMiB, MAC: v.MAC, Tap: v.Tap,
 		FwCfg: map[string]string{"opt/outpost/config": filepath.Join(st.Dir, "fwcfg.conf")}, Accel: qemu.Accel(st.Accel),
-		Prefix: []string{"ip", "netns", "exec", st.Namespace}, Detach: true,
-	})
+		Detach: true,
+	}
+	if st.Holder.PID != 0 {
+		cfg, argv, err := qemu.Prepare(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		if v.Proc, err = startVia(st.Dir, filepath.Join(cfg.Dir, "qemu.log"), argv[0], argv[1:]...); err != nil {
+			return err
+		}
+		v.Started = time.Now().UTC()
+		return nil
+	}
+	cfg.Prefix = st.prefix()
+	vm, err := qemu.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -355,12 +482,28 @@ func (st *State) teardown(keepLogs bool) error {
 	for _, v := range st.VMs {
 		v.Proc.stop(3 * time.Second)
 	}
-	for _, p := range []Proc{st.Server, st.Dnsmasq, st.Chronyd} {
+	for _, p := range []Proc{st.Server, st.Dnsmasq, st.Chronyd, st.Holder} {
 		p.stop(5 * time.Second)
 	}
 	var errs []error
-	if err := removeNetwork(st.Namespace); err != nil {
-		errs = append(errs, err)
+	switch {
+	case st.Holder.PID != 0:
+		// The namespaces ended with their last process.
+		os.Remove(filepath.Join(st.Dir, adminSocket))
+		os.Remove(filepath.Join(st.Dir, holderSocket))
+		os.Remove(filepath.Join(st.Dir, "holder.log"))
+	case st.Bridge != bridge:
+		var taps []string
+		for _, v := range st.VMs {
+			taps = append(taps, v.Tap)
+		}
+		if err := removeTaps(taps); err != nil {
+			errs = append(errs, err)
+		}
+	default:
+		if err := removeNetwork(st.Namespace); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for _, v := range st.VMs {
 		if keepLogs {

@@ -27,14 +27,24 @@ var ErrNoLab = errors.New("no lab here")
 // State is what `lab up` started, so that commands from another shell find
 // it and `lab down` stops exactly those processes.
 type State struct {
-	Version   int    `json:"version"`
-	Dir       string `json:"dir"`
+	Version int    `json:"version"`
+	Dir     string `json:"dir"`
+	// Namespace is the lab's network namespace; empty with --bridge, when
+	// the taps join a bridge of this machine's (a real LAN).
 	Namespace string `json:"namespace"`
 	Bridge    string `json:"bridge"`
-	Accel     string `json:"accel"`
-	Image     string `json:"image"`
-	Group     string `json:"group"`
-	Key       string `json:"key"` // the key's name; its text is in keyfile (0600)
+	// ControlPlane is HOST:PORT as keys name it; External says it is not
+	// the lab's own (--config).
+	ControlPlane string `json:"control_plane"`
+	External     bool   `json:"external,omitempty"`
+	// Holder keeps the lab's user and network namespaces when it runs
+	// without root, and carries the admin API to Socket.
+	Holder Proc   `json:"holder,omitzero"`
+	Socket string `json:"socket,omitempty"`
+	Accel  string `json:"accel"`
+	Image  string `json:"image"`
+	Group  string `json:"group"`
+	Key    string `json:"key"` // the key's name; its text is in keyfile (0600)
 
 	Server  Proc `json:"server"`
 	Dnsmasq Proc `json:"dnsmasq"`
@@ -129,4 +139,14 @@ func (p Proc) stop(grace time.Duration) {
 	for i := 0; i < 100 && p.alive(); i++ {
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// prefix runs a command in the lab's network: `ip netns exec` as root,
+// nsenter into the holder's namespaces without root, nothing with --bridge.
+func (st *State) prefix() []string {
+	switch {
+	case st.Namespace != "":
+		return []string{"ip", "netns", "exec", st.Namespace}
+	}
+	return nil
 }

@@ -48,8 +48,10 @@ type VMStatus struct {
 
 // Status is the lab as a whole.
 type Status struct {
-	Dir          string     `json:"dir"`
-	Namespace    string     `json:"namespace"`
+	Dir       string `json:"dir"`
+	Namespace string `json:"namespace,omitempty"`
+	// Network says where the VMs are, in words.
+	Network      string     `json:"network"`
 	Accel        string     `json:"accelerator"`
 	ControlPlane string     `json:"control_plane"`
 	AdminConf    string     `json:"admin_conf"`
@@ -91,7 +93,7 @@ func phase(serial string) (string, string) {
 }
 
 func (st *State) status(ctx context.Context, cl *cpclient.Client) *Status {
-	s := &Status{Dir: st.Dir, Namespace: st.Namespace, Accel: st.Accel, ControlPlane: CPName + ":" + CPPort, AdminConf: st.AdminConf}
+	s := &Status{Dir: st.Dir, Namespace: st.Namespace, Accel: st.Accel, ControlPlane: st.ControlPlane, AdminConf: st.AdminConf, Network: st.network()}
 	var cs []cpapi.Connector
 	if cl != nil {
 		cs, _ = cl.Connectors(ctx, "")
@@ -185,7 +187,7 @@ func GetStatus(ctx context.Context, dir string) (*Status, error) {
 		return nil, err
 	}
 	var cl *cpclient.Client
-	if st.Server.alive() {
+	if st.External || st.Server.alive() {
 		cl, _ = st.client()
 	}
 	return st.status(ctx, cl), nil
@@ -217,4 +219,15 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// network describes where the lab's VMs and control plane are.
+func (st *State) network() string {
+	switch {
+	case st.Bridge != bridge:
+		return "bridge " + st.Bridge + " (a LAN of this machine)"
+	case st.Holder.PID != 0:
+		return "the lab's own user and network namespace (no root); admin API on " + filepath.Join(st.Dir, adminSocket)
+	}
+	return "network namespace " + st.Namespace
 }

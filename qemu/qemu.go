@@ -155,8 +155,39 @@ type VM struct {
 // starts QEMU. The serial console is logged to Dir/serial.log (appended to
 // across restarts) and served on Dir/serial.sock.
 func Start(ctx context.Context, c Config) (*VM, error) {
-	if err := Check(); err != nil {
+	c, args, err := Prepare(ctx, c)
+	if err != nil {
 		return nil, err
+	}
+	args = append(c.Prefix, args...)
+	cmd := exec.Command(args[0], args[1:]...)
+	logf, err := os.OpenFile(filepath.Join(c.Dir, "qemu.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if c.Detach {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s: %w", System, err)
+	}
+	vm := &VM{Config: c, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		vm.err = cmd.Wait()
+		logf.Close()
+		close(vm.done)
+	}()
+	return vm, nil
+}
+
+// Prepare fills c's defaults, makes the overlay (first time) and the
+// firmware variables, and returns QEMU's command line (without c.Prefix),
+// for a caller that starts it some other way (the lab's namespace holder).
+func Prepare(ctx context.Context, c Config) (Config, []string, error) {
+	if err := Check(); err != nil {
+		return c, nil, err
 	}
 	if c.CPUs == 0 {
 		c.CPUs = 2
@@ -168,22 +199,22 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 		c.Accel = Probe(ctx)
 	}
 	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
-		return nil, err
+		return c, nil, err
 	}
 	overlay := filepath.Join(c.Dir, OverlayFile)
 	if _, err := os.Stat(overlay); errors.Is(err, os.ErrNotExist) {
 		base, err := filepath.Abs(c.Base)
 		if err != nil {
-			return nil, err
+			return c, nil, err
 		}
 		if out, err := exec.CommandContext(ctx, Img, "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", overlay).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("overlay for %s: %v: %s", c.Name, err, strings.TrimSpace(string(out)))
+			return c, nil, fmt.Errorf("overlay for %s: %v: %s", c.Name, err, strings.TrimSpace(string(out)))
 		}
 	}
 	vars := filepath.Join(c.Dir, "OVMF_VARS.fd")
 	if _, err := os.Stat(vars); errors.Is(err, os.ErrNotExist) {
 		if err := copyFile(OVMFVars, vars); err != nil {
-			return nil, err
+			return c, nil, err
 		}
 	}
 	sock := filepath.Join(c.Dir, SerialSock)
@@ -224,27 +255,7 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 			"-drive", "if=none,id=cd0,media=cdrom,readonly=on,file="+c.CDROM,
 			"-device", "scsi-cd,bus=scsi0.0,drive=cd0")
 	}
-	args = append(c.Prefix, args...)
-	cmd := exec.Command(args[0], args[1:]...)
-	logf, err := os.OpenFile(filepath.Join(c.Dir, "qemu.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if c.Detach {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", System, err)
-	}
-	vm := &VM{Config: c, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		vm.err = cmd.Wait()
-		logf.Close()
-		close(vm.done)
-	}()
-	return vm, nil
+	return c, args, nil
 }
 
 // PID is QEMU's process id.

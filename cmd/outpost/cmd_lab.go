@@ -21,15 +21,17 @@ var labEntries = []entry{
 	{Path: "lab status", Summary: "Show the lab's VMs and their connectors", Examples: "outpost lab status\noutpost lab status --json", New: func() command { return &labStatusCmd{} }},
 	{Path: "lab stop", Args: "NAME", Summary: "Power a lab VM off (a failure drill)", Long: "The control plane shows the connector unreachable after three missed heartbeats (30 s) while the others stay healthy; 'outpost lab start NAME' brings it back with the same name and no second enrollment.", Examples: "outpost lab stop Lab-1", New: func() command { return &labNameCmd{verb: "stop"} }},
 	{Path: "lab up", Summary: "Start a control plane and a connector pair under QEMU", Long: `Starts a control plane and N connector appliances under QEMU with OVMF on
-this machine, in a network namespace of their own (a bridge with DHCP, DNS
-for cp.lab.test, and NTP; nothing routes out), creates the group "lab" and
+this machine, in a network of their own (a bridge with DHCP, DNS for
+cp.lab.test, and NTP; nothing routes out: a network namespace as root, a user
+namespace of the lab's own without root), creates the group "lab" and
 the key "Lab" with exactly N uses, gives each VM the key through fw_cfg, and
 waits until every VM is healthy, showing each one's progress. Each VM runs
 on a qcow2 overlay of the base image, with its own static MAC and its serial
 console logged in the lab directory. KVM is used when /dev/kvm works, TCG
 otherwise. Without --image the appliance is built from the embedded spec
-(the root filesystem comes from the builder's cache). Needs root.`,
-		Examples: "sudo outpost lab up --pair\nsudo outpost lab up --count 3 --memory 2048 --image out/outpost-connector-0.1.0.qcow2", New: func() command { return &labUpCmd{} }},
+(the root filesystem comes from the builder's cache). --bridge NAME (root)
+puts the VMs on a LAN bridge of this machine instead.`,
+		Examples: "outpost lab up --pair\noutpost lab up --count 3 --memory 2048 --image out/outpost-connector-0.1.0.qcow2\nsudo outpost lab up --bridge br0 --config /var/lib/outpost/admin.conf", New: func() command { return &labUpCmd{} }},
 }
 
 type labDirOpt struct{ dir string }
@@ -52,6 +54,8 @@ type labUpCmd struct {
 	image  string
 	memory int
 	key    string
+	bridge string
+	config string
 	json   bool
 }
 
@@ -61,6 +65,8 @@ func (c *labUpCmd) Register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.image, "image", "", "the appliance's qcow2 (default: built from the embedded spec)")
 	fs.IntVar(&c.memory, "memory", appliance.DefaultMemoryMiB, "memory per VM in MiB (2048 for small machines: lab only)")
 	fs.StringVar(&c.key, "key", "", "a provisioning key for the lab's control plane instead of a new one")
+	fs.StringVar(&c.bridge, "bridge", "", "put the VMs on this Linux bridge (a real LAN with DHCP and DNS) instead of the lab's own network; needs root")
+	fs.StringVar(&c.config, "config", "", "admin.conf of another control plane to use (with --bridge) instead of starting one")
 	fs.BoolVar(&c.json, "json", false, "print the result as JSON")
 	c.labDirOpt.register(fs)
 }
@@ -83,6 +89,12 @@ func (c *labUpCmd) Run(ctx context.Context, s streams, args []string) error {
 	if c.memory < appliance.LabMemoryMiB {
 		return usagef("lab up: --memory %d MiB is too little: the appliance needs at least %d MiB", c.memory, appliance.LabMemoryMiB)
 	}
+	if c.config != "" && c.bridge == "" {
+		return usagef("lab up: --config needs --bridge: the lab's own network reaches only the lab's own control plane")
+	}
+	if c.bridge != "" && os.Geteuid() != 0 {
+		return usagef("lab up: --bridge %s needs root (it adds taps to the bridge); run it with sudo", c.bridge)
+	}
 	if err := lab.Check(c.count, c.memory); err != nil {
 		return err
 	}
@@ -94,12 +106,13 @@ func (c *labUpCmd) Run(ctx context.Context, s streams, args []string) error {
 		}
 		image = built
 	}
-	st, err := lab.Up(ctx, lab.Options{Dir: c.path(), Count: c.count, Image: image, MemoryMiB: c.memory, Key: c.key, Progress: s.Err})
+	st, err := lab.Up(ctx, lab.Options{Dir: c.path(), Count: c.count, Image: image, MemoryMiB: c.memory, Key: c.key,
+		Bridge: c.bridge, Config: c.config, Progress: s.Err})
 	if st != nil && err == nil {
 		if c.json {
 			return printJSON(s.Out, st)
 		}
-		fmt.Fprintf(s.Err, "lab: every VM is healthy; control plane %s (admin config %s, reachable inside namespace %s)\n", st.ControlPlane, st.AdminConf, st.Namespace)
+		fmt.Fprintf(s.Err, "lab: every VM is healthy; control plane %s (admin config %s) in %s\n", st.ControlPlane, st.AdminConf, st.Network)
 		return st.WriteTable(s.Out)
 	}
 	return err
@@ -148,7 +161,7 @@ func (c *labStatusCmd) Run(ctx context.Context, s streams, args []string) error 
 	if c.json {
 		return printJSON(s.Out, st)
 	}
-	fmt.Fprintf(s.Err, "lab in %s: control plane %s in namespace %s (%s)\n", st.Dir, st.ControlPlane, st.Namespace, st.Accel)
+	fmt.Fprintf(s.Err, "lab in %s: control plane %s in %s (%s)\n", st.Dir, st.ControlPlane, st.Network, st.Accel)
 	return st.WriteTable(s.Out)
 }
 
