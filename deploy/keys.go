@@ -126,10 +126,13 @@ func (s *Session) Wait(ctx context.Context, p *Plan, cp ControlPlane, group stri
 		}
 		health := map[string]string{}
 		if cp != nil {
-			if cs, err := cp.Connectors(ctx, group); err == nil {
-				for _, c := range cs {
-					health[c.Name] = c.Health
-				}
+			cs, err := cp.Connectors(ctx, group)
+			if err != nil && ctx.Err() != nil {
+				// Cut off by the deadline: report what was last seen.
+				return timedOut()
+			}
+			for _, c := range cs {
+				health[c.Name] = c.Health
 			}
 		}
 		done := 0
