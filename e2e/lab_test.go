@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -266,6 +267,27 @@ func TestLabWithoutRoot(t *testing.T) {
 	if out, err := asNobody("lab", "status", "--dir", labDir); err != nil || !strings.Contains(out, "healthy") {
 		t.Errorf("lab status as nobody: %v\n%s", err, out)
 	}
+	// lab console: the serial console, live; a line break brings the
+	// login prompt.
+	con := exec.Command(bin, "lab", "console", "vm1", "--dir", labDir)
+	con.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH")}
+	con.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	stdin, _ := con.StdinPipe()
+	var conOut syncBuffer
+	con.Stdout, con.Stderr = &conOut, &conOut
+	if err := con.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 30 && !strings.Contains(conOut.String(), "login:"); i++ {
+		stdin.Write([]byte("\r"))
+		time.Sleep(500 * time.Millisecond)
+	}
+	stdin.Close()
+	con.Wait()
+	if !strings.Contains(conOut.String(), "login:") {
+		t.Errorf("lab console showed no login prompt:\n%s", conOut.String())
+	}
+
 	raw, _ := os.ReadFile(filepath.Join(labDir, outpostlab.StateFile))
 	var state outpostlab.State
 	json.Unmarshal(raw, &state)
@@ -280,4 +302,22 @@ func TestLabWithoutRoot(t *testing.T) {
 			t.Errorf("process %d (%s) still runs after down", p.PID, p.Comm)
 		}
 	}
+}
+
+// syncBuffer is a buffer a process writes while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
