@@ -12,6 +12,7 @@ package imagebuild
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"io"
 	"os"
@@ -41,6 +42,10 @@ type Request struct {
 	OutDir string
 	// Signer signs the OVA's manifest; nil leaves the OVA unsigned.
 	Signer *ova.Signer
+	// ReleaseKey, when set, also writes NAME-VERSION.bundle: root A of
+	// the disk as a signed update bundle (package release), published with
+	// the other outputs, after them.
+	ReleaseKey ed25519.PrivateKey
 	// SourceDateEpoch is $SOURCE_DATE_EPOCH, seconds since 1970 as text:
 	// the time stamped in the outputs. "" means unset: Build uses the
 	// newest modification time in the root filesystem, Pack the raw disk's
@@ -232,6 +237,16 @@ func publish(ctx context.Context, s settled, job *artifact.Job, skipped []string
 		if err := df.Write(ctx, job, tmp); err != nil {
 			cleanup()
 			return Result{}, fmt.Errorf("writing %s: %w", df.Name, err)
+		}
+	}
+	if s.ReleaseKey != nil {
+		final := filepath.Join(s.OutDir, base+BundleExt)
+		tmp := filepath.Join(s.OutDir, "."+base+BundleExt+".partial")
+		os.Remove(tmp)
+		done = append(done, pending{tmp, final})
+		if err := writeBundle(job, s.ReleaseKey, tmp, s.OutDir); err != nil {
+			cleanup()
+			return Result{}, fmt.Errorf("writing the release bundle: %w", err)
 		}
 	}
 	res := Result{Name: job.Spec.Name, Version: job.Spec.Version, MAC: job.MAC, Skipped: skipped}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/outpost-appliance/outpost/imagebuild"
 	"github.com/outpost-appliance/outpost/images"
 	"github.com/outpost-appliance/outpost/ova"
+	"github.com/outpost-appliance/outpost/release"
 )
 
 func formatNames() []string {
@@ -37,8 +39,13 @@ Outputs appear only when every format succeeded. The NIC's static MAC is
 Identical inputs and SOURCE_DATE_EPOCH give identical bytes; without
 SOURCE_DATE_EPOCH the newest modification time in the root filesystem is used,
 for the disk and for the OVA's members alike. On a terminal, progress lines
-(including the conversion to VMDK and qcow2) go to standard error.`,
+(including the conversion to VMDK and qcow2) go to standard error.
+
+With --release-key, NAME-VERSION.bundle is written too: the root partition
+(root A), zstd-compressed, with a manifest (name, version, architecture, size,
+SHA-256) signed by the key; connectors install it on an upgrade.`,
 		Examples: `outpost image build -f images/connector/image.yaml --rootfs rootfs/ -o out/
+outpost releases keygen -o release.key && outpost image build --rootfs rootfs/ --release-key release.key -o out/
 SOURCE_DATE_EPOCH=1700000000 outpost image build --rootfs rootfs.tar --mac 00:50:56:00:12:34`,
 		New: func() command { return &imageBuildCmd{} },
 	}
@@ -64,6 +71,7 @@ type imageFlags struct {
 	jsonOut  bool
 	signKey  string
 	signCert string
+	relKey   string
 }
 
 func (f *imageFlags) register(fs *pflag.FlagSet) {
@@ -74,6 +82,7 @@ func (f *imageFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.jsonOut, "json", false, "print the result as JSON")
 	fs.StringVar(&f.signKey, "sign-key", "", "PEM RSA private key that signs the OVA's manifest (writes the .cert member); with --sign-cert")
 	fs.StringVar(&f.signCert, "sign-cert", "", "PEM certificate of --sign-key, stored in the .cert member")
+	fs.StringVar(&f.relKey, "release-key", "", "Ed25519 release key (PEM PKCS#8, from 'outpost releases keygen'): also write NAME-VERSION.bundle, root A as a signed update bundle")
 }
 
 // signer loads the OVA signing key and certificate, when given.
@@ -145,12 +154,23 @@ func (f *imageFlags) request(s streams) (imagebuild.Request, error) {
 	if err != nil {
 		return imagebuild.Request{}, err
 	}
+	var relKey ed25519.PrivateKey
+	if f.relKey != "" {
+		pem, err := os.ReadFile(f.relKey)
+		if err != nil {
+			return imagebuild.Request{}, fmt.Errorf("--release-key: %w", err)
+		}
+		if relKey, err = release.ParsePrivateKey(pem); err != nil {
+			return imagebuild.Request{}, fmt.Errorf("--release-key %s: %w", f.relKey, err)
+		}
+	}
 	return imagebuild.Request{
 		Spec:            spec,
 		MAC:             m,
 		Formats:         formats,
 		OutDir:          f.outDir,
 		Signer:          signer,
+		ReleaseKey:      relKey,
 		SourceDateEpoch: os.Getenv("SOURCE_DATE_EPOCH"),
 		Log:             s.Err,
 	}, nil
