@@ -174,17 +174,5 @@ func startVia(dir, logFile, prog string, args ...string) (Proc, error) {
 	if err != nil {
 		return Proc{}, err
 	}
-	comm := filepath.Base(prog)
-	if len(comm) > 15 {
-		comm = comm[:15]
-	}
-	p := Proc{PID: reply.PID, Comm: comm}
-	for i := 0; i < 100 && !p.alive(); i++ {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !p.alive() {
-		b, _ := os.ReadFile(logFile)
-		return Proc{}, fmt.Errorf("%s exited at once: %s", prog, lastLines(string(b), 5))
-	}
-	return p, nil
+	return waitExec(reply.PID, logFile, prog)
 }

@@ -432,38 +432,17 @@ func waitServer(ctx context.Context, cl *cpclient.Client) error {
 
 func (st *State) startVM(ctx context.Context, i int) error {
 	v := &st.VMs[i]
-	cfg := qemu.Config{
+	cfg, argv, err := qemu.Prepare(ctx, qemu.Config{
 		Name: v.Name, Base: st.Image, Dir: v.Dir, MemoryMiB: v.MemoryMiB, MAC: v.MAC, Tap: v.Tap,
 		FwCfg: map[string]string{"opt/outpost/config": filepath.Join(st.Dir, "fwcfg.conf")}, Accel: qemu.Accel(st.Accel),
-		Detach: true,
-	}
-	if st.Holder.PID != 0 {
-		cfg, argv, err := qemu.Prepare(ctx, cfg)
-		if err != nil {
-			return err
-		}
-		if v.Proc, err = startVia(st.Dir, filepath.Join(cfg.Dir, "qemu.log"), argv[0], argv[1:]...); err != nil {
-			return err
-		}
-		v.Started = time.Now().UTC()
-		return nil
-	}
-	cfg.Prefix = st.prefix()
-	vm, err := qemu.Start(ctx, cfg)
+	})
 	if err != nil {
 		return err
 	}
-	v.Proc = Proc{PID: vm.PID(), Comm: "qemu-system-x86"}
-	v.Started = time.Now().UTC()
-	// `ip netns exec` execs QEMU: wait until the PID shows it.
-	for i := 0; i < 250 && !v.Proc.alive(); i++ {
-		select {
-		case <-vm.Done():
-			b, _ := os.ReadFile(filepath.Join(v.Dir, "qemu.log"))
-			return fmt.Errorf("%s: QEMU exited at once: %s", v.Name, lastLines(string(b), 5))
-		case <-time.After(20 * time.Millisecond):
-		}
+	if v.Proc, err = st.start(filepath.Join(cfg.Dir, "qemu.log"), argv[0], argv[1:]...); err != nil {
+		return fmt.Errorf("%s: %w", v.Name, err)
 	}
+	v.Started = time.Now().UTC()
 	return nil
 }
 
@@ -552,15 +531,21 @@ func (st *State) find(ctx context.Context, name string) (int, error) {
 	return 0, fmt.Errorf("no VM %q in the lab in %s; its VMs are %s (or their connector names, see 'outpost lab status')", name, st.Dir, strings.Join(names, ", "))
 }
 
-// Stop powers a VM off (a failure drill): the control plane shows it
-// unreachable after three missed heartbeats.
-func Stop(ctx context.Context, dir, name string) error {
+// openVM reads the lab in dir and finds its VM called name.
+func openVM(ctx context.Context, dir, name string) (*State, int, error) {
 	dir, _ = filepath.Abs(dir)
 	st, err := loadState(dir)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	i, err := st.find(ctx, name)
+	return st, i, err
+}
+
+// Stop powers a VM off (a failure drill): the control plane shows it
+// unreachable after three missed heartbeats.
+func Stop(ctx context.Context, dir, name string) error {
+	st, i, err := openVM(ctx, dir, name)
 	if err != nil {
 		return err
 	}
@@ -574,12 +559,7 @@ func Stop(ctx context.Context, dir, name string) error {
 // Start powers a stopped VM on again, on its own disk: it is the same
 // connector, enrolled once.
 func Start(ctx context.Context, dir, name string) error {
-	dir, _ = filepath.Abs(dir)
-	st, err := loadState(dir)
-	if err != nil {
-		return err
-	}
-	i, err := st.find(ctx, name)
+	st, i, err := openVM(ctx, dir, name)
 	if err != nil {
 		return err
 	}
@@ -595,12 +575,7 @@ func Start(ctx context.Context, dir, name string) error {
 // Console connects in and out to a VM's serial console until in ends or
 // ctx is done.
 func Console(ctx context.Context, dir, name string, in io.Reader, out io.Writer) error {
-	dir, _ = filepath.Abs(dir)
-	st, err := loadState(dir)
-	if err != nil {
-		return err
-	}
-	i, err := st.find(ctx, name)
+	st, i, err := openVM(ctx, dir, name)
 	if err != nil {
 		return err
 	}
@@ -608,7 +583,7 @@ func Console(ctx context.Context, dir, name string, in io.Reader, out io.Writer)
 	if !v.Proc.alive() {
 		return fmt.Errorf("%s is stopped; start it with 'outpost lab start %s'", name, name)
 	}
-	conn, err := (&qemu.VM{Config: qemu.Config{Name: v.Name, Dir: v.Dir}}).Console()
+	conn, err := qemu.DialConsole(v.Dir)
 	if err != nil {
 		return err
 	}

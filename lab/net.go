@@ -81,17 +81,22 @@ func startIn(prefix []string, logFile string, prog string, args ...string) (Proc
 	if err := cmd.Start(); err != nil {
 		return Proc{}, fmt.Errorf("start %s: %w", prog, err)
 	}
-	pid := cmd.Process.Pid
 	// Reap it if it ends while this process lives; after this process
 	// exits, init does.
 	go cmd.Wait()
-	// The prefix execs the program: wait until the PID shows it.
+	return waitExec(cmd.Process.Pid, logFile, prog)
+}
+
+// waitExec waits until pid runs prog (what a prefix such as ip netns exec
+// or nsenter execs), and says so with the end of its log when it exited
+// instead.
+func waitExec(pid int, logFile, prog string) (Proc, error) {
 	comm := filepath.Base(prog)
 	if len(comm) > 15 {
 		comm = comm[:15] // the kernel's comm length
 	}
 	p := Proc{PID: pid, Comm: comm}
-	for i := 0; i < 100 && !p.alive(); i++ {
+	for i := 0; i < 250 && !p.alive(); i++ {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if !p.alive() {

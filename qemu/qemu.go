@@ -22,7 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -130,9 +129,6 @@ type Config struct {
 	Accel Accel // default Probe's answer
 	// Prefix runs QEMU through another command (e.g. ip netns exec NS).
 	Prefix []string
-	// Detach starts QEMU in its own session, so it outlives the command
-	// that started it (the lab) and the terminal.
-	Detach bool
 }
 
 // Files of a VM in its directory.
@@ -166,9 +162,6 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if c.Detach {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", System, err)
@@ -276,8 +269,12 @@ func (v *VM) Stop() {
 }
 
 // Console connects to the serial console.
-func (v *VM) Console() (net.Conn, error) {
-	sock := filepath.Join(v.Dir, SerialSock)
+func (v *VM) Console() (net.Conn, error) { return DialConsole(v.Dir) }
+
+// DialConsole connects to the serial console of the VM whose directory is
+// dir, waiting up to 5 s for QEMU to open it.
+func DialConsole(dir string) (net.Conn, error) {
+	sock := filepath.Join(dir, SerialSock)
 	var err error
 	for i := 0; i < 50; i++ {
 		var c net.Conn
@@ -286,7 +283,7 @@ func (v *VM) Console() (net.Conn, error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return nil, fmt.Errorf("serial console of %s: %w", v.Name, err)
+	return nil, fmt.Errorf("serial console %s: %w", sock, err)
 }
 
 // Serial returns what the serial console printed so far, across restarts.
