@@ -7,8 +7,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,12 +14,12 @@ import (
 
 	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/connector"
-	"github.com/outpost-appliance/outpost/controlplane"
 	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/outpost-appliance/outpost/cpclient"
 	"github.com/outpost-appliance/outpost/firstboot"
 	"github.com/outpost-appliance/outpost/firstboot/enroll"
 	"github.com/outpost-appliance/outpost/firstboot/sysroot"
+	"github.com/outpost-appliance/outpost/internal/cptest"
 	"github.com/outpost-appliance/outpost/provkey"
 )
 
@@ -57,32 +55,8 @@ func (f *facts) Uptime() time.Duration     { return 42 * time.Second }
 // newRig starts the control plane with its clock serverAhead of this one.
 func newRig(t *testing.T, serverAhead time.Duration) *rig {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "cp")
-	os.Mkdir(dir, 0o700)
-	srv, err := controlplane.Open(context.Background(), controlplane.Config{
-		DataDir: dir, Hostnames: []string{ln.Addr().String()}, Log: slog.New(slog.DiscardHandler),
-		Now: func() time.Time { return time.Now().Add(serverAhead) }, HeartbeatInterval: time.Second,
-	}, ln.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvCtx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(srvCtx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; srv.Close() })
-	cfg, err := cpclient.LoadConfig(filepath.Join(dir, controlplane.AdminConfFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Server = "https://" + ln.Addr().String()
-	r := &rig{t: t, facts: &facts{mac: mac1}}
-	if r.admin, err = cpclient.New(cfg); err != nil {
-		t.Fatal(err)
-	}
+	cp := cptest.Start(t, cptest.Options{Now: func() time.Time { return time.Now().Add(serverAhead) }, HeartbeatInterval: time.Second})
+	r := &rig{t: t, facts: &facts{mac: mac1}, admin: cp.Admin}
 	ctx := context.Background()
 	if _, err := r.admin.CreateGroup(ctx, cpapi.GroupSpec{Name: "lab"}); err != nil {
 		t.Fatal(err)

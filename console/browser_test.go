@@ -13,7 +13,6 @@ import (
 	"encoding/pem"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -28,7 +27,7 @@ import (
 	"github.com/outpost-appliance/outpost/controlplane"
 	"github.com/outpost-appliance/outpost/controlplane/store"
 	"github.com/outpost-appliance/outpost/cpapi"
-	"github.com/outpost-appliance/outpost/cpclient"
+	"github.com/outpost-appliance/outpost/internal/cptest"
 	"github.com/outpost-appliance/outpost/internal/testtool"
 )
 
@@ -42,32 +41,17 @@ type env struct {
 }
 
 func newEnv(t *testing.T) *env {
-	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := controlplane.Open(context.Background(), controlplane.Config{DataDir: dir}, ln.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	con, err := console.New(console.Config{Service: srv.Service, Token: srv.AdminToken, PasswordFile: filepath.Join(dir, console.PasswordFile),
-		ServerURL: srv.AdminURL, PollInterval: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Handler = console.Mount(srv.Handler, con)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; srv.Close() })
-	cfg, err := cpclient.LoadConfig(filepath.Join(dir, controlplane.AdminConfFile))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cp := cptest.Start(t, cptest.Options{Mount: func(srv *controlplane.Server, dataDir string) {
+		con, err := console.New(console.Config{Service: srv.Service, Token: srv.AdminToken, PasswordFile: filepath.Join(dataDir, console.PasswordFile),
+			ServerURL: srv.AdminURL, PollInterval: 300 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Handler = console.Mount(srv.Handler, con)
+	}})
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM([]byte(cfg.CA))
-	return &env{srv: srv, url: "https://" + ln.Addr().String(), token: srv.AdminToken,
+	pool.AppendCertsFromPEM([]byte(cp.Config.CA))
+	return &env{srv: cp.Server, url: "https://" + cp.Addr, token: cp.AdminToken,
 		http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}}
 }
 

@@ -6,21 +6,18 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vmware/govmomi/simulator"
 
-	"github.com/outpost-appliance/outpost/controlplane"
 	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/outpost-appliance/outpost/cpclient"
 	"github.com/outpost-appliance/outpost/firstboot/enroll"
+	"github.com/outpost-appliance/outpost/internal/cptest"
 	"github.com/outpost-appliance/outpost/internal/govctest"
 	"github.com/outpost-appliance/outpost/provkey"
 )
@@ -33,34 +30,8 @@ type testCP struct {
 
 func startCP(t *testing.T) testCP {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "cp")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := controlplane.Open(context.Background(), controlplane.Config{
-		DataDir: dir, Hostnames: []string{ln.Addr().String()}, Log: slog.New(slog.DiscardHandler), HeartbeatInterval: time.Minute,
-	}, ln.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; srv.Close() })
-	cfg, err := cpclient.LoadConfig(filepath.Join(dir, controlplane.AdminConfFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Server = "https://" + ln.Addr().String()
-	cl, err := cpclient.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return testCP{admin: cl, cfg: cfg}
+	s := cptest.Start(t, cptest.Options{HeartbeatInterval: time.Minute})
+	return testCP{admin: s.Admin, cfg: s.Config}
 }
 
 // connectorFor enrolls through the real enrollment API with key, as first

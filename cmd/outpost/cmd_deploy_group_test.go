@@ -5,10 +5,8 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -16,11 +14,11 @@ import (
 
 	"github.com/vmware/govmomi/simulator"
 
-	"github.com/outpost-appliance/outpost/controlplane"
 	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/outpost-appliance/outpost/cpclient"
 	"github.com/outpost-appliance/outpost/deploy"
 	"github.com/outpost-appliance/outpost/firstboot/enroll"
+	"github.com/outpost-appliance/outpost/internal/cptest"
 	"github.com/outpost-appliance/outpost/internal/govctest"
 	"github.com/outpost-appliance/outpost/provkey"
 )
@@ -62,35 +60,8 @@ func deploySim(t *testing.T) (env govctest.Env, uploads *atomic.Int64) {
 // returns its admin client and the flags that point the CLI at it.
 func deployCP(t *testing.T) (*cpclient.Client, []string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "cp")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := controlplane.Open(context.Background(), controlplane.Config{
-		DataDir: dir, Hostnames: []string{ln.Addr().String()}, Log: slog.New(slog.DiscardHandler),
-	}, ln.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; srv.Close() })
-	conf := filepath.Join(dir, controlplane.AdminConfFile)
-	cfg, err := cpclient.LoadConfig(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Server = "https://" + ln.Addr().String()
-	cl, err := cpclient.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cl, []string{"--config", conf, "--server", cfg.Server}
+	s := cptest.Start(t, cptest.Options{})
+	return s.Admin, []string{"--config", s.AdminConf, "--server", s.Config.Server}
 }
 
 // TestDeployGroup runs 'outpost deploy --group' in-process against the real
