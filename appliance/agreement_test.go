@@ -1,9 +1,7 @@
 package appliance_test
 
 import (
-	"archive/tar"
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,6 +16,7 @@ import (
 	"github.com/outpost-appliance/outpost/builder"
 	"github.com/outpost-appliance/outpost/firstboot/config"
 	"github.com/outpost-appliance/outpost/images"
+	"github.com/outpost-appliance/outpost/ova"
 )
 
 // TestImageOVFAndFirstBootAgree holds the three places that name the
@@ -197,23 +196,11 @@ func writeOVF(t *testing.T, spec *builder.Spec) *ovf.Envelope {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			t.Fatalf("%s has no .ovf member", dst)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.HasSuffix(h.Name, ".ovf") {
-			env, err := ovf.Unmarshal(tr)
-			if err != nil {
-				t.Fatalf("govmomi cannot parse %s: %v", h.Name, err)
-			}
-			return env
-		}
+	env, _, err := ova.ReadDescriptor(f)
+	if err != nil {
+		t.Fatalf("govmomi cannot read the descriptor of %s: %v", dst, err)
 	}
+	return env
 }
 
 // problems validates props as first boot does and returns what it reports.

@@ -124,7 +124,7 @@ func (s *Session) template(ctx context.Context, p *Plan, res *Result) (*object.V
 	if len(s.hosts) == 1 {
 		imp.Host = s.hosts[0]
 	}
-	env, _, err := readDescriptor(s.cfg.OVA)
+	env, err := s.descriptor()
 	if err != nil {
 		return nil, err
 	}

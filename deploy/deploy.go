@@ -12,6 +12,7 @@ import (
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/ovf"
 	"github.com/vmware/govmomi/ovf/importer"
 	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/session"
@@ -187,7 +188,8 @@ type Session struct {
 	network    object.NetworkReference
 
 	user *url.Userinfo
-	rc   *rest.Client // the vAPI session, made when a library is used
+	rc   *rest.Client  // the vAPI session, made when a library is used
+	env  *ovf.Envelope // the OVA's descriptor, read once
 }
 
 // Connect logs in and resolves datacenter, compute, datastores, network

@@ -163,7 +163,7 @@ func (s *Session) libraryItem(ctx context.Context, p *Plan, res *Result) (string
 		param.ContentLength = size
 		return rc.Upload(ctx, f, u, &param)
 	}
-	env, _, err := readDescriptor(s.cfg.OVA)
+	env, err := s.descriptor()
 	if err == nil {
 		err = upload("*.ovf")
 	}
@@ -193,7 +193,7 @@ func (s *Session) deployItem(ctx context.Context, item string, i int, v VMPlan) 
 	if err != nil {
 		return nil, err
 	}
-	env, _, err := readDescriptor(s.cfg.OVA)
+	env, err := s.descriptor()
 	if err != nil {
 		return nil, err
 	}

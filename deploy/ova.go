@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"archive/tar"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"github.com/vmware/govmomi/vim25/soap"
 
 	"github.com/outpost-appliance/outpost/appliance"
+	"github.com/outpost-appliance/outpost/ova"
 )
 
 // ErrNotAppliance is returned for an OVA that declares no outpost
@@ -53,38 +53,28 @@ func checkOVAURL(path string) error {
 	return nil
 }
 
-// readDescriptor returns the OVA's parsed descriptor and its raw text.
-func readDescriptor(path string) (*ovf.Envelope, []byte, error) {
+// descriptor returns the OVA's parsed descriptor, read once per session
+// (a URL is fetched only as far as the descriptor).
+func (s *Session) descriptor() (*ovf.Envelope, error) {
+	if s.env != nil {
+		return s.env, nil
+	}
+	path := s.cfg.OVA
 	name := ovaName(path)
 	f, _, err := ovaOpener(path).OpenFile(path)
 	if err != nil {
 		if importer.IsRemotePath(path) {
-			return nil, nil, fmt.Errorf("OVA %s: %w; check that the URL serves the OVA", name, err)
+			return nil, fmt.Errorf("OVA %s: %w; check that the URL serves the OVA", name, err)
 		}
-		return nil, nil, err
+		return nil, err
 	}
 	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil, nil, fmt.Errorf("%s: no .ovf descriptor in the archive (is it an OVA?)", name)
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w (is it an OVA?)", name, err)
-		}
-		if strings.HasSuffix(h.Name, ".ovf") {
-			b, err := io.ReadAll(io.LimitReader(tr, 16<<20))
-			if err != nil {
-				return nil, nil, fmt.Errorf("%s: %w", name, err)
-			}
-			env, err := importer.ReadEnvelope(b)
-			if err != nil {
-				return nil, nil, fmt.Errorf("%s: %w", name, err)
-			}
-			return env, b, nil
-		}
+	env, _, err := ova.ReadDescriptor(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
+	s.env = env
+	return env, nil
 }
 
 // checkAppliance refuses a descriptor that does not declare the

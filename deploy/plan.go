@@ -39,7 +39,7 @@ type Plan struct {
 // Plan reads the OVA and the inventory and says what Apply would do.
 // It changes nothing. MAC collisions and a non-appliance OVA are errors.
 func (s *Session) Plan(ctx context.Context) (*Plan, error) {
-	env, _, err := readDescriptor(s.cfg.OVA)
+	env, err := s.descriptor()
 	if err != nil {
 		return nil, err
 	}

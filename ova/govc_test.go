@@ -1,10 +1,8 @@
 package ova
 
 import (
-	"archive/tar"
 	"context"
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,30 +19,18 @@ import (
 
 // readDescriptor takes the .ovf member out of an OVA and parses it with
 // govmomi, as govc and the deployer do.
-func readDescriptor(t *testing.T, ova string) *ovf.Envelope {
+func readDescriptor(t *testing.T, path string) *ovf.Envelope {
 	t.Helper()
-	f, err := os.Open(ova)
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			t.Fatalf("%s has no .ovf member", ova)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.HasSuffix(h.Name, ".ovf") {
-			env, err := ovf.Unmarshal(tr)
-			if err != nil {
-				t.Fatalf("parsing %s: %v", h.Name, err)
-			}
-			return env
-		}
+	env, _, err := ReadDescriptor(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
 	}
+	return env
 }
 
 // setFirmware reconfigures a VM's firmware through the vSphere API (govc
