@@ -1,21 +1,16 @@
 package e2e
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/diskfs/go-diskfs"
-	"github.com/diskfs/go-diskfs/disk"
-	"github.com/diskfs/go-diskfs/filesystem"
-	"github.com/diskfs/go-diskfs/filesystem/iso9660"
-
 	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/artifact"
 	"github.com/outpost-appliance/outpost/cpapi"
+	"github.com/outpost-appliance/outpost/internal/testiso"
 )
 
 func formatsNamed(names ...string) ([]artifact.Format, bool) {
@@ -145,7 +140,7 @@ func TestApplianceOVFEnvironmentISO(t *testing.T) {
   </PropertySection>
 </Environment>
 `
-	makeISO(t, iso, "OVF ENV", map[string]string{"ovf-env.xml": env})
+	testiso.Make(t, iso, "OVF ENV", map[string]string{"ovf-env.xml": env})
 	start := time.Now()
 	vm := l.vm("s1", "00:50:56:00:e2:02", nil, iso)
 	l.healthy("Sydney-1", start, 4*time.Minute)
@@ -164,31 +159,4 @@ func TestApplianceKeyWrittenByHand(t *testing.T) {
 	con.run("printf '%s\\n' '"+key+"' > /opt/outpost/var/provision_key", 10*time.Second)
 	l.healthy("Perth-1", written, 2*time.Minute)
 	t.Logf("enrolled and heartbeating %s after the key was written", time.Since(written).Round(time.Second))
-}
-
-func makeISO(t *testing.T, path, label string, files map[string]string) {
-	t.Helper()
-	d, err := diskfs.Create(path, 4<<20, diskfs.SectorSizeDefault)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.LogicalBlocksize = 2048
-	fsys, err := d.CreateFilesystem(disk.FilesystemSpec{Partition: 0, FSType: filesystem.TypeISO9660, VolumeLabel: label, WorkDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, content := range files {
-		f, err := fsys.OpenFile("/"+name, os.O_CREATE|os.O_RDWR)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.Write([]byte(content)); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-	}
-	if err := fsys.(*iso9660.FileSystem).Finalize(iso9660.FinalizeOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	d.Close()
 }

@@ -7,49 +7,19 @@ import (
 	"strings"
 	"testing"
 
-	diskfs "github.com/diskfs/go-diskfs"
-	"github.com/diskfs/go-diskfs/disk"
-	"github.com/diskfs/go-diskfs/filesystem"
-	"github.com/diskfs/go-diskfs/filesystem/iso9660"
-
 	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/firstboot/sysroot"
+	"github.com/outpost-appliance/outpost/internal/testiso"
 )
 
 // makeISO writes an ISO 9660 image holding files, as the OVF ISO transport
 // or a seed CD-ROM would.
-func makeISO(t *testing.T, path, label string, files map[string]string) {
-	t.Helper()
-	d, err := diskfs.Create(path, 4<<20, diskfs.SectorSizeDefault)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.LogicalBlocksize = 2048
-	fsys, err := d.CreateFilesystem(disk.FilesystemSpec{Partition: 0, FSType: filesystem.TypeISO9660, VolumeLabel: label, WorkDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, content := range files {
-		f, err := fsys.OpenFile("/"+name, os.O_CREATE|os.O_RDWR)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.Write([]byte(content)); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-	}
-	if err := fsys.(*iso9660.FileSystem).Finalize(iso9660.FinalizeOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	d.Close()
-}
 
 func TestOVFTransportAndSeedISOs(t *testing.T) {
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "dev"), 0o755)
-	makeISO(t, filepath.Join(dir, "dev/sr0"), "OVF ENV", map[string]string{OVFEnvFile: ovfEnvDoc})
-	makeISO(t, filepath.Join(dir, "dev/sr1"), "OUTPOST", map[string]string{SeedFile: "outpost.hostname=from-seed\noutpost.ntp.servers=192.0.2.123\n"})
+	testiso.Make(t, filepath.Join(dir, "dev/sr0"), "OVF ENV", map[string]string{OVFEnvFile: ovfEnvDoc})
+	testiso.Make(t, filepath.Join(dir, "dev/sr1"), "OUTPOST", map[string]string{SeedFile: "outpost.hostname=from-seed\noutpost.ntp.servers=192.0.2.123\n"})
 	root, _ := sysroot.New(dir)
 	c, sets, err := Loader{Root: root}.Load(context.Background())
 	if err != nil {
