@@ -230,9 +230,8 @@ func (a *Agent) post(ctx context.Context, host, path string, in, out any) error 
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		var e cpapi.Error
-		if json.Unmarshal(b, &e) == nil && e.Code != "" {
-			return &e
+		if e, ok := cpapi.ParseError(b); ok {
+			return e
 		}
 		return fmt.Errorf("control plane answered %s", resp.Status)
 	}

@@ -4,11 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"strings"
 	"time"
 
 	"github.com/outpost-appliance/outpost/firstboot/sysroot"
+	"github.com/outpost-appliance/outpost/firstboot/timesync"
 )
 
 // Connection states, as `outpost-connector status` and the banner show them.
@@ -124,7 +124,7 @@ func (s Status) Lines(now time.Time) []string {
 		}
 	}
 	if s.SkewKnown {
-		l = append(l, "Time skew: "+FormatSkew(s.Skew))
+		l = append(l, "Time skew: "+timesync.FormatOffset(time.Duration(s.Skew*float64(time.Second))))
 	}
 	if len(s.Addresses) > 0 {
 		l = append(l, "Addresses: "+strings.Join(s.Addresses, ", "))
@@ -176,15 +176,6 @@ func Human(d time.Duration) string {
 		return unit(mins, "minute")
 	}
 	return unit(secs, "second")
-}
-
-// FormatSkew renders seconds with a sign and millisecond precision:
-// "+0.002s".
-func FormatSkew(s float64) string {
-	if math.Abs(s) < 0.0005 {
-		s = 0
-	}
-	return fmt.Sprintf("%+.3fs", s)
 }
 
 // ReadStatus reads the status file the running agent writes.

@@ -1,6 +1,9 @@
 package cpapi
 
-import "errors"
+import (
+	"encoding/json"
+	"errors"
+)
 
 // Refusal codes: the "error" field of a refusal. Scripts branch on them, so
 // they never change meaning.
@@ -34,6 +37,16 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return e.Message + " (" + e.Code + ")" }
+
+// ParseError reads the body of a non-200 answer as a refusal; ok is false
+// when it is not one (no JSON, or no code), e.g. a proxy's error page.
+func ParseError(body []byte) (e *Error, ok bool) {
+	e = &Error{}
+	if json.Unmarshal(body, e) != nil || e.Code == "" {
+		return nil, false
+	}
+	return e, true
+}
 
 // Is reports whether target is an *Error with the same code, so that
 // errors.Is(err, &cpapi.Error{Code: cpapi.CodeKeyExhausted}) matches any

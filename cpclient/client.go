@@ -256,8 +256,8 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("control plane %s: read answer: %w", c.cfg.Server, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		e := &cpapi.Error{}
-		if json.Unmarshal(b, e) != nil || e.Code == "" {
+		e, ok := cpapi.ParseError(b)
+		if !ok {
 			return fmt.Errorf("control plane %s answered %s: %.200s", c.cfg.Server, resp.Status, b)
 		}
 		return e

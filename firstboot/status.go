@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/outpost-appliance/outpost/firstboot/sysroot"
+	"github.com/outpost-appliance/outpost/firstboot/timesync"
 )
 
 // Connector states shown to people and automation.
@@ -60,7 +61,7 @@ func (s *State) Status() Status {
 		out.Address = s.Network.Address.String()
 	}
 	if s.Time != nil {
-		out.TimeSkew = fmtOffset(s.Time.Offset)
+		out.TimeSkew = timesync.FormatOffset(s.Time.Offset)
 		if s.Time.Stepped {
 			out.TimeSkew += " (corrected)"
 		}
@@ -79,17 +80,6 @@ func (s *State) Status() Status {
 		out.State = StateConfiguring
 	}
 	return out
-}
-
-func fmtOffset(d time.Duration) string {
-	if d > -time.Minute && d < time.Minute {
-		return fmt.Sprintf("%+.3fs", d.Seconds())
-	}
-	sign := "+"
-	if d < 0 {
-		sign, d = "-", -d
-	}
-	return sign + d.Round(time.Second).String()
 }
 
 // WriteText renders the status block for people (the `status` command).

@@ -223,8 +223,8 @@ func (c *Client) once(ctx context.Context, hc *http.Client, body []byte) (*Resul
 	case resp.StatusCode >= 500:
 		return nil, fmt.Errorf("control plane %s answered %s", c.Key.Host, resp.Status)
 	default:
-		e := &cpapi.Error{}
-		if err := json.Unmarshal(b, e); err != nil || e.Code == "" {
+		e, ok := cpapi.ParseError(b)
+		if !ok {
 			return nil, permanentError{fmt.Errorf("control plane %s answered %s without a reason; is %s the control plane?", c.Key.Host, resp.Status, c.Key.Host)}
 		}
 		return nil, &RefusedError{Status: resp.StatusCode, Refusal: e}

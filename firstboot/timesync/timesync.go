@@ -114,3 +114,21 @@ func ChronyConf(servers []string) []byte {
 	b.WriteString("driftfile /var/lib/chrony/chrony.drift\nmakestep 1 3\nrtcsync\n")
 	return []byte(b.String())
 }
+
+// FormatOffset renders a clock offset as first boot's status and the
+// connector's status lines show it: "+0.002s" within a minute (rounded to
+// the millisecond), "-3m12s" beyond.
+func FormatOffset(d time.Duration) string {
+	if d > -time.Minute && d < time.Minute {
+		d = d.Round(time.Millisecond)
+		if d == 0 {
+			return "+0.000s"
+		}
+		return fmt.Sprintf("%+.3fs", d.Seconds())
+	}
+	sign := "+"
+	if d < 0 {
+		sign, d = "-", -d
+	}
+	return sign + d.Round(time.Second).String()
+}
