@@ -327,6 +327,7 @@ func tail(s string, n int) string {
 type console struct {
 	t    testing.TB
 	conn net.Conn
+	mu   sync.Mutex // guards buf, which the reader goroutine fills
 	buf  bytes.Buffer
 }
 
@@ -343,9 +344,9 @@ func login(t testing.TB, vm *qemu.VM) *console {
 		for {
 			n, err := conn.Read(b)
 			if n > 0 {
-				consoleMu.Lock()
+				c.mu.Lock()
 				c.buf.Write(b[:n])
-				consoleMu.Unlock()
+				c.mu.Unlock()
 			}
 			if err != nil {
 				return
@@ -372,11 +373,10 @@ func login(t testing.TB, vm *qemu.VM) *console {
 	return c
 }
 
-var consoleMu sync.Mutex
 
 func (c *console) text() string {
-	consoleMu.Lock()
-	defer consoleMu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	return c.buf.String()
 }
 
@@ -396,15 +396,15 @@ func (c *console) waitFor(s string, d time.Duration) bool {
 func (c *console) upTo(s string, d time.Duration) (string, bool) {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
-		consoleMu.Lock()
+		c.mu.Lock()
 		i := strings.Index(c.buf.String(), s)
 		if i >= 0 {
 			before := string(c.buf.Next(i))
 			c.buf.Next(len(s))
-			consoleMu.Unlock()
+			c.mu.Unlock()
 			return before, true
 		}
-		consoleMu.Unlock()
+		c.mu.Unlock()
 		time.Sleep(50 * time.Millisecond)
 	}
 	return "", false
