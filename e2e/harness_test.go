@@ -373,7 +373,6 @@ func login(t testing.TB, vm *qemu.VM) *console {
 	return c
 }
 
-
 func (c *console) text() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
