@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/outpost-appliance/outpost/appliance"
+	"github.com/outpost-appliance/outpost/internal/nstest"
 )
 
 // runAsHost runs the real binary with no --root, as on an ordinary host,
@@ -22,7 +23,7 @@ import (
 // first, inside.
 func runAsHost(t *testing.T, prep string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	needTools(t, "unshare", "mount", "find")
+	nstest.Need(t, "unshare", "mount", "find")
 	script := `set -e
 mount -t tmpfs tmpfs /var/lib
 mount -t tmpfs tmpfs /run
@@ -91,12 +92,12 @@ func TestRefusesOnHostWithoutMarker(t *testing.T) {
 // boot picks none of them on its own and leaves them down; named with
 // --interface, one is configured.
 func TestNamespaceVirtualInterfacesOnly(t *testing.T) {
-	needTools(t)
+	nstest.Need(t)
 	ns := fmt.Sprintf("obv%d%d", os.Getpid()%100000, time.Now().UnixNano()%1000)
-	sh(t, "ip", "netns", "add", ns)
+	nstest.Sh(t, "ip", "netns", "add", ns)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	sh(t, "ip", "-n", ns, "link", "add", "ifb7", "type", "ifb")
-	sh(t, "ip", "-n", ns, "link", "add", "br7", "type", "bridge")
+	nstest.Sh(t, "ip", "-n", ns, "link", "add", "ifb7", "type", "ifb")
+	nstest.Sh(t, "ip", "-n", ns, "link", "add", "br7", "type", "bridge")
 	root := t.TempDir()
 	os.MkdirAll(filepath.Join(root, "proc"), 0o755)
 	os.WriteFile(filepath.Join(root, "proc/meminfo"), []byte("MemTotal:        4028116 kB\n"), 0o644)

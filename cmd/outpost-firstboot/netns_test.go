@@ -10,17 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
-
 	"github.com/outpost-appliance/outpost/firstboot"
 	"github.com/outpost-appliance/outpost/firstboot/enroll/enrolltest"
-	"github.com/outpost-appliance/outpost/internal/testtool"
+	"github.com/outpost-appliance/outpost/internal/nstest"
 	"github.com/outpost-appliance/outpost/provkey"
 )
 
@@ -49,15 +46,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// needTools needs root (network namespaces), ip and tools.
-func needTools(t testing.TB, tools ...string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		testtool.Missing(t, "not root: network namespaces need root; run the tests as root")
-	}
-	testtool.Need(t, append([]string{"ip"}, tools...)...)
-}
-
 const (
 	srvIP   = "10.77.0.1"
 	cliMAC  = "00:50:56:00:00:42"
@@ -67,33 +55,14 @@ const (
 )
 
 type nsRig struct {
-	srv, cli string // namespace names; the veth ends have the same names
-	dir      string
-	root     string
-}
-
-func sh(t testing.TB, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
+	*nstest.Rig
+	root string
 }
 
 func newNSRig(t testing.TB) *nsRig {
-	needTools(t, "dnsmasq", "chronyd")
-	id := fmt.Sprintf("%d%d", os.Getpid()%100000, time.Now().UnixNano()%1000)
-	r := &nsRig{srv: "obs" + id, cli: "obc" + id, dir: t.TempDir()}
-	r.root = filepath.Join(r.dir, "root")
-	sh(t, "ip", "netns", "add", r.srv)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", r.srv).Run() })
-	sh(t, "ip", "netns", "add", r.cli)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", r.cli).Run() })
-	sh(t, "ip", "-n", r.srv, "link", "add", r.srv, "type", "veth", "peer", "name", r.cli, "netns", r.cli)
-	sh(t, "ip", "-n", r.srv, "addr", "add", srvIP+"/24", "dev", r.srv)
-	sh(t, "ip", "-n", r.srv, "link", "set", r.srv, "up")
-	sh(t, "ip", "-n", r.srv, "link", "set", "lo", "up")
-	sh(t, "ip", "-n", r.cli, "link", "set", r.cli, "address", cliMAC)
-	sh(t, "ip", "-n", r.cli, "link", "set", "lo", "up")
+	r := &nsRig{Rig: nstest.New(t, "ob", srvIP, "dnsmasq", "chronyd")}
+	r.root = filepath.Join(r.Dir, "root")
+	nstest.Sh(t, "ip", "-n", r.Cli, "link", "set", r.Cli, "address", cliMAC)
 	// The appliance's root: a memory size for preflight and the usual
 	// absolute resolv.conf link.
 	os.MkdirAll(filepath.Join(r.root, "proc"), 0o755)
@@ -103,103 +72,20 @@ func newNSRig(t testing.TB) *nsRig {
 	return r
 }
 
-// start runs a server program in the server namespace and stops it, by
-// PID, when the test ends.
-func (r *nsRig) start(t testing.TB, name string, args ...string) {
-	t.Helper()
-	r.startProg(t, name, name, args...)
-}
-
-func (r *nsRig) startProg(t testing.TB, name, prog string, args ...string) {
-	t.Helper()
-	log, _ := os.Create(filepath.Join(r.dir, name+".log"))
-	cmd := exec.Command("ip", append([]string{"netns", "exec", r.srv, prog}, args...)...)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		log.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(log.Name())
-			t.Logf("%s log:\n%s", name, b)
-		}
-	})
-}
-
 func (r *nsRig) dnsmasq(t testing.TB, dhcp bool) {
-	args := []string{"--no-daemon", "--no-ping", "--conf-file=/dev/null", "--pid-file=" + filepath.Join(r.dir, "dnsmasq.pid"),
-		"--interface=" + r.srv, "--bind-interfaces", "--no-resolv", "--no-hosts",
-		"--host-record=" + cpName + "," + srvIP, "--host-record=intranet.corp.test,10.77.0.5",
-		"--dhcp-leasefile=" + filepath.Join(r.dir, "leases")}
-	if dhcp {
-		args = append(args, "--dhcp-range=10.77.0.50,10.77.0.99,255.255.255.0,1h",
-			"--dhcp-option=option:router,"+srvIP, "--dhcp-option=option:dns-server,"+srvIP,
-			"--dhcp-option=option:ntp-server,"+srvIP, "--dhcp-option=option:domain-search,corp.test")
-	}
-	r.start(t, "dnsmasq", args...)
-	waitFor(t, "dnsmasq", func() bool {
-		b, _ := os.ReadFile(filepath.Join(r.dir, "dnsmasq.log"))
-		return bytes.Contains(b, []byte("cleared cache")) || bytes.Contains(b, []byte("started"))
-	})
-}
-
-func (r *nsRig) chronyd(t testing.TB) {
-	conf := filepath.Join(r.dir, "chrony.conf")
-	pid := filepath.Join(r.dir, "chronyd.pid")
-	os.WriteFile(conf, []byte(fmt.Sprintf("allow 10.77.0.0/24\nlocal stratum 8\npidfile %s\ncmdport 0\nbindcmdaddress /\ndriftfile %s\n",
-		pid, filepath.Join(r.dir, "drift"))), 0o644)
-	r.start(t, "chronyd", "-f", conf, "-x", "-d", "-u", "root")
-	waitFor(t, "chronyd", func() bool { _, err := os.Stat(pid); return err == nil })
-}
-
-func waitFor(t testing.TB, what string, ok func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if ok() {
-			return
-		}
-	}
-	t.Fatalf("%s did not start", what)
+	r.Dnsmasq(t, nstest.DNS{DHCP: dhcp, Search: "corp.test", Hosts: []string{cpName + "," + srvIP, "intranet.corp.test,10.77.0.5"}})
 }
 
 // controlPlane serves enrollment on srvIP:8443 inside the server namespace.
 func (r *nsRig) controlPlane(t testing.TB, maxUses int, delay ...time.Duration) (*enrolltest.Server, provkey.Key) {
 	t.Helper()
-	l := listenIn(t, r.srv, net.JoinHostPort(srvIP, cpPort))
+	l := nstest.ListenIn(t, r.Srv, net.JoinHostPort(srvIP, cpPort))
 	o := enrolltest.Options{MaxUses: maxUses, DNSNames: []string{cpName}, Listener: l}
 	if len(delay) > 0 {
 		o.Delay = delay[0]
 	}
 	cp := enrolltest.New(t, o)
 	return cp, enrolltest.Key(t, cpName+":"+cpPort, provkey.PinOf(cp.CA))
-}
-
-func listenIn(t testing.TB, ns, addr string) net.Listener {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	if err := netns.Set(h); err != nil {
-		t.Fatal(err)
-	}
-	defer netns.Set(orig)
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
 }
 
 func (r *nsRig) writeKey(t testing.TB, k provkey.Key) {
@@ -220,7 +106,7 @@ func (r *nsRig) firstboot(t testing.TB, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", r.cli, binary, "--root", r.root, "--interface", r.cli}, args...)...)
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", r.Cli, binary, "--root", r.root, "--interface", r.Cli}, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()
@@ -250,7 +136,7 @@ func (r *nsRig) status(t testing.TB) firstboot.Status {
 }
 
 func (r *nsRig) ip(t testing.TB, args ...string) string {
-	out, err := exec.Command("ip", append([]string{"-n", r.cli}, args...)...).CombinedOutput()
+	out, err := exec.Command("ip", append([]string{"-n", r.Cli}, args...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ip %v: %v\n%s", args, err, out)
 	}
@@ -260,12 +146,12 @@ func (r *nsRig) ip(t testing.TB, args ...string) string {
 func TestNamespaceDHCPNTPEnroll(t *testing.T) {
 	r := newNSRig(t)
 	r.dnsmasq(t, true)
-	r.chronyd(t)
+	r.Chronyd(t)
 	cp, key := r.controlPlane(t, 2)
 	r.writeKey(t, key)
-	os.WriteFile(filepath.Join(r.dir, "extra.conf"), []byte("outpost.dns.check_host=intranet.corp.test\n"), 0o644)
+	os.WriteFile(filepath.Join(r.Dir, "extra.conf"), []byte("outpost.dns.check_host=intranet.corp.test\n"), 0o644)
 
-	res := r.firstboot(t, "--dhcp-timeout", "10s", "--config", filepath.Join(r.dir, "extra.conf"))
+	res := r.firstboot(t, "--dhcp-timeout", "10s", "--config", filepath.Join(r.Dir, "extra.conf"))
 	if res.code != 0 {
 		t.Fatalf("exit %d\n%s", res.code, res.stderr)
 	}
@@ -285,7 +171,7 @@ func TestNamespaceDHCPNTPEnroll(t *testing.T) {
 			t.Errorf("preflight %s failed: %s", c.Name, c.Detail)
 		}
 	}
-	if addr := r.ip(t, "-4", "addr", "show", r.cli); !strings.Contains(addr, "inet "+s.Address) {
+	if addr := r.ip(t, "-4", "addr", "show", r.Cli); !strings.Contains(addr, "inet "+s.Address) {
 		t.Errorf("lease not applied:\n%s", addr)
 	}
 	if route := r.ip(t, "route"); !strings.Contains(route, "default via "+srvIP) {
@@ -309,7 +195,7 @@ func TestNamespaceDHCPNTPEnroll(t *testing.T) {
 func TestNamespaceNoDHCPServer(t *testing.T) {
 	r := newNSRig(t)
 	res := r.firstboot(t, "--dhcp-timeout", "3s")
-	want := "no DHCP server answered on " + r.cli + " within 3s"
+	want := "no DHCP server answered on " + r.Cli + " within 3s"
 	if res.code != 1 || !strings.Contains(res.stderr, want) {
 		t.Fatalf("exit %d, want 1 and %q in:\n%s", res.code, want, res.stderr)
 	}
@@ -325,7 +211,7 @@ func TestNamespaceStaticNoNTP(t *testing.T) {
 	r := newNSRig(t)
 	r.dnsmasq(t, false) // DNS only
 	cp, key := r.controlPlane(t, 1)
-	conf := filepath.Join(r.dir, "static.conf")
+	conf := filepath.Join(r.Dir, "static.conf")
 	os.WriteFile(conf, []byte(strings.Join([]string{
 		"outpost.ipv4.mode=Static", "outpost.ipv4.address=10.77.0.10/24", "outpost.ipv4.gateway=" + srvIP,
 		"outpost.dns.servers=" + srvIP, "outpost.dns.search=corp.test", "outpost.ntp.servers=10.77.0.123",
@@ -337,10 +223,10 @@ func TestNamespaceStaticNoNTP(t *testing.T) {
 	if cp.Uses() != 1 {
 		t.Errorf("uses = %d", cp.Uses())
 	}
-	if addr := r.ip(t, "-4", "addr", "show", r.cli); !strings.Contains(addr, "inet 10.77.0.10/24") {
+	if addr := r.ip(t, "-4", "addr", "show", r.Cli); !strings.Contains(addr, "inet 10.77.0.10/24") {
 		t.Errorf("static address not applied:\n%s", addr)
 	}
-	if link := r.ip(t, "link", "show", r.cli); !strings.Contains(link, "mtu 1400") {
+	if link := r.ip(t, "link", "show", r.Cli); !strings.Contains(link, "mtu 1400") {
 		t.Errorf("MTU not applied:\n%s", link)
 	}
 	nw, _ := os.ReadFile(filepath.Join(r.root, "etc/systemd/network/10-outpost.network"))
@@ -363,14 +249,14 @@ func TestNamespaceKilledDuringEnrollment(t *testing.T) {
 	r.dnsmasq(t, true)
 	cp, key := r.controlPlane(t, 1, 2*time.Second)
 	r.writeKey(t, key)
-	cmd := exec.Command("ip", "netns", "exec", r.cli, binary, "--root", r.root, "--interface", r.cli)
+	cmd := exec.Command("ip", "netns", "exec", r.Cli, binary, "--root", r.root, "--interface", r.Cli)
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	// `ip netns exec` execs the program: this PID is outpost-firstboot's.
-	waitFor(t, "the enrollment request", func() bool { return cp.Requests() == 1 })
+	nstest.WaitFor(t, "the enrollment request", func() bool { return cp.Requests() == 1 })
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	if s := r.status(t); s.State == firstboot.StateEnrolled || s.Stage != "enroll" {
@@ -415,27 +301,7 @@ func outpostBinary(t *testing.T) string {
 // the control plane's address.
 func (r *nsRig) realServer(t *testing.T) (inSrv func(args ...string) string, hostport string) {
 	t.Helper()
-	outpost := outpostBinary(t)
-	data := filepath.Join(r.dir, "cp")
-	hostport = srvIP + ":" + cpPort
-	r.startProg(t, "outpost-server", outpost, "server", "--data", data, "--listen", hostport, "--hostname", hostport)
-	admin := filepath.Join(data, "admin.conf")
-	waitFor(t, "outpost server", func() bool {
-		if _, err := os.Stat(admin); err != nil {
-			return false
-		}
-		return exec.Command("ip", "netns", "exec", r.srv, outpost, "groups", "list", "--config", admin).Run() == nil
-	})
-	return func(args ...string) string {
-		cmd := exec.Command("ip", append([]string{"netns", "exec", r.srv, outpost}, append(args, "--config", admin)...)...)
-		var errb bytes.Buffer
-		cmd.Stderr = &errb
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("outpost %v: %v\n%s", args, err, errb.String())
-		}
-		return strings.TrimSpace(string(out))
-	}, hostport
+	return r.RealServer(t, outpostBinary(t), cpPort)
 }
 
 // TestNamespaceKilledAtEveryPoint kills the real outpost-firstboot with
@@ -447,7 +313,7 @@ func (r *nsRig) realServer(t *testing.T) (inSrv func(args ...string) string, hos
 func TestNamespaceKilledAtEveryPoint(t *testing.T) {
 	r := newNSRig(t)
 	r.dnsmasq(t, true)
-	r.chronyd(t)
+	r.Chronyd(t)
 	inSrv, _ := r.realServer(t)
 	inSrv("groups", "create", "lab")
 	points := []string{"enroll:identity-saved", "enroll:response", "enroll:cert-stored"}
@@ -462,7 +328,7 @@ func TestNamespaceKilledAtEveryPoint(t *testing.T) {
 			t.Fatal(err)
 		}
 		r2 := *r
-		r2.root = filepath.Join(r.dir, "crashroot", name)
+		r2.root = filepath.Join(r.Dir, "crashroot", name)
 		if err := os.CopyFS(r2.root, os.DirFS(base)); err != nil {
 			t.Fatal(err)
 		}
@@ -516,7 +382,7 @@ func TestNamespaceKilledAtEveryPoint(t *testing.T) {
 func TestNamespaceRealServer(t *testing.T) {
 	r := newNSRig(t)
 	r.dnsmasq(t, true)
-	r.chronyd(t)
+	r.Chronyd(t)
 	inSrv, hostport := r.realServer(t)
 	inSrv("groups", "create", "melbourne")
 	text := inSrv("keys", "create", "--name", "Melbourne", "--group", "melbourne", "--max-uses", "1")
@@ -550,7 +416,7 @@ func TestNamespaceRealServer(t *testing.T) {
 		key  provkey.Key
 		code string
 	}{{key, "key_exhausted"}, {expiring, "key_expired"}, {unknown, "invalid_key"}} {
-		other := filepath.Join(r.dir, fmt.Sprintf("root%d", i+2))
+		other := filepath.Join(r.Dir, fmt.Sprintf("root%d", i+2))
 		os.MkdirAll(filepath.Join(other, "proc"), 0o755)
 		os.WriteFile(filepath.Join(other, "proc/meminfo"), []byte("MemTotal:        4028116 kB\n"), 0o644)
 		r2 := *r
