@@ -40,7 +40,6 @@ const (
 const (
 	CertFile = DataMount + "/tls/connector.crt"
 	KeyFile  = DataMount + "/tls/connector.key"
-	CAFile   = DataMount + "/tls/ca.crt"
 )
 
 // StablePartUUID returns the PARTUUID of a partition that every release of

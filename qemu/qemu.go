@@ -136,7 +136,6 @@ const (
 	OverlayFile = "disk.qcow2"
 	SerialLog   = "serial.log"
 	SerialSock  = "serial.sock"
-	PIDFile     = "qemu.pid"
 )
 
 // VM is a running QEMU process.
@@ -225,7 +224,6 @@ func Prepare(ctx context.Context, c Config) (Config, []string, error) {
 		"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
 		"-drive", "file=" + overlay + ",format=qcow2,if=virtio",
 		"-device", "virtio-rng-pci",
-		"-pidfile", filepath.Join(c.Dir, PIDFile),
 	}
 	if c.Tap != "" {
 		args = append(args, "-netdev", "tap,id=n0,ifname="+c.Tap+",script=no,downscript=no")
