@@ -183,12 +183,12 @@ func writeOVF(t *testing.T, spec *builder.Spec) *ovf.Envelope {
 	}
 	job := &artifact.Job{Spec: spec, MAC: m, RawPath: rawPath, Epoch: time.Unix(0, 0)}
 	defer job.Close()
-	i := slices.IndexFunc(artifact.Formats(), func(f artifact.Format) bool { return f.Name == "ova" })
-	if i < 0 {
+	ovaFormat, ok := artifact.Lookup("ova")
+	if !ok {
 		t.Fatal("artifact has no ova format")
 	}
 	dst := filepath.Join(dir, spec.Name+".ova")
-	if err := artifact.Formats()[i].Write(context.Background(), job, dst); err != nil {
+	if err := ovaFormat.Write(context.Background(), job, dst); err != nil {
 		t.Fatalf("writing the OVA: %v", err)
 	}
 	f, err := os.Open(dst)

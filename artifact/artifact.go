@@ -78,6 +78,16 @@ func Formats() []Format {
 	}
 }
 
+// Lookup returns the format called name (ova, qcow2, vmdk, raw).
+func Lookup(name string) (Format, bool) {
+	for _, f := range Formats() {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return Format{}, false
+}
+
 // DiskName is the VMDK's member name inside the OVA.
 func (j *Job) DiskName() string { return j.Spec.Name + "-disk1.vmdk" }
 

@@ -54,9 +54,9 @@ func testOVA(t *testing.T, noProps bool) string {
 	}
 	job := &artifact.Job{Spec: spec, MAC: m, RawPath: raw, Epoch: time.Unix(0, 0)}
 	defer job.Close()
-	i := slices.IndexFunc(artifact.Formats(), func(f artifact.Format) bool { return f.Name == "ova" })
+	ova, _ := artifact.Lookup("ova")
 	dst := filepath.Join(dir, "outpost.ova")
-	if err := artifact.Formats()[i].Write(context.Background(), job, dst); err != nil {
+	if err := ova.Write(context.Background(), job, dst); err != nil {
 		t.Fatal(err)
 	}
 	if noProps {

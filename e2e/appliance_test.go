@@ -8,22 +8,9 @@ import (
 	"time"
 
 	"github.com/outpost-appliance/outpost/appliance"
-	"github.com/outpost-appliance/outpost/artifact"
 	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/outpost-appliance/outpost/internal/testiso"
 )
-
-func formatsNamed(names ...string) ([]artifact.Format, bool) {
-	var out []artifact.Format
-	for _, n := range names {
-		for _, f := range artifact.Formats() {
-			if f.Name == n {
-				out = append(out, f)
-			}
-		}
-	}
-	return out, len(out) == len(names)
-}
 
 // passwordHash is testPassword as a SHA-512 crypt hash.
 func passwordHash(t testing.TB) string {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-appliance/outpost/artifact"
 	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/outpost-appliance/outpost/imagebuild"
 	"github.com/outpost-appliance/outpost/internal/testtool"
@@ -85,11 +86,11 @@ func applianceImage(t testing.TB) string {
 			return
 		}
 		var log bytes.Buffer
-		formats, _ := formatsNamed("qcow2")
+		qcow2, _ := artifact.Lookup("qcow2")
 		wd, _ := os.Getwd()
 		start := time.Now()
 		res, err := imagebuild.Build(context.Background(), imagebuild.Request{
-			Spec: spec, Formats: formats, OutDir: dir, Log: &log, CacheDir: cacheDir(),
+			Spec: spec, Formats: []artifact.Format{qcow2}, OutDir: dir, Log: &log, CacheDir: cacheDir(),
 			ModuleDir: filepath.Dir(wd), SourceDateEpoch: "1767225600",
 		}, "")
 		if err != nil {

@@ -39,11 +39,11 @@ func formats(t *testing.T, names ...string) []artifact.Format {
 	t.Helper()
 	var out []artifact.Format
 	for _, n := range names {
-		i := slices.IndexFunc(artifact.Formats(), func(f artifact.Format) bool { return f.Name == n })
-		if i < 0 {
+		f, ok := artifact.Lookup(n)
+		if !ok {
 			t.Fatalf("no format %q", n)
 		}
-		out = append(out, artifact.Formats()[i])
+		out = append(out, f)
 	}
 	return out
 }

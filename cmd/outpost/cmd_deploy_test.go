@@ -99,13 +99,8 @@ func copyTestOVA(t *testing.T, dst string) {
 	m, _ := spec.MAC()
 	job := &artifact.Job{Spec: spec, MAC: m, RawPath: raw, Epoch: time.Unix(0, 0)}
 	defer job.Close()
-	for _, f := range artifact.Formats() {
-		if f.Name == "ova" {
-			if err := f.Write(context.Background(), job, dst); err != nil {
-				t.Fatal(err)
-			}
-			return
-		}
+	ova, _ := artifact.Lookup("ova")
+	if err := ova.Write(context.Background(), job, dst); err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no ova format")
 }

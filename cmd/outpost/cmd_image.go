@@ -133,15 +133,11 @@ func (f *imageFlags) request(s streams) (imagebuild.Request, error) {
 		if seen[name] {
 			continue // --format ova,ova writes one OVA
 		}
-		found := false
-		for _, df := range artifact.Formats() {
-			if df.Name == name {
-				formats, found = append(formats, df), true
-			}
-		}
+		df, found := artifact.Lookup(name)
 		if !found {
 			return imagebuild.Request{}, usagef("--format: unknown format %q; available: %s", name, strings.Join(formatNames(), ", "))
 		}
+		formats = append(formats, df)
 		seen[name] = true
 	}
 	if len(formats) == 0 {

@@ -125,15 +125,10 @@ func buildLabImage(ctx context.Context, s streams) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var formats []artifact.Format
-	for _, f := range artifact.Formats() {
-		if f.Name == "qcow2" {
-			formats = append(formats, f)
-		}
-	}
+	qcow2, _ := artifact.Lookup("qcow2")
 	out := filepath.Join(filepath.Dir(imagebuild.DefaultCacheDir()), "images")
 	fmt.Fprintf(s.Err, "lab: building the appliance into %s\n", out)
-	res, err := imagebuild.Build(ctx, imagebuild.Request{Spec: spec, Formats: formats, OutDir: out, Log: s.Err, SourceDateEpoch: os.Getenv("SOURCE_DATE_EPOCH")}, "")
+	res, err := imagebuild.Build(ctx, imagebuild.Request{Spec: spec, Formats: []artifact.Format{qcow2}, OutDir: out, Log: s.Err, SourceDateEpoch: os.Getenv("SOURCE_DATE_EPOCH")}, "")
 	if err != nil {
 		return "", err
 	}
