@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outpost-appliance/outpost/artifact"
 	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/outpost-appliance/outpost/imagebuild"
 	"github.com/outpost-appliance/outpost/internal/testtool"
@@ -80,25 +79,16 @@ func applianceImage(t testing.TB) string {
 			imageErr = err
 			return
 		}
-		spec, _, err := imagebuild.LoadSpec("")
-		if err != nil {
-			imageErr = err
-			return
-		}
 		var log bytes.Buffer
-		qcow2, _ := artifact.Lookup("qcow2")
 		wd, _ := os.Getwd()
 		start := time.Now()
-		res, err := imagebuild.Build(context.Background(), imagebuild.Request{
-			Spec: spec, Formats: []artifact.Format{qcow2}, OutDir: dir, Log: &log, CacheDir: cacheDir(),
-			ModuleDir: filepath.Dir(wd), SourceDateEpoch: "1767225600",
-		}, "")
-		if err != nil {
-			imageErr = fmt.Errorf("building the appliance: %v\n%s", err, log.String())
+		imagePath, imageErr = imagebuild.ConnectorQCOW2(context.Background(), imagebuild.Request{
+			OutDir: dir, Log: &log, CacheDir: cacheDir(), ModuleDir: filepath.Dir(wd), SourceDateEpoch: "1767225600"})
+		if imageErr != nil {
+			imageErr = fmt.Errorf("building the appliance: %v\n%s", imageErr, log.String())
 			return
 		}
 		fmt.Fprintf(os.Stderr, "e2e: appliance image built in %s\n", time.Since(start).Round(time.Second))
-		imagePath = res.Outputs[0]
 	})
 	if imageErr != nil {
 		t.Fatal(imageErr)

@@ -259,3 +259,26 @@ func publish(ctx context.Context, s settled, job *artifact.Job, skipped []string
 	}
 	return res, nil
 }
+
+// DefaultImageDir is where the connector's qcow2 is built for the QEMU lab
+// and kept between labs: images/ beside DefaultCacheDir.
+func DefaultImageDir() string {
+	return filepath.Join(filepath.Dir(DefaultCacheDir()), "images")
+}
+
+// ConnectorQCOW2 builds the connector appliance from the embedded spec as
+// qcow2 only (what QEMU runs) into req.OutDir and returns its path. req's
+// Spec and Formats are set here; the rest is as for Build.
+func ConnectorQCOW2(ctx context.Context, req Request) (string, error) {
+	spec, _, err := LoadSpec("")
+	if err != nil {
+		return "", err
+	}
+	qcow2, _ := artifact.Lookup("qcow2")
+	req.Spec, req.Formats = spec, []artifact.Format{qcow2}
+	res, err := Build(ctx, req, "")
+	if err != nil {
+		return "", err
+	}
+	return res.Outputs[0], nil
+}

@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/pflag"
 
 	"github.com/outpost-appliance/outpost/appliance"
-	"github.com/outpost-appliance/outpost/artifact"
 	"github.com/outpost-appliance/outpost/imagebuild"
 	"github.com/outpost-appliance/outpost/lab"
 )
@@ -121,18 +119,9 @@ func (c *labUpCmd) Run(ctx context.Context, s streams, args []string) error {
 // buildLabImage builds the appliance from the embedded spec into the
 // cache, where `lab down` leaves it.
 func buildLabImage(ctx context.Context, s streams) (string, error) {
-	spec, _, err := imagebuild.LoadSpec("")
-	if err != nil {
-		return "", err
-	}
-	qcow2, _ := artifact.Lookup("qcow2")
-	out := filepath.Join(filepath.Dir(imagebuild.DefaultCacheDir()), "images")
+	out := imagebuild.DefaultImageDir()
 	fmt.Fprintf(s.Err, "lab: building the appliance into %s\n", out)
-	res, err := imagebuild.Build(ctx, imagebuild.Request{Spec: spec, Formats: []artifact.Format{qcow2}, OutDir: out, Log: s.Err, SourceDateEpoch: os.Getenv("SOURCE_DATE_EPOCH")}, "")
-	if err != nil {
-		return "", err
-	}
-	return res.Outputs[0], nil
+	return imagebuild.ConnectorQCOW2(ctx, imagebuild.Request{OutDir: out, Log: s.Err, SourceDateEpoch: os.Getenv("SOURCE_DATE_EPOCH")})
 }
 
 type labStatusCmd struct {
