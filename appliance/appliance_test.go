@@ -163,3 +163,19 @@ func TestMarkerRoundTrip(t *testing.T) {
 		t.Error("a marker without NAME= accepted")
 	}
 }
+
+func TestGuestStatusRoundTrip(t *testing.T) {
+	for _, c := range []struct{ state, name, err, line, reason string }{
+		{GuestEnrolled, "Melbourne-1", "", "enrolled Melbourne-1", ""},
+		{GuestFailed, "", "provisioning key: curly quote U+201C\nmore", "failed: provisioning key: curly quote U+201C", "provisioning key: curly quote U+201C"},
+		{"configuring", "", "", "configuring", ""},
+	} {
+		line := GuestStatus(c.state, c.name, c.err)
+		if line != c.line {
+			t.Errorf("GuestStatus(%q, %q, %q) = %q, want %q", c.state, c.name, c.err, line, c.line)
+		}
+		if state, reason := ParseGuestStatus(line); state != c.state || reason != c.reason {
+			t.Errorf("ParseGuestStatus(%q) = %q, %q", line, state, reason)
+		}
+	}
+}

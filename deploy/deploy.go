@@ -36,9 +36,9 @@ const (
 	RoleConnector = "connector"
 
 	// StatusVar is the guestinfo variable first boot publishes.
-	StatusVar = "guestinfo.outpost.status"
+	StatusVar = appliance.GuestinfoStatus
 	// OVFEnvVar carries the OVF environment on a standalone ESXi host.
-	OVFEnvVar = "guestinfo.ovfEnv"
+	OVFEnvVar = appliance.GuestinfoOVFEnv
 )
 
 // API types as detected from the service content.

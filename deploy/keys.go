@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/cpapi"
-	"github.com/outpost-appliance/outpost/firstboot"
 	"github.com/outpost-appliance/outpost/provkey"
 )
 
@@ -139,14 +139,15 @@ func (s *Session) Wait(ctx context.Context, p *Plan, cp ControlPlane, group stri
 		var failed []string
 		for _, v := range p.VMs {
 			pr := Progress{VM: v.Name, Status: status[v.Name], Health: health[v.Name]}
+			state, reason := appliance.ParseGuestStatus(pr.Status)
 			switch {
 			case pr.Health == cpapi.HealthHealthy:
 				pr.Done = true
-			case cp == nil && strings.HasPrefix(pr.Status, firstboot.StateEnrolled):
+			case cp == nil && state == appliance.GuestEnrolled:
 				pr.Done = true
-			case strings.HasPrefix(pr.Status, firstboot.StateFailed):
+			case state == appliance.GuestFailed:
 				pr.Failed = true
-				failed = append(failed, v.Name+": "+strings.TrimSpace(strings.TrimPrefix(pr.Status, firstboot.StateFailed)))
+				failed = append(failed, v.Name+": "+reason)
 			}
 			if pr != last[v.Name] && report != nil {
 				report(pr)

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/firstboot/sysroot"
 	"github.com/outpost-appliance/outpost/firstboot/timesync"
 )
@@ -19,8 +20,8 @@ const (
 	StateNotStarted  = "not_started"
 	StateConfiguring = "configuring"
 	StateWaitingKey  = "waiting_for_key"
-	StateFailed      = "failed"
-	StateEnrolled    = "enrolled"
+	StateFailed      = appliance.GuestFailed
+	StateEnrolled    = appliance.GuestEnrolled
 )
 
 // Status is the summary `outpost-firstboot status` prints and
@@ -186,15 +187,9 @@ func (e *Env) report(ctx context.Context, st *State) error {
 		return err
 	}
 	if e.RPCTool != nil {
-		line := s.State
-		if s.Name != "" {
-			line += " " + s.Name
-		}
-		if s.LastError != "" {
-			line += ": " + strings.SplitN(s.LastError, "\n", 2)[0]
-		}
-		if _, err := e.RPCTool(ctx, "info-set guestinfo.outpost.status "+line); err != nil {
-			e.log().Warn("could not set guestinfo.outpost.status", "err", err)
+		line := appliance.GuestStatus(s.State, s.Name, s.LastError)
+		if _, err := e.RPCTool(ctx, "info-set "+appliance.GuestinfoStatus+" "+line); err != nil {
+			e.log().Warn("could not set "+appliance.GuestinfoStatus, "err", err)
 		}
 	}
 	return nil

@@ -143,12 +143,12 @@ func (l Loader) guestinfo(ctx context.Context) (*Set, error) {
 			return nil, nil
 		}
 	}
-	b, err := run(ctx, "info-get guestinfo.ovfEnv")
+	b, err := run(ctx, "info-get "+appliance.GuestinfoOVFEnv)
 	if err != nil || len(bytes.TrimSpace(b)) == 0 {
 		// Not on VMware, or no vApp options: not an error.
 		return nil, nil
 	}
-	return ParseOVFEnv("guestinfo.ovfEnv", b)
+	return ParseOVFEnv(appliance.GuestinfoOVFEnv, b)
 }
 
 // readISO opens dev as ISO 9660 without mounting it and returns the OVF
