@@ -24,6 +24,10 @@ const (
 	PathConnectors      = "/api/v1/connectors"               // GET[?group=] → []Connector
 	PathConnector       = "/api/v1/connectors/{name}"        // GET → Connector
 	PathConnectorRevoke = "/api/v1/connectors/{name}/revoke" // POST → RevokeResult
+	PathGroupUpgrade    = "/api/v1/groups/{name}/upgrade"    // POST UpgradeNow → Group: start the rollout now, outside the window
+	PathReleases        = "/api/v1/releases"                 // GET → []Release; POST the bundle (application/octet-stream) → Release
+	PathRelease         = "/api/v1/releases/{name}"          // GET → Release ({name} is the version)
+	PathReleaseBundle   = "/api/v1/releases/{name}/bundle"   // GET → the bundle; mutual TLS (connectors) or admin token
 )
 
 // Query parameters.

@@ -31,6 +31,32 @@ type HeartbeatRequest struct {
 	// Skew is the connector's clock minus the control plane's, in seconds,
 	// as measured on the previous heartbeat.
 	Skew float64 `json:"skew,omitempty"`
+	// Upgrade reports an upgrade the control plane ordered: being
+	// installed, or failed (the connector is back on its previous
+	// version). Absent when there is nothing to report.
+	Upgrade *UpgradeReport `json:"upgrade,omitempty"`
+}
+
+// Upgrade states a connector reports.
+const (
+	UpgradeInstalling = "installing" // downloading, checking and writing the bundle
+	UpgradeFailed     = "failed"     // refused, or tried and rolled back
+)
+
+// UpgradeReport is how a connector reports an upgrade to Version.
+type UpgradeReport struct {
+	Version string `json:"version"`
+	State   string `json:"state"`            // UpgradeInstalling or UpgradeFailed
+	Reason  string `json:"reason,omitempty"` // why it failed, for the admin
+}
+
+// UpgradeOrder tells a connector to install a release: download Bundle
+// (a path on the control plane, GET over mutual TLS), check it, write it to
+// the inactive root and reboot into it.
+type UpgradeOrder struct {
+	Version string `json:"version"`
+	Bundle  string `json:"bundle"` // PathReleaseBundle for Version
+	Size    int64  `json:"size"`   // the bundle's size in bytes
 }
 
 // HeartbeatResponse acknowledges a heartbeat.
@@ -42,6 +68,8 @@ type HeartbeatResponse struct {
 	ServerTime time.Time `json:"server_time,omitzero"`
 	// Interval is how often the control plane wants heartbeats, in seconds.
 	Interval int `json:"interval,omitempty"`
+	// Upgrade, when set, orders the connector to install a release now.
+	Upgrade *UpgradeOrder `json:"upgrade,omitempty"`
 }
 
 // RenewRequest is the body of POST PathRenew: a CSR for a new key pair,
@@ -71,7 +99,13 @@ type GroupSpec struct {
 	Location   *string `json:"location,omitempty"`
 	WindowDay  *string `json:"upgrade_window_day,omitempty"` // sun … sat
 	WindowHour *int    `json:"upgrade_window_hour,omitempty"`
+	// TargetVersion pins the group to a published release; "latest" (or
+	// "") follows the newest published release.
+	TargetVersion *string `json:"target_version,omitempty"`
 }
+
+// TargetLatest is GroupSpec.TargetVersion for "the newest release".
+const TargetLatest = "latest"
 
 // Group is a connector group.
 type Group struct {
@@ -82,7 +116,70 @@ type Group struct {
 	CreatedAt  time.Time `json:"created_at"`
 	Keys       int       `json:"keys"`
 	Connectors int       `json:"connectors"` // not revoked
+	// TargetVersion is the pinned release; "" follows the newest one.
+	TargetVersion string `json:"target_version"`
+	// Rollout is the group's upgrade state (GET PathGroup only).
+	Rollout *Rollout `json:"rollout,omitempty"`
 }
+
+// Rollout states.
+const (
+	RolloutIdle      = "idle"      // every connector runs the target (or none is published)
+	RolloutWaiting   = "waiting"   // outside the window, or the group is not healthy
+	RolloutUpgrading = "upgrading" // one connector is being upgraded
+	RolloutStopped   = "stopped"   // a connector failed; Reason says which and why
+)
+
+// Rollout is a group's upgrade to its target version. One connector is
+// upgraded at a time, inside the group's window (or after
+// PathGroupUpgrade), and only while the others are healthy.
+type Rollout struct {
+	Target string `json:"target"` // the version connectors are brought to; "" none published
+	State  string `json:"state"`  // RolloutIdle …
+	Reason string `json:"reason,omitempty"`
+	// Now is set when an admin started the rollout outside the window; it
+	// ends with the rollout.
+	Now bool `json:"now"`
+	// WindowOpen says whether the group's window is open; NextWindow is
+	// when it next opens (zero while it is open).
+	WindowOpen bool      `json:"window_open"`
+	NextWindow time.Time `json:"next_window,omitzero"`
+	// Connectors are the group's connectors (not revoked), by name.
+	Connectors []RolloutConnector `json:"connectors"`
+}
+
+// Rollout states of one connector.
+const (
+	RolloutDone    = "done"      // runs the target
+	RolloutActive  = "upgrading" // ordered to upgrade, not back healthy on the target yet
+	RolloutPending = "waiting"   // older than the target, its turn has not come
+	RolloutFailed  = "failed"    // its upgrade failed; Detail says why
+	RolloutNewer   = "newer"     // runs a version newer than the target; left alone
+)
+
+// RolloutConnector is one connector in a rollout.
+type RolloutConnector struct {
+	Name    string    `json:"name"`
+	Version string    `json:"version"`
+	Health  string    `json:"health"`
+	Status  string    `json:"status"` // RolloutDone …
+	Detail  string    `json:"detail,omitempty"`
+	Since   time.Time `json:"since,omitzero"` // when its upgrade was ordered
+}
+
+// Release is a published update bundle.
+type Release struct {
+	Name         string    `json:"name"` // the appliance's name
+	Version      string    `json:"version"`
+	Architecture string    `json:"architecture"`
+	Size         int64     `json:"size"`       // the bundle's size in bytes
+	SHA256       string    `json:"sha256"`     // the bundle file's SHA-256, hex
+	ImageSize    int64     `json:"image_size"` // the root image's size in bytes
+	PublishedAt  time.Time `json:"published_at"`
+}
+
+// UpgradeNow is the body of POST PathGroupUpgrade.
+type UpgradeNow struct{}
 
 // Deleted answers a DELETE.
 type Deleted struct {
@@ -206,6 +303,12 @@ type Connector struct {
 	Health      string    `json:"health"`    // HealthHealthy …
 	Addresses   []string  `json:"addresses"` // as last reported, never null
 	Skew        float64   `json:"skew"`      // seconds, the connector's clock minus the control plane's, as last reported
+	// UpgradeTarget is the version the connector was ordered to install
+	// ("" none); UpgradeState and UpgradeReason are what it last reported
+	// about an upgrade (UpgradeInstalling, UpgradeFailed).
+	UpgradeTarget string `json:"upgrade_target,omitempty"`
+	UpgradeState  string `json:"upgrade_state,omitempty"`
+	UpgradeReason string `json:"upgrade_reason,omitempty"`
 }
 
 // RevokeResult says what revoking a connector did.
