@@ -105,7 +105,7 @@ const (
 		WHERE id = ? AND use_count < max_uses AND state = 'active' AND generation = ? AND (expires_at = 0 OR expires_at > ?)
 		RETURNING seq, name, group_name, signing_ca`
 	qUncount = `UPDATE keys SET use_count = use_count - 1, seq = seq - 1 WHERE id = ?`
-	qInsert  = "INSERT INTO connectors (" + connCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', 0, ?, 0, '', 0, ?, '', '', 0, '', '') ON CONFLICT DO NOTHING"
+	qInsert  = "INSERT INTO connectors (" + connCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', 0, ?, 0, '', 0, ?, '', '', 0, '', '', '', 0, '', '', '', 0) ON CONFLICT DO NOTHING"
 	qCert    = `UPDATE connectors SET cert_pem = ?, serial = ?, cert_expires = ? WHERE name = ?`
 )
 

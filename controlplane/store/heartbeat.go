@@ -149,6 +149,9 @@ type Holder struct {
 	Previous bool
 	// Renewing: a previous certificate is still accepted.
 	Renewing bool
+	// Upgrade is the connector's upgrade order and last report, so that a
+	// heartbeat answers an order without another read.
+	Upgrade Upgrade
 }
 
 // idents caches ConnectorByCert, so a heartbeat costs no database read.
@@ -199,12 +202,18 @@ func (s *Store) ConnectorByCert(ctx context.Context, serial string) (Holder, err
 	if ok && s.idents.enabled {
 		return h, nil
 	}
-	st, err := s.prepared(ctx, s.q("SELECT name, fingerprint, state, state_reason, serial, prev_serial FROM connectors WHERE serial = ? OR (prev_serial = ? AND prev_serial <> '')"))
+	st, err := s.prepared(ctx, s.q(`SELECT name, fingerprint, state, state_reason, serial, prev_serial,
+		upgrade_target, upgrade_ordered_at, upgrade_state, upgrade_reason, upgrade_version, upgrade_reported_at
+		FROM connectors WHERE serial = ? OR (prev_serial = ? AND prev_serial <> '')`))
 	if err != nil {
 		return Holder{}, err
 	}
 	var cur, prev string
-	err = st.QueryRowContext(ctx, serial, serial).Scan(&h.Name, &h.Fingerprint, &h.State, &h.StateReason, &cur, &prev)
+	var ordered, reported int64
+	u := &h.Upgrade
+	err = st.QueryRowContext(ctx, serial, serial).Scan(&h.Name, &h.Fingerprint, &h.State, &h.StateReason, &cur, &prev,
+		&u.Target, &ordered, &u.State, &u.Reason, &u.Version, &reported)
+	u.OrderedAt, u.ReportedAt = fromMS(ordered), fromMS(reported)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Holder{}, ErrNotFound
 	}

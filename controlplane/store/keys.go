@@ -213,22 +213,37 @@ type Connector struct {
 	// CertPubKeyHash is hex SHA-256 of the current certificate's public
 	// key: PubKeyHash until the first renewal.
 	CertPubKeyHash string
+	Upgrade        Upgrade
 }
 
-const connCols = "name, key_id, key_name, group_name, signing_ca, fingerprint, pubkey_hash, nonce, serial, cert_pem, cert_expires, enrolled_at, last_seen, version, uptime, state, state_reason, addresses, skew, prev_serial, cert_pubkey_hash"
+// Upgrade is a connector's part in its group's rollout: the order it was
+// given and what it last reported.
+type Upgrade struct {
+	Target    string    // the version it was ordered to install; "" none
+	OrderedAt time.Time // when
+	// State, Reason and Version are its last report (cpapi.UpgradeReport),
+	// received at ReportedAt.
+	State, Reason, Version string
+	ReportedAt             time.Time
+}
+
+const connCols = "name, key_id, key_name, group_name, signing_ca, fingerprint, pubkey_hash, nonce, serial, cert_pem, cert_expires, enrolled_at, last_seen, version, uptime, state, state_reason, addresses, skew, prev_serial, cert_pubkey_hash" +
+	", upgrade_target, upgrade_ordered_at, upgrade_state, upgrade_reason, upgrade_version, upgrade_reported_at"
 
 // scanConnector reads a row of connCols and shows the heartbeats not yet
 // written.
 func (s *Store) scanConnector(sc interface{ Scan(...any) error }) (Connector, error) {
 	var c Connector
-	var exp, enr, seen int64
+	var exp, enr, seen, ordered, reported int64
 	var addrs string
+	u := &c.Upgrade
 	err := sc.Scan(&c.Name, &c.KeyID, &c.KeyName, &c.Group, &c.SigningCA, &c.Fingerprint, &c.PubKeyHash, &c.Nonce, &c.Serial, &c.CertPEM, &exp, &enr, &seen, &c.Version, &c.Uptime, &c.State, &c.StateReason,
-		&addrs, &c.Skew, &c.PrevSerial, &c.CertPubKeyHash)
+		&addrs, &c.Skew, &c.PrevSerial, &c.CertPubKeyHash, &u.Target, &ordered, &u.State, &u.Reason, &u.Version, &reported)
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, ErrNotFound
 	}
 	c.CertExpires, c.EnrolledAt, c.LastSeen = fromMS(exp), fromMS(enr), fromMS(seen)
+	u.OrderedAt, u.ReportedAt = fromMS(ordered), fromMS(reported)
 	c.Addresses = splitAddresses(addrs)
 	if c.CertPubKeyHash == "" {
 		c.CertPubKeyHash = c.PubKeyHash

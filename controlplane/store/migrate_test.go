@@ -18,8 +18,17 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// schemaV1 is the connectors table as the first release created it.
+// schemaV1 is the groups and connectors tables as the first release
+// created them.
 const schemaV1 = `
+CREATE TABLE groups (
+	name        TEXT PRIMARY KEY,
+	location    TEXT NOT NULL,
+	window_day  INTEGER NOT NULL,
+	window_hour INTEGER NOT NULL,
+	created_at  BIGINT NOT NULL
+);
+INSERT INTO groups (name, location, window_day, window_hour, created_at) VALUES ('g', 'Old DC', 6, 1, 1700000000000);
 CREATE TABLE connectors (
 	name          TEXT PRIMARY KEY,
 	key_id        TEXT NOT NULL,
@@ -78,20 +87,27 @@ func TestMigrateFromFirstRelease(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			have, err := s.columns(ctx, s.db, "connectors")
+			for _, c := range addedColumns {
+				have, err := s.columns(ctx, s.db, c.table)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !have[c.column] {
+					t.Errorf("column %s.%s was not added", c.table, c.column)
+				}
+			}
+			g, err := s.Group(ctx, "g")
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, c := range addedColumns {
-				if !have[c.column] {
-					t.Errorf("column %s was not added", c.column)
-				}
+			if g.Location != "Old DC" || g.WindowDay != 6 || g.TargetVersion != "" || g.Rollout != (Rollout{}) || g.Connectors != 1 {
+				t.Errorf("old group after migration: %+v", g)
 			}
 			c, err := s.ConnectorByName(ctx, "Old-1")
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.Version != "1.0" || c.Uptime != 5 || c.Addresses != nil || c.Skew != 0 || c.PrevSerial != "" || c.CertPubKeyHash != "ph" {
+			if c.Version != "1.0" || c.Uptime != 5 || c.Addresses != nil || c.Skew != 0 || c.PrevSerial != "" || c.CertPubKeyHash != "ph" || c.Upgrade != (Upgrade{}) {
 				t.Errorf("old row after migration: %+v", c)
 			}
 			s.Close()
@@ -116,6 +132,13 @@ func TestMigrateFromFirstRelease(t *testing.T) {
 		if !c.LastSeen.Equal(at) || c.Version != "2.0" || strings.Join(c.Addresses, ",") != "192.0.2.1/24,2001:db8::1/64" || c.Skew != 0.25 ||
 			c.Serial != "0b" || c.PrevSerial != "0a" || c.CertPubKeyHash != "ph2" || c.CertPEM != "PEM2" {
 			t.Errorf("after heartbeat and renewal: %+v", c)
+		}
+		// The old group takes a rollout.
+		if err := s.OrderUpgrade(ctx, "g", "Old-1", "2.1", at); err != nil {
+			t.Fatal(err)
+		}
+		if h, err := s.ConnectorByCert(ctx, "0b"); err != nil || h.Upgrade.Target != "2.1" || !h.Upgrade.OrderedAt.Equal(at) {
+			t.Errorf("holder after the order: %+v %v", h, err)
 		}
 	})
 }

@@ -221,7 +221,13 @@ CREATE TABLE IF NOT EXISTS groups (
 	location    TEXT NOT NULL,
 	window_day  INTEGER NOT NULL,
 	window_hour INTEGER NOT NULL,
-	created_at  BIGINT NOT NULL
+	created_at  BIGINT NOT NULL,
+	target_version    TEXT NOT NULL DEFAULT '',
+	rollout_connector TEXT NOT NULL DEFAULT '',
+	rollout_now       BIGINT NOT NULL DEFAULT 0,
+	rollout_stopped   TEXT NOT NULL DEFAULT '',
+	rollout_failed    TEXT NOT NULL DEFAULT '',
+	rollout_version   TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS keys (
 	id            TEXT PRIMARY KEY,
@@ -262,6 +268,12 @@ CREATE TABLE IF NOT EXISTS connectors (
 	skew          DOUBLE PRECISION NOT NULL DEFAULT 0,
 	prev_serial   TEXT NOT NULL DEFAULT '',
 	cert_pubkey_hash TEXT NOT NULL DEFAULT '',
+	upgrade_target      TEXT NOT NULL DEFAULT '',
+	upgrade_ordered_at  BIGINT NOT NULL DEFAULT 0,
+	upgrade_state       TEXT NOT NULL DEFAULT '',
+	upgrade_reason      TEXT NOT NULL DEFAULT '',
+	upgrade_version     TEXT NOT NULL DEFAULT '',
+	upgrade_reported_at BIGINT NOT NULL DEFAULT 0,
 	UNIQUE (key_id, pubkey_hash)
 );
 CREATE INDEX IF NOT EXISTS connectors_group ON connectors(group_name);
@@ -271,6 +283,15 @@ CREATE TABLE IF NOT EXISTS enroll_failures (
 	window_start BIGINT NOT NULL,
 	count        BIGINT NOT NULL,
 	PRIMARY KEY (source, key_id)
+);
+CREATE TABLE IF NOT EXISTS releases (
+	version      TEXT PRIMARY KEY,
+	name         TEXT NOT NULL,
+	architecture TEXT NOT NULL,
+	size         BIGINT NOT NULL,
+	sha256       TEXT NOT NULL,
+	image_size   BIGINT NOT NULL,
+	published_at BIGINT NOT NULL
 );
 `
 
@@ -282,6 +303,18 @@ var addedColumns = []struct{ table, column, def string }{
 	{"connectors", "skew", "DOUBLE PRECISION NOT NULL DEFAULT 0"},
 	{"connectors", "prev_serial", "TEXT NOT NULL DEFAULT ''"},
 	{"connectors", "cert_pubkey_hash", "TEXT NOT NULL DEFAULT ''"},
+	{"connectors", "upgrade_target", "TEXT NOT NULL DEFAULT ''"},
+	{"connectors", "upgrade_ordered_at", "BIGINT NOT NULL DEFAULT 0"},
+	{"connectors", "upgrade_state", "TEXT NOT NULL DEFAULT ''"},
+	{"connectors", "upgrade_reason", "TEXT NOT NULL DEFAULT ''"},
+	{"connectors", "upgrade_version", "TEXT NOT NULL DEFAULT ''"},
+	{"connectors", "upgrade_reported_at", "BIGINT NOT NULL DEFAULT 0"},
+	{"groups", "target_version", "TEXT NOT NULL DEFAULT ''"},
+	{"groups", "rollout_connector", "TEXT NOT NULL DEFAULT ''"},
+	{"groups", "rollout_now", "BIGINT NOT NULL DEFAULT 0"},
+	{"groups", "rollout_stopped", "TEXT NOT NULL DEFAULT ''"},
+	{"groups", "rollout_failed", "TEXT NOT NULL DEFAULT ''"},
+	{"groups", "rollout_version", "TEXT NOT NULL DEFAULT ''"},
 }
 
 // indexes need the added columns, so they come after them.
@@ -382,6 +415,22 @@ type Group struct {
 	CreatedAt  time.Time
 	Keys       int
 	Connectors int
+	// TargetVersion is the pinned release; "" follows the newest.
+	TargetVersion string
+	Rollout       Rollout
+}
+
+// Rollout is a group's upgrade state as the scheduler keeps it.
+type Rollout struct {
+	// Connector is being upgraded ("" none): at most one per group, claimed
+	// with a conditional update of the group's row.
+	Connector string
+	// Now: an admin started the rollout outside the window; cleared when
+	// no connector is left to upgrade.
+	Now bool
+	// Stopped is why the rollout stopped ("" running); Failed is the
+	// connector that failed and Version the version it failed on.
+	Stopped, Failed, Version string
 }
 
 func ms(t time.Time) int64 {
@@ -400,8 +449,8 @@ func fromMS(v int64) time.Time {
 
 // CreateGroup adds a group; ErrExists if the name is taken.
 func (s *Store) CreateGroup(ctx context.Context, g Group) error {
-	res, err := s.db.ExecContext(ctx, s.q("INSERT INTO groups (name, location, window_day, window_hour, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING"),
-		g.Name, g.Location, g.WindowDay, g.WindowHour, ms(g.CreatedAt))
+	res, err := s.db.ExecContext(ctx, s.q("INSERT INTO groups (name, location, window_day, window_hour, created_at, target_version) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING"),
+		g.Name, g.Location, g.WindowDay, g.WindowHour, ms(g.CreatedAt), g.TargetVersion)
 	if err != nil {
 		return fmt.Errorf("create group %s: %w", g.Name, err)
 	}
@@ -413,13 +462,16 @@ func (s *Store) CreateGroup(ctx context.Context, g Group) error {
 
 const groupCols = `g.name, g.location, g.window_day, g.window_hour, g.created_at,
 	(SELECT COUNT(*) FROM keys k WHERE k.group_name = g.name),
-	(SELECT COUNT(*) FROM connectors c WHERE c.group_name = g.name AND c.state <> 'revoked')`
+	(SELECT COUNT(*) FROM connectors c WHERE c.group_name = g.name AND c.state <> 'revoked'),
+	g.target_version, g.rollout_connector, g.rollout_now, g.rollout_stopped, g.rollout_failed, g.rollout_version`
 
 func scanGroup(sc interface{ Scan(...any) error }) (Group, error) {
 	var g Group
-	var created int64
-	err := sc.Scan(&g.Name, &g.Location, &g.WindowDay, &g.WindowHour, &created, &g.Keys, &g.Connectors)
+	var created, now int64
+	err := sc.Scan(&g.Name, &g.Location, &g.WindowDay, &g.WindowHour, &created, &g.Keys, &g.Connectors,
+		&g.TargetVersion, &g.Rollout.Connector, &now, &g.Rollout.Stopped, &g.Rollout.Failed, &g.Rollout.Version)
 	g.CreatedAt = fromMS(created)
+	g.Rollout.Now = now != 0
 	return g, err
 }
 
@@ -450,9 +502,14 @@ func (s *Store) Group(ctx context.Context, name string) (Group, error) {
 	return g, err
 }
 
-// UpdateGroup replaces a group's location and window.
+// UpdateGroup replaces a group's location, window and target version. A
+// new target clears a stopped rollout: the stop was about another version.
 func (s *Store) UpdateGroup(ctx context.Context, g Group) error {
-	res, err := s.db.ExecContext(ctx, s.q("UPDATE groups SET location = ?, window_day = ?, window_hour = ? WHERE name = ?"), g.Location, g.WindowDay, g.WindowHour, g.Name)
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE groups SET location = ?, window_day = ?, window_hour = ?, target_version = ?,
+		rollout_stopped = CASE WHEN target_version = ? THEN rollout_stopped ELSE '' END,
+		rollout_failed = CASE WHEN target_version = ? THEN rollout_failed ELSE '' END,
+		rollout_version = CASE WHEN target_version = ? THEN rollout_version ELSE '' END
+		WHERE name = ?`), g.Location, g.WindowDay, g.WindowHour, g.TargetVersion, g.TargetVersion, g.TargetVersion, g.TargetVersion, g.Name)
 	if err != nil {
 		return fmt.Errorf("update group %s: %w", g.Name, err)
 	}
