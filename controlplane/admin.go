@@ -63,6 +63,13 @@ func (s *Service) CreateGroup(ctx context.Context, sp cpapi.GroupSpec) (cpapi.Gr
 	if e := applyGroup(&g, sp); e != nil {
 		return cpapi.Group{}, e
 	}
+	if sp.TargetVersion != nil {
+		v, err := s.checkTarget(ctx, *sp.TargetVersion)
+		if err != nil {
+			return cpapi.Group{}, err
+		}
+		g.TargetVersion = v
+	}
 	if err := s.Store.CreateGroup(ctx, g); errors.Is(err, store.ErrExists) {
 		return cpapi.Group{}, refuse(cpapi.CodeExists, "a group named %q already exists; choose another name or edit it with 'outpost groups edit'", sp.Name)
 	} else if err != nil {
@@ -84,13 +91,17 @@ func (s *Service) Groups(ctx context.Context) ([]cpapi.Group, error) {
 	return out, nil
 }
 
-// Group returns one group.
+// Group returns one group with its rollout.
 func (s *Service) Group(ctx context.Context, name string) (cpapi.Group, error) {
 	g, err := s.group(ctx, name)
 	if err != nil {
 		return cpapi.Group{}, err
 	}
-	return apiGroup(g), nil
+	out := apiGroup(g)
+	if out.Rollout, err = s.rollout(ctx, g); err != nil {
+		return cpapi.Group{}, err
+	}
+	return out, nil
 }
 
 func (s *Service) group(ctx context.Context, name string) (store.Group, error) {
@@ -103,7 +114,8 @@ func (s *Service) group(ctx context.Context, name string) (store.Group, error) {
 	return g, nil
 }
 
-// EditGroup changes a group's location or window.
+// EditGroup changes a group's location, window or target version; a new
+// target clears a stopped rollout.
 func (s *Service) EditGroup(ctx context.Context, sp cpapi.GroupSpec) (cpapi.Group, error) {
 	g, err := s.group(ctx, sp.Name)
 	if err != nil {
@@ -111,6 +123,16 @@ func (s *Service) EditGroup(ctx context.Context, sp cpapi.GroupSpec) (cpapi.Grou
 	}
 	if e := applyGroup(&g, sp); e != nil {
 		return cpapi.Group{}, e
+	}
+	if sp.TargetVersion != nil {
+		v, err := s.checkTarget(ctx, *sp.TargetVersion)
+		if err != nil {
+			return cpapi.Group{}, err
+		}
+		if v != g.TargetVersion {
+			s.Log.Info("group target changed", "group", g.Name, "from", targetText(g.TargetVersion), "to", targetText(v))
+		}
+		g.TargetVersion = v
 	}
 	if err := s.Store.UpdateGroup(ctx, g); err != nil {
 		return cpapi.Group{}, s.internal(err)
@@ -401,7 +423,15 @@ func (s *Service) RevokeConnector(ctx context.Context, name string) (cpapi.Revok
 // with the API's names.
 
 func apiGroup(g store.Group) cpapi.Group {
-	return cpapi.Group{Name: g.Name, Location: g.Location, WindowDay: g.WindowDay, WindowHour: g.WindowHour, CreatedAt: g.CreatedAt, Keys: g.Keys, Connectors: g.Connectors}
+	return cpapi.Group{Name: g.Name, Location: g.Location, WindowDay: g.WindowDay, WindowHour: g.WindowHour, CreatedAt: g.CreatedAt, Keys: g.Keys, Connectors: g.Connectors,
+		TargetVersion: g.TargetVersion}
+}
+
+func targetText(v string) string {
+	if v == "" {
+		return cpapi.TargetLatest
+	}
+	return v
 }
 
 func apiKey(k store.Key) cpapi.Key {
@@ -418,5 +448,6 @@ func (s *Service) apiConnector(c store.Connector, now time.Time) cpapi.Connector
 	return cpapi.Connector{Name: c.Name, KeyID: c.KeyID, KeyName: c.KeyName, Group: c.Group, SigningCA: c.SigningCA, Fingerprint: c.Fingerprint,
 		PubKeyHash: c.PubKeyHash, Nonce: c.Nonce, Serial: c.Serial, CertPEM: c.CertPEM, CertExpires: c.CertExpires, EnrolledAt: c.EnrolledAt,
 		LastSeen: c.LastSeen, Version: c.Version, Uptime: c.Uptime, State: c.State, StateReason: c.StateReason,
-		Health: s.health(c, now), Addresses: addrs, Skew: c.Skew}
+		Health: s.health(c, now), Addresses: addrs, Skew: c.Skew,
+		UpgradeTarget: c.Upgrade.Target, UpgradeState: c.Upgrade.State, UpgradeReason: c.Upgrade.Reason}
 }

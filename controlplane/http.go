@@ -41,6 +41,8 @@ var statuses = map[string]int{
 	cpapi.CodeConflict:         http.StatusConflict,
 	cpapi.CodeInternal:         http.StatusInternalServerError,
 	cpapi.CodeUnhealthy:        http.StatusServiceUnavailable,
+	cpapi.CodeNoReleaseKey:     http.StatusConflict,
+	cpapi.CodeBadBundle:        http.StatusBadRequest,
 }
 
 // adminStatuses override statuses on the admin API: there a used-up key is
@@ -54,20 +56,27 @@ var adminStatuses = map[string]int{
 func Handler(s *Service, adminToken string) http.Handler {
 	want := sha256.Sum256([]byte(adminToken))
 	badToken := &throttle{period: time.Minute, now: s.Now, seen: map[string]*throttled{}}
+	// authorized checks the admin token, or answers the refusal.
+	authorized := func(w http.ResponseWriter, r *http.Request) bool {
+		auth := r.Header.Get("Authorization")
+		tok, ok := strings.CutPrefix(auth, "Bearer ")
+		got := sha256.Sum256([]byte(tok))
+		if auth == "" {
+			writeErr(w, refuse(cpapi.CodeUnauthorized, "this admin request has no token; send 'Authorization: Bearer TOKEN' with the token from admin.conf (outpost … --config DIR/admin.conf)"), adminStatuses)
+			return false
+		}
+		if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			if ok, suppressed := badToken.allow(SourceOf(r.RemoteAddr)); ok {
+				s.Log.Warn("admin request with a wrong token", "source", SourceOf(r.RemoteAddr), "path", r.URL.Path, "suppressed", suppressed)
+			}
+			writeErr(w, refuse(cpapi.CodeUnauthorized, "the admin token is wrong; use the admin.conf written by this server in its data directory"), adminStatuses)
+			return false
+		}
+		return true
+	}
 	admin := func(h func(w http.ResponseWriter, r *http.Request) (any, error)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			auth := r.Header.Get("Authorization")
-			tok, ok := strings.CutPrefix(auth, "Bearer ")
-			got := sha256.Sum256([]byte(tok))
-			if auth == "" {
-				writeErr(w, refuse(cpapi.CodeUnauthorized, "this admin request has no token; send 'Authorization: Bearer TOKEN' with the token from admin.conf (outpost … --config DIR/admin.conf)"), adminStatuses)
-				return
-			}
-			if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-				if ok, suppressed := badToken.allow(SourceOf(r.RemoteAddr)); ok {
-					s.Log.Warn("admin request with a wrong token", "source", SourceOf(r.RemoteAddr), "path", r.URL.Path, "suppressed", suppressed)
-				}
-				writeErr(w, refuse(cpapi.CodeUnauthorized, "the admin token is wrong; use the admin.conf written by this server in its data directory"), adminStatuses)
+			if !authorized(w, r) {
 				return
 			}
 			v, err := h(w, r)
@@ -203,6 +212,65 @@ func Handler(s *Service, adminToken string) http.Handler {
 	mux.HandleFunc("POST "+cpapi.PathConnectorRevoke, admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
 		return s.RevokeConnector(r.Context(), r.PathValue("name"))
 	}))
+	mux.HandleFunc("POST "+cpapi.PathGroupUpgrade, admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
+		if r.ContentLength != 0 { // the body is optional: {} or nothing
+			var body cpapi.UpgradeNow
+			if err := decode(w, r, &body); err != nil {
+				return nil, err
+			}
+		}
+		return s.UpgradeNow(r.Context(), r.PathValue("name"))
+	}))
+
+	mux.HandleFunc("POST "+cpapi.PathReleases, admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
+		// Checked before the body is read: a client that sent
+		// "Expect: 100-continue" uploads nothing.
+		if len(s.ReleaseKeys) == 0 {
+			return nil, refuse(cpapi.CodeNoReleaseKey, noReleaseKey)
+		}
+		if r.ContentLength > MaxBundle {
+			return nil, refuse(cpapi.CodeTooLarge, "the bundle is %d bytes, more than the %d this control plane accepts", r.ContentLength, int64(MaxBundle))
+		}
+		// A bundle takes longer than the server's read timeout.
+		http.NewResponseController(w).SetReadDeadline(time.Time{})
+		return s.PublishRelease(r.Context(), http.MaxBytesReader(w, r.Body, MaxBundle))
+	}))
+	mux.HandleFunc("GET "+cpapi.PathReleases, admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
+		return s.Releases(r.Context())
+	}))
+	mux.HandleFunc("GET "+cpapi.PathRelease, admin(func(w http.ResponseWriter, r *http.Request) (any, error) {
+		return s.Release(r.Context(), r.PathValue("name"))
+	}))
+	// A bundle goes to a connector (its client certificate, as for a
+	// heartbeat) or to an admin (the token).
+	mux.HandleFunc("GET "+cpapi.PathReleaseBundle, func(w http.ResponseWriter, r *http.Request) {
+		override := map[string]int(nil)
+		switch {
+		case r.Header.Get("Authorization") != "":
+			if !authorized(w, r) {
+				return
+			}
+			override = adminStatuses
+		case r.TLS != nil && len(r.TLS.VerifiedChains) > 0:
+			if err := s.mayDownload(r.Context(), pki.SerialHex(r.TLS.VerifiedChains[0][0])); err != nil {
+				writeErr(w, err, nil)
+				return
+			}
+		default:
+			writeErr(w, refuse(cpapi.CodeUnauthorized, "a release bundle is served to a connector (its client certificate, mutual TLS) or to an admin ('Authorization: Bearer TOKEN' from admin.conf)"), nil)
+			return
+		}
+		f, rel, err := s.OpenBundle(r.Context(), r.PathValue("name"))
+		if err != nil {
+			writeErr(w, err, override)
+			return
+		}
+		defer f.Close()
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("ETag", `"`+rel.SHA256+`"`)
+		http.ServeContent(w, r, rel.Name+"-"+rel.Version+".bundle", rel.PublishedAt, f)
+	})
+
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		// "/" matches every method, so the mux never answers 405 by
 		// itself: find the methods the path has.

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
@@ -34,9 +35,15 @@ type Config struct {
 	Database  string   // postgres://…, sqlite:PATH or PATH.db (store.CheckDatabase); empty: SQLite in DataDir
 	Log       *slog.Logger
 	Now       func() time.Time // nil: time.Now
-	// HeartbeatInterval is how often connectors are asked to heartbeat;
-	// zero: DefaultInterval.
+	// HeartbeatInterval is how often connectors are asked to heartbeat,
+	// and how often the rollout scheduler runs; zero: DefaultInterval.
 	HeartbeatInterval time.Duration
+	// ReleaseKeys are the public release keys whose bundles may be
+	// published; none: publishing is refused (no_release_key).
+	ReleaseKeys []ed25519.PublicKey
+	// UpgradeTimeout is how long a connector ordered to upgrade has to
+	// come back healthy on the new version; zero: DefaultUpgradeTimeout.
+	UpgradeTimeout time.Duration
 }
 
 // Server is a control plane ready to serve on a listener.
@@ -187,6 +194,9 @@ func Open(ctx context.Context, cfg Config, addr net.Addr) (*Server, error) {
 	if cfg.HeartbeatInterval > 0 {
 		svc.Interval = cfg.HeartbeatInterval
 	}
+	svc.ReleaseKeys = cfg.ReleaseKeys
+	svc.ReleaseDir = filepath.Join(cfg.DataDir, releasesDir)
+	svc.UpgradeTimeout = cfg.UpgradeTimeout
 	if err := svc.warnOrphanedKeys(ctx); err != nil {
 		st.Close()
 		return nil, err
@@ -424,6 +434,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(tls.NewListener(ln, s.TLS)) }()
+	sched, stopSched := context.WithCancel(ctx)
+	schedDone := make(chan struct{})
+	go func() { s.schedule(sched); close(schedDone) }()
+	defer func() { stopSched(); <-schedDone }()
 	s.log.Info("control plane serving", "addr", ln.Addr().String(), "url", s.URL)
 	select {
 	case err := <-errc:
@@ -436,6 +450,23 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	err := hs.Shutdown(sctx)
 	<-errc
 	return err
+}
+
+// schedule runs the rollout scheduler every heartbeat interval until ctx
+// is done.
+func (s *Server) schedule(ctx context.Context) {
+	t := time.NewTicker(s.Service.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.Service.Rollouts(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("rollout scheduler", "err", err)
+			}
+		}
+	}
 }
 
 // Close releases the database.

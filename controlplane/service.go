@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,9 +43,17 @@ type Service struct {
 	// Interval is how often connectors are asked to heartbeat; a connector
 	// silent for cpapi.UnreachableAfter intervals is unreachable.
 	Interval time.Duration
+	// ReleaseKeys are the release keys whose bundles may be published;
+	// ReleaseDir is where published bundles are kept.
+	ReleaseKeys []ed25519.PublicKey
+	ReleaseDir  string
+	// UpgradeTimeout is how long an ordered connector has to come back
+	// healthy on the new version; zero: DefaultUpgradeTimeout.
+	UpgradeTimeout time.Duration
 
-	aead   cipher.AEAD
-	prunes atomic.Int64 // failed enrollments counted, to prune old counts now and then
+	publishMu sync.Mutex // one publish at a time: version check, row, file
+	aead      cipher.AEAD
+	prunes    atomic.Int64 // failed enrollments counted, to prune old counts now and then
 }
 
 // Failed enrollments (invalid_key) from one address with one key id are
@@ -321,7 +331,11 @@ func SourceOf(remoteAddr string) string {
 // blocks it. The report is written in a batch (store.FlushInterval), but
 // shown at once.
 func (s *Service) Heartbeat(ctx context.Context, serial string, req cpapi.HeartbeatRequest) (cpapi.HeartbeatResponse, error) {
-	if e := checkReported(cpapi.CheckFingerprint(req.Fingerprint), cpapi.CheckVersion(req.Version), cpapi.CheckAddresses(req.Addresses)); e != nil {
+	var upgradeErr error
+	if req.Upgrade != nil {
+		upgradeErr = cpapi.CheckUpgradeReport(*req.Upgrade)
+	}
+	if e := checkReported(cpapi.CheckFingerprint(req.Fingerprint), cpapi.CheckVersion(req.Version), cpapi.CheckAddresses(req.Addresses), upgradeErr); e != nil {
 		return cpapi.HeartbeatResponse{}, e
 	}
 	h, err := s.holder(ctx, serial, req.Fingerprint)
@@ -340,8 +354,23 @@ func (s *Service) Heartbeat(ctx context.Context, serial string, req cpapi.Heartb
 		}
 	}
 	now := s.Now()
+	u := h.Upgrade
+	if r := req.Upgrade; r != nil && (r.State != u.State || r.Reason != u.Reason || r.Version != u.Version) {
+		// Written at once, not in the heartbeat batch: the scheduler
+		// stops the group's rollout on a failure, on whichever server.
+		if err := s.Store.ReportUpgrade(ctx, h.Name, r.State, r.Reason, r.Version, now); err != nil {
+			return cpapi.HeartbeatResponse{}, s.internal(err)
+		}
+		u.State, u.Reason, u.Version, u.ReportedAt = r.State, r.Reason, r.Version, now
+		if r.State == cpapi.UpgradeFailed {
+			s.Log.Warn("connector reports a failed upgrade", "connector", h.Name, "version", r.Version, "reason", r.Reason, "running", req.Version)
+		} else {
+			s.Log.Info("connector reports an upgrade", "connector", h.Name, "version", r.Version, "state", r.State)
+		}
+	}
 	s.Store.Heartbeat(h.Name, store.Beat{At: now, Version: req.Version, Uptime: req.Uptime, Addresses: req.Addresses, Skew: req.Skew})
-	return cpapi.HeartbeatResponse{Name: h.Name, State: cpapi.ConnectorActive, ServerTime: now.UTC(), Interval: int(s.Interval / time.Second)}, nil
+	return cpapi.HeartbeatResponse{Name: h.Name, State: cpapi.ConnectorActive, ServerTime: now.UTC(), Interval: int(s.Interval / time.Second),
+		Upgrade: s.upgradeOrder(ctx, h.Name, u, req.Version)}, nil
 }
 
 // holder finds the connector of a client certificate and refuses a

@@ -110,6 +110,28 @@ func CheckAddresses(addrs []string) error {
 	return nil
 }
 
+// MaxUpgradeReason is the longest UpgradeReport.Reason accepted.
+const MaxUpgradeReason = 1024
+
+// CheckUpgradeReport checks what a connector reports about an upgrade: a
+// version (CheckVersion), a state UpgradeInstalling or UpgradeFailed, and
+// a reason of at most MaxUpgradeReason bytes without control characters.
+func CheckUpgradeReport(r UpgradeReport) error {
+	if err := CheckVersion(r.Version); err != nil {
+		return fmt.Errorf("upgrade.%v", err)
+	}
+	if r.State != UpgradeInstalling && r.State != UpgradeFailed {
+		return fmt.Errorf("upgrade.state %q: use %q or %q", r.State, UpgradeInstalling, UpgradeFailed)
+	}
+	if len(r.Reason) > MaxUpgradeReason {
+		return fmt.Errorf("upgrade.reason is %d bytes long; at most %d are accepted", len(r.Reason), MaxUpgradeReason)
+	}
+	if i, c, ok := findControl(r.Reason); ok {
+		return fmt.Errorf("upgrade.reason has the control character %q at byte %d; send one line of printable text", c, i)
+	}
+	return nil
+}
+
 // findControl returns the first C0, DEL or C1 control character of s.
 func findControl(s string) (int, rune, bool) {
 	for i, c := range s {

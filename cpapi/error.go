@@ -26,6 +26,8 @@ const (
 	CodeConflict         = "conflict"           // the change conflicts with the current state
 	CodeInternal         = "internal"           // the server failed; see its log
 	CodeUnhealthy        = "unhealthy"          // GET /healthz: the database does not answer
+	CodeNoReleaseKey     = "no_release_key"     // publishing a release: the server trusts no release key (outpost server --release-key)
+	CodeBadBundle        = "bad_bundle"         // publishing a release: not a bundle, not signed by a trusted key, or damaged
 )
 
 // Error is a refusal: a stable code scripts branch on and a sentence for a

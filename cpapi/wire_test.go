@@ -22,13 +22,22 @@ func TestWireFormat(t *testing.T) {
 	c2.StateReason, c2.LastSeen, c2.Health, c2.Addresses, c2.Skew = "", time.Time{}, "never seen", []string{}, 0
 	loc, day, hour := "x", "sat", 3
 	max := int64(4)
+	latest := TargetLatest
 	for _, tc := range []struct {
 		v    any
 		want string
 	}{
 		{ki, `{"id":"16ae02bf1ad591a2","name":"Melbourne","group":"melb","signing_ca":"Connector","host":"cp.example.com:8443","pin":"sha256:ab","max_uses":2,"use_count":1,"expires_at":"2026-12-06T12:00:00Z","state":"active","generation":3,"created_at":"2026-11-22T12:00:00Z","redacted":"1|cp|AB…","expired":true}`},
 		{KeyText{KeyInfo: ki, Text: "1|cp|ABC"}, `{"id":"16ae02bf1ad591a2","name":"Melbourne","group":"melb","signing_ca":"Connector","host":"cp.example.com:8443","pin":"sha256:ab","max_uses":2,"use_count":1,"expires_at":"2026-12-06T12:00:00Z","state":"active","generation":3,"created_at":"2026-11-22T12:00:00Z","redacted":"1|cp|AB…","expired":true,"text":"1|cp|ABC"}`},
-		{Group{Name: "melb", Location: "Melbourne DC", WindowDay: 6, WindowHour: 1, CreatedAt: t1, Keys: 2, Connectors: 3}, `{"name":"melb","location":"Melbourne DC","upgrade_window_day":6,"upgrade_window_hour":1,"created_at":"2026-11-22T12:00:00Z","keys":2,"connectors":3}`},
+		{Group{Name: "melb", Location: "Melbourne DC", WindowDay: 6, WindowHour: 1, CreatedAt: t1, Keys: 2, Connectors: 3}, `{"name":"melb","location":"Melbourne DC","upgrade_window_day":6,"upgrade_window_hour":1,"created_at":"2026-11-22T12:00:00Z","keys":2,"connectors":3,"target_version":""}`},
+		{Group{Name: "melb", TargetVersion: "1.2.0", CreatedAt: t1, Rollout: &Rollout{Target: "1.2.0", State: RolloutUpgrading, Reason: "r", Now: true, WindowOpen: false, NextWindow: t2,
+			Connectors: []RolloutConnector{{Name: "m-1", Version: "1.1", Health: "healthy", Status: RolloutActive, Detail: "installing 1.2.0", Since: t1}, {Name: "m-2", Version: "1.2.0", Health: "healthy", Status: RolloutDone}}}},
+			`{"name":"melb","location":"","upgrade_window_day":0,"upgrade_window_hour":0,"created_at":"2026-11-22T12:00:00Z","keys":0,"connectors":0,"target_version":"1.2.0","rollout":{"target":"1.2.0","state":"upgrading","reason":"r","now":true,"window_open":false,"next_window":"2026-12-06T12:00:00Z","connectors":[{"name":"m-1","version":"1.1","health":"healthy","status":"upgrading","detail":"installing 1.2.0","since":"2026-11-22T12:00:00Z"},{"name":"m-2","version":"1.2.0","health":"healthy","status":"done"}]}}`},
+		{Release{Name: "outpost-connector", Version: "1.2.0", Architecture: "amd64", Size: 10, SHA256: "ab", ImageSize: 20, PublishedAt: t1}, `{"name":"outpost-connector","version":"1.2.0","architecture":"amd64","size":10,"sha256":"ab","image_size":20,"published_at":"2026-11-22T12:00:00Z"}`},
+		{HeartbeatRequest{Fingerprint: "f", Version: "1", Uptime: 5, Upgrade: &UpgradeReport{Version: "2", State: UpgradeFailed, Reason: "r"}}, `{"fingerprint":"f","version":"1","uptime":5,"upgrade":{"version":"2","state":"failed","reason":"r"}}`},
+		{HeartbeatResponse{Name: "a-1", State: "active", Upgrade: &UpgradeOrder{Version: "2", Bundle: "/api/v1/releases/2/bundle", Size: 9}}, `{"name":"a-1","state":"active","upgrade":{"version":"2","bundle":"/api/v1/releases/2/bundle","size":9}}`},
+		{GroupSpec{Name: "x", TargetVersion: &latest}, `{"name":"x","target_version":"latest"}`},
+		{UpgradeNow{}, `{}`},
 		{c, `{"name":"Melbourne-1","key_id":"16ae","key":"Melbourne","group":"melb","signing_ca":"Connector","fingerprint":"mac=x","public_key_sha256":"ph","nonce":"n","serial":"0a","certificate":"PEM","certificate_expires":"2026-12-06T12:00:00Z","enrolled_at":"2026-11-22T12:00:00Z","last_seen":"2026-11-22T12:00:00Z","version":"1.0","uptime_seconds":42,"state":"blocked","state_reason":"why","health":"blocked","addresses":["192.0.2.10/24","2001:db8::10/64"],"skew":0.002}`},
 		{RevokeResult{Connector: c2, Regenerated: []string{}}, `{"connector":{"name":"Melbourne-1","key_id":"16ae","key":"Melbourne","group":"melb","signing_ca":"Connector","fingerprint":"mac=x","public_key_sha256":"ph","nonce":"n","serial":"0a","certificate":"PEM","certificate_expires":"2026-12-06T12:00:00Z","enrolled_at":"2026-11-22T12:00:00Z","last_seen":"0001-01-01T00:00:00Z","version":"1.0","uptime_seconds":42,"state":"blocked","health":"never seen","addresses":[],"skew":0},"regenerated_keys":[]}`},
 		{GroupSpec{Name: "melb", Location: &loc, WindowDay: &day, WindowHour: &hour}, `{"name":"melb","location":"x","upgrade_window_day":"sat","upgrade_window_hour":3}`},
@@ -61,6 +70,7 @@ func TestPath(t *testing.T) {
 		{PathKeyReveal, "a b/c", "/api/v1/keys/a%20b%2Fc/reveal"},
 		{PathConnectorRevoke, "Melbourne-1", "/api/v1/connectors/Melbourne-1/revoke"},
 		{PathGroup, "melb", "/api/v1/groups/melb"},
+		{PathReleaseBundle, "1.2.0+g1", "/api/v1/releases/1.2.0+g1/bundle"},
 	} {
 		if got := Path(tc.route, tc.name); got != tc.want {
 			t.Errorf("Path(%q, %q) = %q, want %q", tc.route, tc.name, got, tc.want)
@@ -85,5 +95,23 @@ func TestErrorMatching(t *testing.T) {
 	}
 	if got := e.Error(); got != "Melbourne has been used 2 of 2 times (key_exhausted)" {
 		t.Errorf("Error() = %q", got)
+	}
+}
+
+func TestCheckUpgradeReport(t *testing.T) {
+	for _, tc := range []struct {
+		r  UpgradeReport
+		ok bool
+	}{
+		{UpgradeReport{Version: "1.2.0", State: UpgradeInstalling}, true},
+		{UpgradeReport{Version: "1.2.0", State: UpgradeFailed, Reason: "the bundle's signature is not trusted"}, true},
+		{UpgradeReport{Version: "", State: UpgradeFailed}, false},
+		{UpgradeReport{Version: "1.2.0", State: "done"}, false},
+		{UpgradeReport{Version: "1.2.0", State: UpgradeFailed, Reason: "two\nlines"}, false},
+		{UpgradeReport{Version: "1.2.0", State: UpgradeFailed, Reason: string(make([]byte, MaxUpgradeReason+1))}, false},
+	} {
+		if err := CheckUpgradeReport(tc.r); (err == nil) != tc.ok {
+			t.Errorf("%+v: %v", tc.r, err)
+		}
 	}
 }

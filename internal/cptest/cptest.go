@@ -6,6 +6,7 @@ package cptest
 
 import (
 	"context"
+	"crypto/ed25519"
 	"log/slog"
 	"net"
 	"os"
@@ -21,6 +22,9 @@ import (
 type Options struct {
 	Now               func() time.Time
 	HeartbeatInterval time.Duration
+	// ReleaseKeys and UpgradeTimeout are controlplane.Config's.
+	ReleaseKeys    []ed25519.PublicKey
+	UpgradeTimeout time.Duration
 	// Mount is called with the opened server and its data directory
 	// before it serves (e.g. to mount the web console on its handler).
 	Mount func(srv *controlplane.Server, dataDir string)
@@ -50,7 +54,7 @@ func Start(t testing.TB, o Options) *Server {
 	}
 	srv, err := controlplane.Open(context.Background(), controlplane.Config{
 		DataDir: dir, Hostnames: []string{ln.Addr().String()}, Log: slog.New(slog.DiscardHandler),
-		Now: o.Now, HeartbeatInterval: o.HeartbeatInterval,
+		Now: o.Now, HeartbeatInterval: o.HeartbeatInterval, ReleaseKeys: o.ReleaseKeys, UpgradeTimeout: o.UpgradeTimeout,
 	}, ln.Addr())
 	if err != nil {
 		ln.Close()
