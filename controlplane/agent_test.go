@@ -132,7 +132,7 @@ func TestHeartbeatRecordsAddressesSkewAndAnswersTime(t *testing.T) {
 func (e *env) restart(dsn string) {
 	e.t.Helper()
 	e.stop()
-	ne := newEnvDir(e.t, e.dir, dsn)
+	ne := newEnvTuned(e.t, e.dir, dsn, e.tune)
 	ne.clock.t = e.clock.Now()
 	*e = *ne
 }

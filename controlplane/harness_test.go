@@ -65,6 +65,7 @@ type env struct {
 	http   *http.Client
 	logBuf *syncBuffer
 	stop   func() // stops the server (once)
+	tune   func(*controlplane.Config)
 }
 
 type syncBuffer struct {
@@ -92,13 +93,23 @@ func newEnv(t testing.TB, dsn string) *env {
 
 func newEnvDir(t testing.TB, dir, dsn string, hostnames ...string) *env {
 	t.Helper()
+	return newEnvTuned(t, dir, dsn, nil, hostnames...)
+}
+
+// newEnvTuned is newEnvDir with tune changing the server's Config.
+func newEnvTuned(t testing.TB, dir, dsn string, tune func(*controlplane.Config), hostnames ...string) *env {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, dir: dir, clock: &clock{t: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}, logBuf: &syncBuffer{}}
+	e := &env{t: t, dir: dir, clock: &clock{t: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}, logBuf: &syncBuffer{}, tune: tune}
 	log := slog.New(slog.NewJSONHandler(e.logBuf, nil))
-	srv, err := controlplane.Open(context.Background(), controlplane.Config{DataDir: dir, Database: dsn, Hostnames: hostnames, Log: log, Now: e.clock.Now}, ln.Addr())
+	scfg := controlplane.Config{DataDir: dir, Database: dsn, Hostnames: hostnames, Log: log, Now: e.clock.Now}
+	if tune != nil {
+		tune(&scfg)
+	}
+	srv, err := controlplane.Open(context.Background(), scfg, ln.Addr())
 	if err != nil {
 		ln.Close()
 		t.Fatal(err)

@@ -93,8 +93,9 @@ func WriteConfig(path string, c Config) error {
 // and any other failure (network, TLS, an answer that is not the API's) as
 // an error naming the server.
 type Client struct {
-	cfg  Config
-	http *http.Client
+	cfg    Config
+	http   *http.Client
+	stream *http.Client // no overall timeout: bundles
 }
 
 // New makes a client that trusts only the config's CA.
@@ -103,11 +104,15 @@ func New(c Config, opts ...Option) (*Client, error) {
 	if !pool.AppendCertsFromPEM([]byte(c.CA)) {
 		return nil, errors.New("admin config: ca holds no PEM certificate")
 	}
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, ForceAttemptHTTP2: true}
+	// ExpectContinueTimeout: a publish is refused (no key, bad token)
+	// before its bundle is sent.
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, ForceAttemptHTTP2: true, ExpectContinueTimeout: 5 * time.Second}
 	for _, o := range opts {
 		o(tr)
 	}
-	return &Client{cfg: c, http: &http.Client{Transport: tr, Timeout: 60 * time.Second}}, nil
+	// Bundles take as long as they take: their transfers are bounded by
+	// the caller's context, not by the API's timeout.
+	return &Client{cfg: c, http: &http.Client{Transport: tr, Timeout: 60 * time.Second}, stream: &http.Client{Transport: tr}}, nil
 }
 
 // Option adjusts the client's transport.
@@ -220,6 +225,73 @@ func (c *Client) RevokeConnector(ctx context.Context, name string) (r cpapi.Revo
 	return r, c.do(ctx, http.MethodPost, cpapi.Path(cpapi.PathConnectorRevoke, name), nil, &r)
 }
 
+// UpgradeNow starts a group's rollout now, outside its window (and clears
+// a stopped one); the answer shows the rollout.
+func (c *Client) UpgradeNow(ctx context.Context, group string) (g cpapi.Group, err error) {
+	return g, c.do(ctx, http.MethodPost, cpapi.Path(cpapi.PathGroupUpgrade, group), cpapi.UpgradeNow{}, &g)
+}
+
+// PublishRelease sends a bundle of size bytes, streamed with its
+// Content-Length; the server checks it against its release keys.
+func (c *Client) PublishRelease(ctx context.Context, bundle io.Reader, size int64) (r cpapi.Release, err error) {
+	req, err := c.request(ctx, http.MethodPost, cpapi.PathReleases, io.NopCloser(bundle))
+	if err != nil {
+		return r, err
+	}
+	req.ContentLength = size
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("Expect", "100-continue")
+	return r, c.send(c.stream, req, &r)
+}
+
+// PublishReleaseFile publishes the bundle in file.
+func (c *Client) PublishReleaseFile(ctx context.Context, file string) (cpapi.Release, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return cpapi.Release{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return cpapi.Release{}, err
+	}
+	if !st.Mode().IsRegular() {
+		return cpapi.Release{}, fmt.Errorf("%s is not a regular file; give the NAME-VERSION.bundle written by 'outpost image build --release-key'", file)
+	}
+	return c.PublishRelease(ctx, f, st.Size())
+}
+
+// Releases lists the published releases, newest version first.
+func (c *Client) Releases(ctx context.Context) (rs []cpapi.Release, err error) {
+	return rs, c.do(ctx, http.MethodGet, cpapi.PathReleases, nil, &rs)
+}
+
+// Release returns one published release.
+func (c *Client) Release(ctx context.Context, version string) (r cpapi.Release, err error) {
+	return r, c.do(ctx, http.MethodGet, cpapi.Path(cpapi.PathRelease, version), nil, &r)
+}
+
+// DownloadBundle writes a release's bundle to w and returns its size.
+func (c *Client) DownloadBundle(ctx context.Context, version string, w io.Writer) (int64, error) {
+	req, err := c.request(ctx, http.MethodGet, cpapi.Path(cpapi.PathReleaseBundle, version), nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.stream.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("control plane %s: %w", c.cfg.Server, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, c.refusal(resp)
+	}
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("control plane %s: download release %s: %w", c.cfg.Server, version, err)
+	}
+	return n, nil
+}
+
 func withQuery(path string, q url.Values) string {
 	if len(q) == 0 {
 		return path
@@ -238,35 +310,58 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.cfg.Server, "/")+path, body)
+	req, err := c.request(ctx, method, path, body)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.http.Do(req)
+	return c.send(c.http, req, out)
+}
+
+func (c *Client) request(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.cfg.Server, "/")+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+	return req, nil
+}
+
+// send sends req with hc and decodes a 200 answer into out.
+func (c *Client) send(hc *http.Client, req *http.Request, out any) error {
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("control plane %s: %w", c.cfg.Server, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return c.refusal(resp)
+	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return fmt.Errorf("control plane %s: read answer: %w", c.cfg.Server, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		e, ok := cpapi.ParseError(b)
-		if !ok {
-			return fmt.Errorf("control plane %s answered %s: %.200s", c.cfg.Server, resp.Status, b)
-		}
-		return e
 	}
 	if out == nil {
 		return nil
 	}
 	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("control plane %s: unexpected answer to %s %s: %v", c.cfg.Server, method, path, err)
+		return fmt.Errorf("control plane %s: unexpected answer to %s %s: %v", c.cfg.Server, req.Method, req.URL.Path, err)
 	}
 	return nil
+}
+
+// refusal reads a non-200 answer: a *cpapi.Error, or an error naming the
+// server and status.
+func (c *Client) refusal(resp *http.Response) error {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("control plane %s answered %s; read answer: %w", c.cfg.Server, resp.Status, err)
+	}
+	e, ok := cpapi.ParseError(b)
+	if !ok {
+		return fmt.Errorf("control plane %s answered %s: %.200s", c.cfg.Server, resp.Status, b)
+	}
+	return e
 }
