@@ -108,6 +108,16 @@ func printConnector(w io.Writer, x cpapi.Connector, now time.Time) {
 	if x.StateReason != "" {
 		fmt.Fprintf(w, "Reason:       %s\n", safe(x.StateReason))
 	}
+	if x.UpgradeTarget != "" {
+		fmt.Fprintf(w, "Upgrade:      ordered to install %s\n", safe(x.UpgradeTarget))
+	}
+	if x.UpgradeState != "" {
+		line := "last reported " + safe(x.UpgradeState)
+		if x.UpgradeReason != "" {
+			line += ": " + safe(x.UpgradeReason)
+		}
+		fmt.Fprintf(w, "Upgrade note: %s\n", line)
+	}
 }
 
 type connectorsShowCmd struct{ adminOpts }

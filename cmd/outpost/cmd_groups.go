@@ -14,12 +14,14 @@ type groupFlags struct {
 	location string
 	day      string
 	hour     int
+	version  string
 }
 
 func (g *groupFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&g.location, "location", "", "where the group's connectors run (free text)")
 	fs.StringVar(&g.day, "window-day", "", "day of the weekly 4-hour upgrade window: sun, mon, … sat (default sun)")
 	fs.IntVar(&g.hour, "window-hour", 2, "start hour (0-23, UTC) of the upgrade window")
+	fs.StringVar(&g.version, "version", "", "release the group's connectors are upgraded to: a published version, or latest (default latest)")
 }
 
 func (g *groupFlags) spec(fs *pflag.FlagSet, name string) cpapi.GroupSpec {
@@ -33,12 +35,62 @@ func (g *groupFlags) spec(fs *pflag.FlagSet, name string) cpapi.GroupSpec {
 	if fs.Changed("window-hour") {
 		sp.WindowHour = &g.hour
 	}
+	if fs.Changed("version") {
+		sp.TargetVersion = &g.version
+	}
 	return sp
 }
 
 func printGroupDetail(w io.Writer, g cpapi.Group) {
 	fmt.Fprintf(w, "Name:            %s\nLocation:        %s\nUpgrade window:  %s\nKeys:            %d\nConnectors:      %d\nCreated:         %s\n",
 		safe(g.Name), safe(g.Location), window(g), g.Keys, g.Connectors, g.CreatedAt.Format("2006-01-02 15:04 UTC"))
+	if g.Rollout != nil {
+		printRollout(w, g)
+	}
+}
+
+// printRollout shows a group's rollout: the target, the state and why,
+// the window, and one line per connector.
+func printRollout(w io.Writer, g cpapi.Group) {
+	ro := g.Rollout
+	target := safe(g.TargetVersion) + " (pinned)"
+	if g.TargetVersion == "" {
+		target = "latest (" + safe(orDash(ro.Target)) + ")"
+	}
+	fmt.Fprintf(w, "Target version:  %s\n", target)
+	state := safe(ro.State)
+	if ro.Reason != "" {
+		state += ": " + safe(ro.Reason)
+	}
+	fmt.Fprintf(w, "Rollout:         %s\n", state)
+	win := "closed, opens " + ro.NextWindow.UTC().Format("Mon 2006-01-02 15:04 UTC")
+	if ro.WindowOpen {
+		win = "open"
+	}
+	if ro.Now {
+		win += "; started now by an admin (runs outside the window until done)"
+	}
+	fmt.Fprintf(w, "  Window:        %s\n", win)
+	if ro.State == cpapi.RolloutStopped {
+		fmt.Fprintf(w, "  To resume:     outpost upgrade --group %s --now, or change the version (outpost groups edit %s --version V)\n", safe(g.Name), safe(g.Name))
+	}
+	if len(ro.Connectors) == 0 {
+		fmt.Fprintf(w, "  (no connectors)\n")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, c := range ro.Connectors {
+		detail := safe(c.Detail)
+		if !c.Since.IsZero() {
+			detail += " (ordered " + seen(c.Since) + ")"
+		}
+		line := fmt.Sprintf("  %s\t%s\t%s\t%s", safe(c.Name), safe(orDash(c.Version)), safe(c.Health), safe(c.Status))
+		if detail != "" {
+			line += "\t" + detail
+		}
+		fmt.Fprintln(tw, line)
+	}
+	tw.Flush()
 }
 
 func window(g cpapi.Group) string {
@@ -86,8 +138,8 @@ func (c *groupsEditCmd) Run(ctx context.Context, s streams, args []string) error
 	if err != nil {
 		return err
 	}
-	if !c.fs.Changed("location") && !c.fs.Changed("window-day") && !c.fs.Changed("window-hour") {
-		return usagef("groups edit: nothing to change; pass --location, --window-day or --window-hour")
+	if !c.fs.Changed("location") && !c.fs.Changed("window-day") && !c.fs.Changed("window-hour") && !c.fs.Changed("version") {
+		return usagef("groups edit: nothing to change; pass --location, --window-day, --window-hour or --version")
 	}
 	cl, err := c.client(s)
 	if err != nil {

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"text/tabwriter"
 
 	"github.com/spf13/pflag"
 
+	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/outpost-appliance/outpost/internal/atomicfile"
 	"github.com/outpost-appliance/outpost/release"
 )
@@ -66,4 +69,84 @@ func (c *releasesKeygenCmd) Run(ctx context.Context, s streams, args []string) e
 	}
 	fmt.Fprintf(s.Err, "release key written to %s (mode 0600), its public key to %s.pub\n", path, path)
 	return nil
+}
+
+var releasesPublishEntry = entry{
+	Path:    "releases publish",
+	Args:    "FILE",
+	Summary: "Publish a signed update bundle to the control plane",
+	Long: `Streams FILE (NAME-VERSION.bundle from 'outpost image build --release-key') to
+the control plane, which checks its signature against the keys it was started
+with ('outpost server --release-key FILE.pub'), its manifest and its hashes, and
+keeps it. Groups following the newest release (the default) then upgrade to it
+in their windows, one connector at a time. Publishing the same bundle again is
+harmless; another bundle with a published version is refused.`,
+	Examples: `outpost releases publish out/outpost-connector-1.2.0.bundle
+outpost releases publish out/outpost-connector-1.2.0.bundle --json`,
+	New: func() command { return &releasesPublishCmd{} },
+}
+
+var releasesListEntry = entry{
+	Path:     "releases list",
+	Summary:  "List published releases, newest first",
+	Examples: "outpost releases list\noutpost releases list --json",
+	New:      func() command { return &releasesListCmd{} },
+}
+
+type releasesPublishCmd struct{ adminOpts }
+
+func (c *releasesPublishCmd) Register(fs *pflag.FlagSet) { c.adminOpts.register(fs) }
+
+func (c *releasesPublishCmd) Run(ctx context.Context, s streams, args []string) error {
+	if len(args) != 1 {
+		return usagef("releases publish takes exactly one FILE, the bundle (got %d arguments)", len(args))
+	}
+	if _, err := os.Stat(args[0]); err != nil {
+		return fmt.Errorf("releases publish: %w", err)
+	}
+	cl, err := c.client(s)
+	if err != nil {
+		return err
+	}
+	r, err := cl.PublishReleaseFile(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(s.Out, r)
+	}
+	printRelease(s.Out, r)
+	return nil
+}
+
+func printRelease(w io.Writer, r cpapi.Release) {
+	fmt.Fprintf(w, "Name:          %s\nVersion:       %s\nArchitecture:  %s\nSize:          %d bytes\nSHA-256:       %s\nImage size:    %d bytes\nPublished:     %s\n",
+		safe(r.Name), safe(r.Version), safe(r.Architecture), r.Size, safe(r.SHA256), r.ImageSize, seen(r.PublishedAt))
+}
+
+type releasesListCmd struct{ adminOpts }
+
+func (c *releasesListCmd) Register(fs *pflag.FlagSet) { c.adminOpts.register(fs) }
+
+func (c *releasesListCmd) Run(ctx context.Context, s streams, args []string) error {
+	if len(args) > 0 {
+		return usagef("releases list takes no arguments")
+	}
+	cl, err := c.client(s)
+	if err != nil {
+		return err
+	}
+	rs, err := cl.Releases(ctx)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(s.Out, rs)
+	}
+	tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tNAME\tARCH\tSIZE\tPUBLISHED\tSHA-256")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", safe(r.Version), safe(r.Name), safe(r.Architecture), r.Size, r.PublishedAt.UTC().Format("2006-01-02 15:04 UTC"), safe(r.SHA256))
+	}
+	return tw.Flush()
 }

@@ -2,18 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/outpost-appliance/outpost/console"
 	"github.com/outpost-appliance/outpost/controlplane"
 	"github.com/outpost-appliance/outpost/controlplane/store"
 	"github.com/outpost-appliance/outpost/cpclient"
+	"github.com/outpost-appliance/outpost/release"
 	"github.com/spf13/pflag"
 )
 
@@ -22,6 +26,7 @@ type serverCmd struct {
 	listen    string
 	hostnames []string
 	database  string
+	keys      []string
 	debug     bool
 }
 
@@ -30,6 +35,7 @@ func (c *serverCmd) Register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.listen, "listen", ":8443", "address to serve HTTPS on")
 	fs.StringArrayVar(&c.hostnames, "hostname", nil, "name appliances use to reach this server, NAME or NAME:PORT (repeatable; the first goes into new keys)")
 	fs.StringVar(&c.database, "database", envDefault("OUTPOST_DATABASE", ""), "postgres://… or postgresql://… URL, or a SQLite file as sqlite:PATH or PATH.db; default DATA/outpost.db (env OUTPOST_DATABASE)")
+	fs.StringArrayVar(&c.keys, "release-key", nil, "public release key FILE.pub (PEM, from 'outpost releases keygen -o FILE') whose bundles may be published (repeatable)")
 	fs.BoolVar(&c.debug, "debug", false, "log debug messages")
 }
 
@@ -48,6 +54,10 @@ func (c *serverCmd) Run(ctx context.Context, s streams, args []string) error {
 	if err := controlplane.CheckHostnames(c.hostnames); err != nil {
 		return usagef("%v", err)
 	}
+	keys, err := readReleaseKeys(c.keys)
+	if err != nil {
+		return err
+	}
 	level := slog.LevelInfo
 	if c.debug {
 		level = slog.LevelDebug
@@ -58,9 +68,12 @@ func (c *serverCmd) Run(ctx context.Context, s streams, args []string) error {
 		return fmt.Errorf("listen on %s: %w (is another server running there? choose another --listen)", c.listen, err)
 	}
 	defer ln.Close()
-	srv, err := controlplane.Open(ctx, controlplane.Config{DataDir: c.data, Hostnames: c.hostnames, Database: c.database, Log: log}, ln.Addr())
+	srv, err := controlplane.Open(ctx, controlplane.Config{DataDir: c.data, Hostnames: c.hostnames, Database: c.database, Log: log, ReleaseKeys: keys}, ln.Addr())
 	if err != nil {
 		return err
+	}
+	if len(keys) == 0 {
+		log.Info("no --release-key: publishing releases is refused until the server trusts a release key")
 	}
 	defer srv.Close()
 	con, err := console.New(console.Config{Service: srv.Service, Token: srv.AdminToken, PasswordFile: filepath.Join(c.data, console.PasswordFile), ServerURL: srv.AdminURL, Log: log})
@@ -71,6 +84,30 @@ func (c *serverCmd) Run(ctx context.Context, s streams, args []string) error {
 	log.Info("web console", "url", srv.AdminURL+"/")
 	log.Info("admin config", "file", filepath.Join(c.data, controlplane.AdminConfFile))
 	return srv.Serve(ctx, ln)
+}
+
+// readReleaseKeys reads the --release-key files: each must hold one PEM
+// Ed25519 public key.
+func readReleaseKeys(files []string) ([]ed25519.PublicKey, error) {
+	var keys []ed25519.PublicKey
+	var problems []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		k, err := release.ParsePublicKey(b)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", f, err))
+			continue
+		}
+		keys = append(keys, k)
+	}
+	if len(problems) > 0 {
+		return nil, usagef("--release-key: %s; give the public key FILE.pub that 'outpost releases keygen -o FILE' wrote (not the private key FILE)", strings.Join(problems, "; "))
+	}
+	return keys, nil
 }
 
 // adminOpts are the flags every admin command shares.
