@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/outpost-appliance/outpost/controlplane/store"
 	"github.com/outpost-appliance/outpost/cpapi"
@@ -83,7 +84,7 @@ func (s *Service) PublishRelease(ctx context.Context, body io.Reader) (cpapi.Rel
 		return cpapi.Release{}, s.badBundle(err)
 	}
 	r := store.Release{Version: m.Version, Name: m.Name, Architecture: m.Architecture, Size: size, SHA256: hex.EncodeToString(sum.Sum(nil)),
-		ImageSize: m.Size, PublishedAt: s.Now().UTC()}
+		ImageSize: m.Size, PublishedAt: s.Now().UTC().Truncate(time.Millisecond)} // as stored
 
 	// One publish at a time in this process: the check of the version,
 	// the row and the file go together.

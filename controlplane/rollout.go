@@ -199,7 +199,7 @@ func (s *Service) decide(g store.Group, newest string, cs []store.Connector, now
 	default:
 		d.view.State, d.view.Reason = cpapi.RolloutWaiting, why
 	}
-	if d.endNow {
+	if d.endNow || d.stop != nil { // both end an admin's "now"
 		d.view.Now = false
 	}
 	return d

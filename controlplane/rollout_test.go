@@ -507,6 +507,12 @@ func TestPublishWithoutReleaseKey(t *testing.T) {
 	if !cpapi.IsCode(err, cpapi.CodeNoReleaseKey) || !strings.Contains(err.Error(), "outpost server --release-key FILE.pub") {
 		t.Errorf("publish without a key: %v", err)
 	}
+	// A large body is refused before it is sent (Expect: 100-continue),
+	// so the client reads the refusal, not a reset connection.
+	big := make([]byte, 32<<20)
+	if _, err := e.admin.PublishRelease(context.Background(), bytes.NewReader(big), int64(len(big))); !cpapi.IsCode(err, cpapi.CodeNoReleaseKey) {
+		t.Errorf("publish of 32 MiB without a key: %v", err)
+	}
 	req, _ := http.NewRequest("POST", e.url+cpapi.PathReleases, bytes.NewReader(b))
 	req.Header.Set("Authorization", "Bearer "+e.token)
 	resp, err := e.http.Do(req)
