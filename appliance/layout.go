@@ -53,11 +53,23 @@ func StablePartUUID(name, purpose string) string {
 	return strings.ToUpper(fmt.Sprintf("%x-%x-%x-%x-%x", sum[0:4], sum[4:6], sum[6:8], sum[8:10], sum[10:16]))
 }
 
-// Fstab is the appliance's /etc/fstab: the data partition by PARTUUID, and
-// the journal's directory on it.
-func Fstab(dataPartUUID string) string {
+// Fstab is the appliance's /etc/fstab: the data partition and the EFI
+// system partition, both by a PARTUUID every release shares, and the
+// journal's directory on data.
+//
+// The ESP is mounted on ESPMount by an automount, without nofail: the
+// upgrade (the agent) writes kernels and loader entries there, and with
+// nofail a missing ESP would leave an empty /boot/efi that the agent
+// writes into, on the root, unnoticed. With the automount the boot never
+// waits for it, and a missing ESP is an error for whoever opens
+// /boot/efi. umask=0077: the ESP holds nothing others need to read.
+func Fstab(dataPartUUID, espPartUUID string) string {
 	return fmt.Sprintf(`# outpost appliance: written by the builder.
 PARTUUID=%s %s ext4 defaults,noatime,x-systemd.device-timeout=30s 0 2
+PARTUUID=%s %s vfat %s 0 2
 %s /var/log/journal none bind,x-systemd.requires-mounts-for=%s 0 0
-`, strings.ToLower(dataPartUUID), DataMount, JournalDir, DataMount)
+`, strings.ToLower(dataPartUUID), DataMount, strings.ToLower(espPartUUID), ESPMount, ESPMountOptions, JournalDir, DataMount)
 }
+
+// ESPMountOptions are the ESP's mount options in Fstab.
+const ESPMountOptions = "umask=0077,noatime,noauto,x-systemd.automount,x-systemd.device-timeout=30s"

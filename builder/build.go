@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,7 +53,8 @@ type Options struct {
 	KernelArgs string
 	// Files are added to the root filesystem, or replace what it has at
 	// their paths; Remove names paths (path.Match patterns, absolute) left
-	// out of it. The builder adds /etc/fstab itself (Fstab).
+	// out of it. The builder adds /etc/fstab itself (appliance.Fstab) and
+	// the ESP's mount point.
 	Files  []File
 	Remove []string
 }
@@ -105,10 +107,15 @@ func Build(ctx context.Context, spec *Spec, rootfs string, outRawPath string, op
 	size := (int64(spec.Hardware.Disk.Size) + alignment - 1) / alignment * alignment
 	// The builder's own files: the marker first boot checks for, and the
 	// fstab mounting the data partition. They replace any copy the tree has.
-	files := append([]File{
+	files := []File{
 		{Path: appliance.MarkerFile, Mode: 0o644, Data: appliance.Marker(spec.Name, spec.Version)},
-		{Path: "/etc/fstab", Mode: 0o644, Data: []byte(appliance.Fstab(appliance.StablePartUUID(spec.Name, "data")))},
-	}, opts.Files...)
+		{Path: "/etc/fstab", Mode: 0o644, Data: []byte(appliance.Fstab(appliance.StablePartUUID(spec.Name, "data"), appliance.StablePartUUID(spec.Name, "esp")))},
+	}
+	// The ESP's mount point, unless the spec makes it itself.
+	if !slices.ContainsFunc(opts.Files, func(f File) bool { return path.Clean(f.Path) == appliance.ESPMount }) {
+		files = append(files, File{Path: appliance.ESPMount, Mode: fs.ModeDir | 0o755})
+	}
+	files = append(files, opts.Files...)
 	src, err := newOverlay(base, files, opts.Remove, opts.Epoch)
 	if err != nil {
 		return nil, err
@@ -300,7 +307,7 @@ func newLayout(spec *Spec, size int64, epoch time.Time) *layout {
 		espStart:  alignment,
 		rootStart: alignment + espSize,
 		diskGUID:  strings.ToUpper(derive("disk").String()),
-		espGUID:   strings.ToUpper(derive("esp").String()),
+		espGUID:   appliance.StablePartUUID(spec.Name, "esp"),
 		rootGUID:  strings.ToUpper(derive("root").String()),
 		fsUUID:    derive("ext4"),
 		hashSeed:  derive("ext4-hash-seed"),
@@ -455,57 +462,48 @@ func versionLess(a, b string) bool {
 	return len(as) < len(bs)
 }
 
-// writeESP makes the FAT32 EFI system partition: systemd-boot as the
-// removable-media loader, the kernel and initrd, and the boot entry.
+// writeESP makes the FAT32 EFI system partition (appliance/boot.go):
+// systemd-boot as the removable-media loader, loader.conf choosing the
+// first outpost-* entry, slot a's kernel and initrd, and the built-in
+// entry for slot a. It must leave room for slot b's kernel and initrd,
+// which an upgrade adds beside them.
 func writeESP(d *diskFile, l *layout, spec *Spec, kernel, initrd, rootBoot []byte, inRoot bool, res *Result, opts Options) error {
-	esp, err := fat32.Create(d, espSize, l.espStart, sectorSize, "ESP", true)
-	if err != nil {
-		return fmt.Errorf("creating EFI system partition: %w", err)
-	}
 	boot, from, err := bootloader(rootBoot, inRoot, opts.Bootloader)
 	if err != nil {
 		return err
 	}
 	res.Bootloader = from
-	kver := strings.TrimPrefix(res.Kernel, "boot/vmlinuz-")
+	slot := appliance.SlotA
+	if err := espRoom(int64(len(boot)), int64(len(kernel)+len(initrd)), espSize); err != nil {
+		return err
+	}
+	esp, err := fat32.Create(d, espSize, l.espStart, sectorSize, "ESP", true)
+	if err != nil {
+		return fmt.Errorf("creating EFI system partition: %w", err)
+	}
 	res.KernelOptions = "root=PARTUUID=" + strings.ToLower(l.rootGUID) + " rw console=tty0 console=ttyS0,115200"
 	if opts.KernelArgs != "" {
 		res.KernelOptions += " " + opts.KernelArgs
 	}
-	entryConf := fmt.Sprintf("title %s %s\nversion %s\nlinux /vmlinuz-%s\n", spec.Name, spec.Version, kver, kver)
-	files := []struct {
+	entryConf := fmt.Sprintf("title %s %s\nversion %s\nlinux %s\n", spec.Name, spec.Version, spec.Version, appliance.SlotKernel(slot))
+	type file struct {
 		path string
 		data []byte
-	}{
+	}
+	files := []file{
 		{"/EFI/BOOT/BOOTX64.EFI", boot},
-		{"/vmlinuz-" + kver, kernel},
+		{appliance.SlotKernel(slot), kernel},
 	}
 	if res.Initrd != "" {
-		files = append(files, struct {
-			path string
-			data []byte
-		}{"/initrd.img-" + kver, initrd})
-		entryConf += fmt.Sprintf("initrd /initrd.img-%s\n", kver)
+		files = append(files, file{appliance.SlotInitrd(slot), initrd})
+		entryConf += fmt.Sprintf("initrd %s\n", appliance.SlotInitrd(slot))
 	}
 	entryConf += "options " + res.KernelOptions + "\n"
 	files = append(files,
-		struct {
-			path string
-			data []byte
-		}{"/loader/loader.conf", []byte("default outpost.conf\ntimeout 0\nconsole-mode keep\neditor no\n")},
-		struct {
-			path string
-			data []byte
-		}{"/loader/entries/outpost.conf", []byte(entryConf)},
+		file{"/loader/loader.conf", []byte("default " + appliance.LoaderDefault + "\ntimeout 0\neditor no\nconsole-mode keep\n")},
+		file{appliance.EntriesDir + "/" + appliance.EntryFile(1, slot, -1), []byte(entryConf)},
 	)
-	var total int64
-	for _, f := range files {
-		total += int64(len(f.data))
-	}
-	if total > espSize*9/10 {
-		return fmt.Errorf("EFI system partition: bootloader, kernel and initrd take %s, more than the %s partition holds; use a smaller initrd", human(total), human(espSize))
-	}
-	for _, dir := range []string{"/EFI/BOOT", "/loader/entries"} {
+	for _, dir := range []string{"/EFI/BOOT", appliance.EntriesDir, path.Dir(appliance.SlotKernel(slot))} {
 		if err := esp.Mkdir(dir); err != nil {
 			return fmt.Errorf("EFI system partition: %s: %w", dir, err)
 		}
@@ -524,6 +522,17 @@ func writeESP(d *diskFile, l *layout, spec *Spec, kernel, initrd, rootBoot []byt
 	}
 	if err := fixFAT32(d, l.espStart, clampEpoch(opts.Epoch), l.volumeID); err != nil {
 		return fmt.Errorf("EFI system partition: %w", err)
+	}
+	return nil
+}
+
+// espRoom checks that an ESP of size bytes holds systemd-boot and two
+// kernel+initrd sets of set bytes (slot a's, and slot b's that an upgrade
+// writes beside them), with a tenth to spare for FAT and loader entries.
+func espRoom(boot, set, size int64) error {
+	if need := boot + 2*set; need > size*9/10 {
+		return fmt.Errorf("EFI system partition: systemd-boot (%s) and two kernel+initrd sets (%s each: slot a's, and slot b's after an upgrade) need %s, more than the %s partition holds with room to spare; use a smaller kernel or initrd (e.g. MODULES=dep in initramfs.conf)",
+			human(boot), human(set), human(need), human(size))
 	}
 	return nil
 }

@@ -197,26 +197,40 @@ func TestBuildDirVerifiedByTools(t *testing.T) {
 		t.Errorf("marker = %q, %v", cat, err)
 	}
 
-	// The ESP's boot entry points at the root partition by PARTUUID.
+	// The ESP as appliance/boot.go lays it out: loader.conf picks the
+	// first outpost-* entry; slot a's entry points at its kernel and initrd
+	// and at the root partition by PARTUUID.
 	d, err := diskfs.Open(raw, diskfs.WithOpenMode(diskfs.ReadOnly))
 	must(t, err)
 	defer d.Close()
 	efs, err := d.GetFilesystem(ESPIndex)
 	must(t, err)
-	conf, err := efs.ReadFile("/loader/entries/outpost.conf")
+	loader, err := efs.ReadFile("/loader/loader.conf")
+	must(t, err)
+	if want := "default outpost-*\ntimeout 0\neditor no\nconsole-mode keep\n"; string(loader) != want {
+		t.Errorf("loader.conf:\n%s\nwant\n%s", loader, want)
+	}
+	conf, err := efs.ReadFile("/loader/entries/" + appliance.EntryFile(1, appliance.SlotA, -1))
 	must(t, err)
 	tbl := d.Table.(*gpt.Table)
-	want := "options root=PARTUUID=" + strings.ToLower(tbl.Partitions[1].GUID) + " rw console=tty0 console=ttyS0,115200\n"
-	if !strings.Contains(string(conf), want) || !strings.Contains(string(conf), "linux /vmlinuz-6.1.0-28-cloud-amd64\n") ||
-		!strings.Contains(string(conf), "initrd /initrd.img-6.1.0-28-cloud-amd64\n") {
-		t.Errorf("outpost.conf:\n%s\nwant %q", conf, want)
+	want := "title test-appliance 1.2.3\nversion 1.2.3\nlinux /outpost/a/vmlinuz\ninitrd /outpost/a/initrd.img\n" +
+		"options root=PARTUUID=" + strings.ToLower(tbl.Partitions[1].GUID) + " rw console=tty0 console=ttyS0,115200\n"
+	if string(conf) != want {
+		t.Errorf("%s:\n%s\nwant\n%s", appliance.EntryFile(1, appliance.SlotA, -1), conf, want)
 	}
-	kernel, err := efs.ReadFile("/vmlinuz-6.1.0-28-cloud-amd64")
-	if err != nil || string(kernel) != "new kernel" {
-		t.Errorf("kernel on ESP = %q, %v", kernel, err)
+	if e, ok := appliance.ParseEntryFile(appliance.EntryFile(1, appliance.SlotA, -1)); !ok || e.Counting {
+		t.Errorf("the built-in entry's name parses as %+v, %v", e, ok)
+	}
+	for p, want := range map[string]string{appliance.SlotKernel("a"): "new kernel", appliance.SlotInitrd("a"): "initrd"} {
+		if got, err := efs.ReadFile(p); err != nil || string(got) != want {
+			t.Errorf("%s on the ESP = %q, %v; want %q", p, got, err, want)
+		}
 	}
 	if _, err := efs.ReadFile("/EFI/BOOT/BOOTX64.EFI"); err != nil {
 		t.Errorf("BOOTX64.EFI: %v", err)
+	}
+	if got := stat(appliance.ESPMount); !strings.Contains(got, "Type: directory") {
+		t.Errorf("%s in the root: %s", appliance.ESPMount, got)
 	}
 }
 

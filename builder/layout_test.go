@@ -74,10 +74,18 @@ func TestABLayout(t *testing.T) {
 		t.Errorf("data partition root: %v\n%s", err, out)
 	}
 
+	esp := p(appliance.ESPPartition)
+	if want := appliance.StablePartUUID("test-appliance", "esp"); !strings.EqualFold(esp.GUID, want) || !strings.EqualFold(res.ESPPartUUID, want) {
+		t.Errorf("ESP PARTUUID %s (result %s), want the release-independent %s", esp.GUID, res.ESPPartUUID, want)
+	}
+
 	root := partition(t, raw, appliance.RootAPartition)
 	out, err = exec.Command(debugfs, "-R", "cat /etc/fstab", root).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "PARTUUID="+strings.ToLower(data.GUID)+" /var/lib/outpost ext4") {
 		t.Errorf("/etc/fstab does not mount the data partition by PARTUUID %s: %v\n%s", data.GUID, err, out)
+	}
+	if want := "PARTUUID=" + strings.ToLower(esp.GUID) + " /boot/efi vfat " + appliance.ESPMountOptions + " 0 2\n"; !strings.Contains(string(out), want) {
+		t.Errorf("/etc/fstab does not mount the ESP by PARTUUID: want %q in\n%s", want, out)
 	}
 }
 
@@ -126,5 +134,18 @@ func TestOverlay(t *testing.T) {
 	}
 	if got := run("stat /etc/systemd/system/multi-user.target.wants/agent.service"); !strings.Contains(got, "Fast link dest: \"/etc/systemd/system/agent.service\"") {
 		t.Errorf("symlink: %s", got)
+	}
+}
+
+// TestESPRoom: the ESP must hold two kernel+initrd sets; the connector's
+// (Debian's cloud kernel, 14 MB, and its initrd, 15 MB) fit 256 MiB with
+// room to spare.
+func TestESPRoom(t *testing.T) {
+	if err := espRoom(150<<10, 30<<20, espSize); err != nil {
+		t.Errorf("the connector's boot files: %v", err)
+	}
+	err := espRoom(150<<10, 120<<20, espSize)
+	if err == nil || !strings.Contains(err.Error(), "two kernel+initrd sets") {
+		t.Errorf("two 120 MiB sets in a 256 MiB ESP: %v", err)
 	}
 }

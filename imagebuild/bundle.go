@@ -1,10 +1,12 @@
 package imagebuild
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	pathpkg "path"
 	"strings"
 
 	diskfs "github.com/diskfs/go-diskfs"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/artifact"
+	"github.com/outpost-appliance/outpost/builder"
 	"github.com/outpost-appliance/outpost/release"
 )
 
@@ -53,10 +56,54 @@ func RootA(path string) (offset, size int64, err error) {
 	return 0, 0, fmt.Errorf("disk %s: %w: partition %d is missing; give a disk made by 'outpost image build'", path, ErrNoRootA, appliance.RootAPartition)
 }
 
-// writeBundle writes root A of the job's raw disk as a signed bundle to
-// path.
+// BootFiles returns slot a's kernel and initrd (nil when there is none)
+// from the ESP of the raw GPT disk at path, where the builder put them
+// (appliance.SlotKernel, appliance.SlotInitrd): the bytes that boot root
+// A, read through go-diskfs's FAT32 reader.
+func BootFiles(path string) (kernel, initrd []byte, err error) {
+	d, err := diskfs.Open(path, diskfs.WithOpenMode(diskfs.ReadOnly))
+	if err != nil {
+		return nil, nil, fmt.Errorf("disk %s: %w", path, err)
+	}
+	defer d.Close()
+	esp, err := d.GetFilesystem(appliance.ESPPartition)
+	if err != nil {
+		return nil, nil, fmt.Errorf("disk %s: %w: the EFI system partition: %v; give a disk made by 'outpost image build'", path, ErrNoBootFiles, err)
+	}
+	dir := pathpkg.Dir(appliance.SlotKernel(appliance.SlotA))
+	entries, err := esp.ReadDir(strings.TrimPrefix(dir, "/")) // an fs.FS path
+	if err != nil {
+		return nil, nil, fmt.Errorf("disk %s: %w: EFI system partition: %s: %v; give a disk made by this outpost's 'outpost image build'", path, ErrNoBootFiles, dir, err)
+	}
+	has := map[string]bool{}
+	for _, e := range entries {
+		has[dir+"/"+e.Name()] = true
+	}
+	if !has[appliance.SlotKernel(appliance.SlotA)] {
+		return nil, nil, fmt.Errorf("disk %s: %w: no %s on the EFI system partition; give a disk made by this outpost's 'outpost image build'", path, ErrNoBootFiles, appliance.SlotKernel(appliance.SlotA))
+	}
+	if kernel, err = esp.ReadFile(appliance.SlotKernel(appliance.SlotA)); err != nil {
+		return nil, nil, fmt.Errorf("disk %s: EFI system partition: %s: %w", path, appliance.SlotKernel(appliance.SlotA), err)
+	}
+	if has[appliance.SlotInitrd(appliance.SlotA)] {
+		if initrd, err = esp.ReadFile(appliance.SlotInitrd(appliance.SlotA)); err != nil {
+			return nil, nil, fmt.Errorf("disk %s: EFI system partition: %s: %w", path, appliance.SlotInitrd(appliance.SlotA), err)
+		}
+	}
+	return kernel, initrd, nil
+}
+
+// ErrNoBootFiles is returned for a disk whose ESP lacks slot a's kernel.
+var ErrNoBootFiles = errors.New("no appliance kernel on the disk")
+
+// writeBundle writes root A of the job's raw disk, with the kernel and
+// initrd that boot it, as a signed bundle to path.
 func writeBundle(job *artifact.Job, key []byte, path, scratch string) error {
 	off, size, err := RootA(job.RawPath)
+	if err != nil {
+		return err
+	}
+	kernel, initrd, err := BootFiles(job.RawPath)
 	if err != nil {
 		return err
 	}
@@ -70,7 +117,8 @@ func writeBundle(job *artifact.Job, key []byte, path, scratch string) error {
 		return err
 	}
 	info := release.Info{Name: job.Spec.Name, Version: job.Spec.Version, Architecture: Architecture}
-	if _, err := release.Write(f, info, io.NewSectionReader(disk, off, size), key, scratch); err != nil {
+	c := release.Contents{Image: io.NewSectionReader(disk, off, size), Size: size, Kernel: kernel, Initrd: initrd}
+	if _, err := release.Write(f, info, c, key, scratch); err != nil {
 		f.Close()
 		return err
 	}
@@ -79,4 +127,21 @@ func writeBundle(job *artifact.Job, key []byte, path, scratch string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// releaseKeyFile is where the image's root carries the public half of
+// Request.ReleaseKey, so that the appliance verifies later bundles.
+const releaseKeyFile = appliance.ReleaseKeysDir + "/release.pub"
+
+// releaseKeyFiles returns the root filesystem's file holding key's public
+// half, none without a key.
+func releaseKeyFiles(key ed25519.PrivateKey) ([]builder.File, error) {
+	if key == nil {
+		return nil, nil
+	}
+	pub, err := release.MarshalPublicKey(key.Public().(ed25519.PublicKey))
+	if err != nil {
+		return nil, fmt.Errorf("release key: %w", err)
+	}
+	return []builder.File{{Path: releaseKeyFile, Mode: 0o644, Data: pub}}, nil
 }

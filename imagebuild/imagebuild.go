@@ -43,8 +43,11 @@ type Request struct {
 	// Signer signs the OVA's manifest; nil leaves the OVA unsigned.
 	Signer *ova.Signer
 	// ReleaseKey, when set, also writes NAME-VERSION.bundle: root A of
-	// the disk as a signed update bundle (package release), published with
-	// the other outputs, after them.
+	// the disk with the kernel and initrd on its ESP as a signed update
+	// bundle (package release), published with the other outputs, after
+	// them. Build also puts the key's public half in the root filesystem
+	// (/etc/outpost/release-keys/release.pub) so that the appliance
+	// installs later bundles signed with it; Pack takes the disk as it is.
 	ReleaseKey ed25519.PrivateKey
 	// SourceDateEpoch is $SOURCE_DATE_EPOCH, seconds since 1970 as text:
 	// the time stamped in the outputs. "" means unset: Build uses the
@@ -159,6 +162,11 @@ func Build(ctx context.Context, req Request, rootfs string) (Result, error) {
 		return Result{}, err
 	}
 	defer t.cleanup()
+	keyFiles, err := releaseKeyFiles(s.ReleaseKey)
+	if err != nil {
+		return Result{}, err
+	}
+	t.files = append(t.files, keyFiles...)
 	raw, err := os.CreateTemp(s.OutDir, "."+s.Spec.Name+"-*.raw.partial")
 	if err != nil {
 		return Result{}, fmt.Errorf("output directory %s: %w", s.OutDir, err)

@@ -21,12 +21,22 @@ func GenerateKey() (private, public []byte, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	pk, err := x509.MarshalPKIXPublicKey(pub)
+	public, err = MarshalPublicKey(pub)
 	if err != nil {
 		return nil, nil, err
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: p8}),
-		pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pk}), nil
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: p8}), public, nil
+}
+
+// MarshalPublicKey returns a release key's public half as PEM PKIX
+// ("PUBLIC KEY"), what ParsePublicKey reads: the file a control plane and
+// an appliance are given to trust the key's bundles.
+func MarshalPublicKey(pub ed25519.PublicKey) ([]byte, error) {
+	pk, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pk}), nil
 }
 
 // ParsePrivateKey reads an Ed25519 release key in PEM PKCS#8, as

@@ -42,8 +42,11 @@ for the disk and for the OVA's members alike. On a terminal, progress lines
 (including the conversion to VMDK and qcow2) go to standard error.
 
 With --release-key, NAME-VERSION.bundle is written too: the root partition
-(root A), zstd-compressed, with a manifest (name, version, architecture, size,
-SHA-256) signed by the key; connectors install it on an upgrade.`,
+(root A, its non-zero extents zstd-compressed) with the kernel and initrd that
+boot it, and a manifest (name, version, architecture, sizes, SHA-256) signed by
+the key; connectors install it on an upgrade. The key's public half goes into
+the image (/etc/outpost/release-keys/release.pub) so that the appliance trusts
+later bundles signed with it.`,
 		Examples: `outpost image build -f images/connector/image.yaml --rootfs rootfs/ -o out/
 outpost releases keygen -o release.key && outpost image build --rootfs rootfs/ --release-key release.key -o out/
 SOURCE_DATE_EPOCH=1700000000 outpost image build --rootfs rootfs.tar --mac 00:50:56:00:12:34`,
