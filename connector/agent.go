@@ -20,6 +20,7 @@ import (
 	"github.com/outpost-appliance/outpost/firstboot"
 	"github.com/outpost-appliance/outpost/firstboot/enroll"
 	"github.com/outpost-appliance/outpost/firstboot/sysroot"
+	"github.com/outpost-appliance/outpost/upgrade"
 )
 
 // Defaults of Agent's timing.
@@ -60,7 +61,15 @@ type Agent struct {
 	// BannerChanged is called after the console banner was rewritten, so
 	// the login prompts show it again (agetty --reload); nil does nothing.
 	BannerChanged func()
+	// Upgrades installs the releases the control plane orders and blesses
+	// a trial boot; nil: this connector cannot upgrade itself and says so
+	// when ordered.
+	Upgrades *upgrade.System
+	// Reboot restarts the machine into an installed release; nil only
+	// logs that a reboot is needed.
+	Reboot func() error
 
+	up       upgradeState
 	mu       sync.Mutex
 	id       *Identity
 	client   *http.Client
@@ -153,6 +162,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Unlock()
 	a.client = a.newClient(en.controlPlane)
 	a.setState(StateConnecting, "", nil)
+	a.assessBoot()
 
 	backoff := time.Second
 	for {
@@ -252,6 +262,7 @@ func (a *Agent) beat(ctx context.Context, en enrollment) (wait time.Duration, er
 	a.mu.Lock()
 	req := cpapi.HeartbeatRequest{Fingerprint: fp, Version: a.Version, Skew: a.status.Skew}
 	a.mu.Unlock()
+	req.Upgrade = a.upgradeReport()
 	if a.Facts != nil {
 		req.Uptime = int64(a.Facts.Uptime() / time.Second)
 		req.Addresses = a.Facts.Addresses(en.iface)
@@ -289,6 +300,8 @@ func (a *Agent) beat(ctx context.Context, en enrollment) (wait time.Duration, er
 			s.SkewKnown = true
 		}
 	})
+	a.acknowledged(req.Upgrade)
+	a.afterBeat(ctx, en, resp)
 	return interval, nil
 }
 

@@ -45,7 +45,7 @@ func makeBundle(t testing.TB, key ed25519.PrivateKey, version string) []byte {
 		img[i] = byte(r.Uint32())
 	}
 	var b bytes.Buffer
-	if _, err := release.Write(&b, release.Info{Name: "outpost-connector", Version: version, Architecture: "amd64"}, bytes.NewReader(img), key, t.TempDir()); err != nil {
+	if _, err := release.Write(&b, release.Info{Name: "outpost-connector", Version: version, Architecture: "amd64"}, release.Contents{Image: bytes.NewReader(img), Size: int64(len(img)), Kernel: []byte("kernel")}, key, t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()
@@ -458,7 +458,7 @@ func TestPublish(t *testing.T) {
 		tampered := append([]byte(nil), makeBundle(t, key, "1.4.0")...)
 		tampered[len(tampered)/2] ^= 0xff
 		var sameVersion bytes.Buffer // 1.2.0 again, another image
-		if _, err := release.Write(&sameVersion, release.Info{Name: "outpost-connector", Version: "1.2.0", Architecture: "amd64"}, bytes.NewReader(bytes.Repeat([]byte("other"), 1000)), key, t.TempDir()); err != nil {
+		if _, err := release.Write(&sameVersion, release.Info{Name: "outpost-connector", Version: "1.2.0", Architecture: "amd64"}, release.Contents{Image: bytes.NewReader(bytes.Repeat([]byte("other..."), 512)), Size: 4096, Kernel: []byte("kernel")}, key, t.TempDir()); err != nil {
 			t.Fatal(err)
 		}
 		for _, tc := range []struct {

@@ -57,6 +57,9 @@ type UpgradeOrder struct {
 	Version string `json:"version"`
 	Bundle  string `json:"bundle"` // PathReleaseBundle for Version
 	Size    int64  `json:"size"`   // the bundle's size in bytes
+	// AllowDowngrade lets the connector install a version older than the
+	// one it runs (the group was pinned to it with --allow-downgrade).
+	AllowDowngrade bool `json:"allow_downgrade,omitempty"`
 }
 
 // HeartbeatResponse acknowledges a heartbeat.

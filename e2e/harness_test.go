@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/outpost-appliance/outpost/imagebuild"
 	"github.com/outpost-appliance/outpost/internal/testtool"
 	"github.com/outpost-appliance/outpost/qemu"
+	"github.com/outpost-appliance/outpost/release"
 )
 
 var keepImage = flag.Bool("keep", false, "keep the built appliance image (its path is printed)")
@@ -33,6 +35,9 @@ func TestMain(m *testing.M) {
 		} else {
 			os.RemoveAll(filepath.Dir(imagePath))
 		}
+	}
+	if bundleDir != "" {
+		os.RemoveAll(bundleDir)
 	}
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
@@ -51,6 +56,11 @@ const (
 )
 
 var (
+	// releaseKey signs the test releases; releasePub is its public key's
+	// file, which the appliance image and the control plane trust.
+	releaseKey ed25519.PrivateKey
+	releasePub string
+
 	imageOnce sync.Once
 	imagePath string
 	imageErr  error
@@ -79,11 +89,23 @@ func applianceImage(t testing.TB) string {
 			imageErr = err
 			return
 		}
+		priv, pub, err := release.GenerateKey()
+		if err == nil {
+			releaseKey, err = release.ParsePrivateKey(priv)
+		}
+		if err != nil {
+			imageErr = err
+			return
+		}
+		releasePub = filepath.Join(dir, "release.pub")
+		if imageErr = os.WriteFile(releasePub, pub, 0o644); imageErr != nil {
+			return
+		}
 		var log bytes.Buffer
 		wd, _ := os.Getwd()
 		start := time.Now()
 		imagePath, imageErr = imagebuild.ConnectorQCOW2(context.Background(), imagebuild.Request{
-			OutDir: dir, Log: &log, CacheDir: cacheDir(), ModuleDir: filepath.Dir(wd), SourceDateEpoch: "1767225600"})
+			OutDir: dir, Log: &log, CacheDir: cacheDir(), ModuleDir: filepath.Dir(wd), SourceDateEpoch: "1767225600", ReleaseKey: releaseKey})
 		if imageErr != nil {
 			imageErr = fmt.Errorf("building the appliance: %v\n%s", imageErr, log.String())
 			return
@@ -138,7 +160,8 @@ func sh(t testing.TB, args ...string) {
 	}
 }
 
-func newLab(t testing.TB) *lab {
+// newLab starts the lab; serverArgs are added to outpost server's.
+func newLab(t testing.TB, serverArgs ...string) *lab {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		testtool.Missing(t, "root (network namespaces and taps)")
@@ -164,7 +187,7 @@ func newLab(t testing.TB) *lab {
 	l.start("chronyd", "chronyd", "-f", conf, "-x", "-d", "-u", "root")
 
 	data := filepath.Join(l.dir, "cp")
-	l.start("server", l.bin, "server", "--data", data, "--listen", hostIP+":"+cpPort, "--hostname", cpName+":"+cpPort)
+	l.start("server", append([]string{l.bin, "server", "--data", data, "--listen", hostIP + ":" + cpPort, "--hostname", cpName + ":" + cpPort}, serverArgs...)...)
 	l.admin = filepath.Join(data, "admin.conf")
 	waitFor(t, "the control plane", 20*time.Second, func() bool {
 		_, err := os.Stat(l.admin)
@@ -202,14 +225,24 @@ func (l *lab) try(args ...string) error {
 // outpost runs an admin command against the lab's control plane.
 func (l *lab) outpost(args ...string) string {
 	l.t.Helper()
+	out, err := l.output(args...)
+	if err != nil {
+		l.t.Fatalf("outpost %v: %v", args, err)
+	}
+	return out
+}
+
+// output runs an admin command and returns its output, or an error with
+// what it printed to stderr.
+func (l *lab) output(args ...string) (string, error) {
 	cmd := exec.Command("ip", append([]string{"netns", "exec", l.ns, l.bin}, append(args, "--config", l.admin, "--server", "https://"+hostIP+":"+cpPort)...)...)
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	out, err := cmd.Output()
 	if err != nil {
-		l.t.Fatalf("outpost %v: %v\n%s", args, err, errb.String())
+		return "", fmt.Errorf("%v\n%s", err, errb.String())
 	}
-	return strings.TrimSpace(string(out))
+	return strings.TrimSpace(string(out)), nil
 }
 
 // key creates a group and a key with maxUses and returns its text.

@@ -129,6 +129,9 @@ type Config struct {
 	Accel Accel // default Probe's answer
 	// Prefix runs QEMU through another command (e.g. ip netns exec NS).
 	Prefix []string
+	// NoReboot makes QEMU exit when the guest reboots, so that the caller
+	// powers it on again (a cold boot rather than a reset in place).
+	NoReboot bool
 }
 
 // Files of a VM in its directory.
@@ -224,6 +227,9 @@ func Prepare(ctx context.Context, c Config) (Config, []string, error) {
 		"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
 		"-drive", "file=" + overlay + ",format=qcow2,if=virtio",
 		"-device", "virtio-rng-pci",
+	}
+	if c.NoReboot {
+		args = append(args, "-no-reboot")
 	}
 	if c.Tap != "" {
 		args = append(args, "-netdev", "tap,id=n0,ifname="+c.Tap+",script=no,downscript=no")

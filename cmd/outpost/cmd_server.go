@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/outpost-appliance/outpost/console"
 	"github.com/outpost-appliance/outpost/controlplane"
@@ -27,6 +28,8 @@ type serverCmd struct {
 	hostnames []string
 	database  string
 	keys      []string
+	interval  time.Duration
+	timeout   time.Duration
 	debug     bool
 }
 
@@ -36,6 +39,8 @@ func (c *serverCmd) Register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&c.hostnames, "hostname", nil, "name appliances use to reach this server, NAME or NAME:PORT (repeatable; the first goes into new keys)")
 	fs.StringVar(&c.database, "database", envDefault("OUTPOST_DATABASE", ""), "postgres://… or postgresql://… URL, or a SQLite file as sqlite:PATH or PATH.db; default DATA/outpost.db (env OUTPOST_DATABASE)")
 	fs.StringArrayVar(&c.keys, "release-key", nil, "public release key FILE.pub (PEM, from 'outpost releases keygen -o FILE') whose bundles may be published (repeatable)")
+	fs.DurationVar(&c.interval, "heartbeat-interval", controlplane.DefaultInterval, "how often connectors heartbeat; one silent for 3 intervals is unreachable")
+	fs.DurationVar(&c.timeout, "upgrade-timeout", controlplane.DefaultUpgradeTimeout, "how long a connector ordered to upgrade has to come back healthy on the new version before its group's rollout stops")
 	fs.BoolVar(&c.debug, "debug", false, "log debug messages")
 }
 
@@ -54,6 +59,12 @@ func (c *serverCmd) Run(ctx context.Context, s streams, args []string) error {
 	if err := controlplane.CheckHostnames(c.hostnames); err != nil {
 		return usagef("%v", err)
 	}
+	if c.interval < time.Second || c.interval > time.Hour {
+		return usagef("--heartbeat-interval %s: use 1s to 1h", c.interval)
+	}
+	if c.timeout < time.Minute {
+		return usagef("--upgrade-timeout %s: use at least 1m (a connector reboots into the new version within it)", c.timeout)
+	}
 	keys, err := readReleaseKeys(c.keys)
 	if err != nil {
 		return err
@@ -68,7 +79,8 @@ func (c *serverCmd) Run(ctx context.Context, s streams, args []string) error {
 		return fmt.Errorf("listen on %s: %w (is another server running there? choose another --listen)", c.listen, err)
 	}
 	defer ln.Close()
-	srv, err := controlplane.Open(ctx, controlplane.Config{DataDir: c.data, Hostnames: c.hostnames, Database: c.database, Log: log, ReleaseKeys: keys}, ln.Addr())
+	srv, err := controlplane.Open(ctx, controlplane.Config{DataDir: c.data, Hostnames: c.hostnames, Database: c.database, Log: log, ReleaseKeys: keys,
+		HeartbeatInterval: c.interval, UpgradeTimeout: c.timeout}, ln.Addr())
 	if err != nil {
 		return err
 	}

@@ -36,7 +36,7 @@ func writeBundle(t *testing.T, dir, version string) (string, ed25519.PublicKey) 
 	}
 	file := filepath.Join(dir, "outpost-connector-"+version+".bundle")
 	var b bytes.Buffer
-	if _, err := release.Write(&b, release.Info{Name: "outpost-connector", Version: version, Architecture: "amd64"}, bytes.NewReader(bytes.Repeat([]byte("root "), 20000)), key, dir); err != nil {
+	if _, err := release.Write(&b, release.Info{Name: "outpost-connector", Version: version, Architecture: "amd64"}, release.Contents{Image: bytes.NewReader(bytes.Repeat([]byte("root "), 4096)), Size: 20480, Kernel: []byte("kernel")}, key, dir); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(file, b.Bytes(), 0o644); err != nil {
