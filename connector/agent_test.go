@@ -55,7 +55,13 @@ func (f *facts) Uptime() time.Duration     { return 42 * time.Second }
 // newRig starts the control plane with its clock serverAhead of this one.
 func newRig(t *testing.T, serverAhead time.Duration) *rig {
 	t.Helper()
-	cp := cptest.Start(t, cptest.Options{Now: func() time.Time { return time.Now().Add(serverAhead) }, HeartbeatInterval: time.Second})
+	return newRigWith(t, cptest.Options{Now: func() time.Time { return time.Now().Add(serverAhead) }, HeartbeatInterval: time.Second})
+}
+
+// newRigWith starts the control plane with opts.
+func newRigWith(t *testing.T, opts cptest.Options) *rig {
+	t.Helper()
+	cp := cptest.Start(t, opts)
 	r := &rig{t: t, facts: &facts{mac: mac1}, admin: cp.Admin}
 	ctx := context.Background()
 	if _, err := r.admin.CreateGroup(ctx, cpapi.GroupSpec{Name: "lab"}); err != nil {
@@ -99,6 +105,11 @@ func newRig(t *testing.T, serverAhead time.Duration) *rig {
 
 // run starts the agent; waits records every wait it asked for.
 func (r *rig) run(now func() time.Time) (waits *waitLog, stop func()) {
+	return r.runWith(now, nil)
+}
+
+// runWith starts the agent, set up further by with (if not nil).
+func (r *rig) runWith(now func() time.Time, with func(*connector.Agent)) (waits *waitLog, stop func()) {
 	waits = &waitLog{}
 	a := &connector.Agent{
 		Root: r.root, Version: "1.2.3", Facts: r.facts, Now: now, Log: slog.New(slog.DiscardHandler),
@@ -113,6 +124,9 @@ func (r *rig) run(now func() time.Time) (waits *waitLog, stop func()) {
 				return nil
 			}
 		},
+	}
+	if with != nil {
+		with(a)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
