@@ -70,6 +70,12 @@ func (s *Service) CreateGroup(ctx context.Context, sp cpapi.GroupSpec) (cpapi.Gr
 		}
 		g.TargetVersion = v
 	}
+	if sp.AllowDowngrade != nil {
+		g.AllowDowngrade = *sp.AllowDowngrade
+	}
+	if e := checkDowngrade(g); e != nil {
+		return cpapi.Group{}, e
+	}
 	if err := s.Store.CreateGroup(ctx, g); errors.Is(err, store.ErrExists) {
 		return cpapi.Group{}, refuse(cpapi.CodeExists, "a group named %q already exists; choose another name or edit it with 'outpost groups edit'", sp.Name)
 	} else if err != nil {
@@ -133,6 +139,12 @@ func (s *Service) EditGroup(ctx context.Context, sp cpapi.GroupSpec) (cpapi.Grou
 			s.Log.Info("group target changed", "group", g.Name, "from", targetText(g.TargetVersion), "to", targetText(v))
 		}
 		g.TargetVersion = v
+	}
+	if sp.AllowDowngrade != nil {
+		g.AllowDowngrade = *sp.AllowDowngrade
+	}
+	if e := checkDowngrade(g); e != nil {
+		return cpapi.Group{}, e
 	}
 	if err := s.Store.UpdateGroup(ctx, g); err != nil {
 		return cpapi.Group{}, s.internal(err)
@@ -424,7 +436,16 @@ func (s *Service) RevokeConnector(ctx context.Context, name string) (cpapi.Revok
 
 func apiGroup(g store.Group) cpapi.Group {
 	return cpapi.Group{Name: g.Name, Location: g.Location, WindowDay: g.WindowDay, WindowHour: g.WindowHour, CreatedAt: g.CreatedAt, Keys: g.Keys, Connectors: g.Connectors,
-		TargetVersion: g.TargetVersion}
+		TargetVersion: g.TargetVersion, AllowDowngrade: g.AllowDowngrade}
+}
+
+// checkDowngrade refuses --allow-downgrade without a pinned version: the
+// newest release is never older than what connectors run.
+func checkDowngrade(g store.Group) *cpapi.Error {
+	if g.AllowDowngrade && g.TargetVersion == "" {
+		return refuse(cpapi.CodeBadRequest, "allow_downgrade needs a pinned version: with latest there is nothing older to go to; pin one with --version V --allow-downgrade")
+	}
+	return nil
 }
 
 func targetText(v string) string {

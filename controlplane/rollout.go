@@ -122,7 +122,8 @@ func (s *Service) decide(g store.Group, newest string, cs []store.Connector, now
 	// Who is behind, and why they wait.
 	var pending []store.Connector
 	for _, c := range members {
-		if c.Name != active && c.Name != failed && tgt != "" && (c.Version == "" || release.CompareVersions(c.Version, tgt) < 0) {
+		if c.Name != active && c.Name != failed && tgt != "" && (c.Version == "" || release.CompareVersions(c.Version, tgt) < 0 ||
+			g.AllowDowngrade && g.TargetVersion != "" && release.CompareVersions(c.Version, tgt) > 0) {
 			pending = append(pending, c)
 		}
 	}
@@ -166,8 +167,8 @@ func (s *Service) decide(g store.Group, newest string, cs []store.Connector, now
 			rc.Status, rc.Detail = cpapi.RolloutDone, "no release is published"
 		case c.Version != "" && release.CompareVersions(c.Version, tgt) == 0:
 			rc.Status = cpapi.RolloutDone
-		case c.Version != "" && release.CompareVersions(c.Version, tgt) > 0:
-			rc.Status, rc.Detail = cpapi.RolloutNewer, "newer than the target "+tgt+"; left alone"
+		case c.Version != "" && release.CompareVersions(c.Version, tgt) > 0 && !(g.AllowDowngrade && g.TargetVersion != ""):
+			rc.Status, rc.Detail = cpapi.RolloutNewer, "newer than the target "+tgt+"; left alone (pin it with --allow-downgrade to go back)"
 		default:
 			rc.Status = cpapi.RolloutPending
 			switch {
@@ -365,5 +366,8 @@ func (s *Service) upgradeOrder(ctx context.Context, name string, u store.Upgrade
 		s.Log.Error("upgrade order without its release", "connector", name, "version", u.Target, "err", err)
 		return nil
 	}
-	return &cpapi.UpgradeOrder{Version: r.Version, Bundle: cpapi.Path(cpapi.PathReleaseBundle, r.Version), Size: r.Size}
+	// An order to an older version exists only for a group pinned to it
+	// with allow_downgrade.
+	return &cpapi.UpgradeOrder{Version: r.Version, Bundle: cpapi.Path(cpapi.PathReleaseBundle, r.Version), Size: r.Size,
+		AllowDowngrade: version != "" && release.CompareVersions(r.Version, version) < 0}
 }

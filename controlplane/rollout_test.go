@@ -371,7 +371,7 @@ func TestPinnedAndLatest(t *testing.T) {
 		t.Errorf("pinned to 2.0: %v", o)
 	}
 	ro := r.rollout()
-	if ro.Target != "2.0" || detail(ro, r.bob.name) != "newer | newer than the target 2.0; left alone" {
+	if ro.Target != "2.0" || !strings.HasPrefix(detail(ro, r.bob.name), "newer | newer than the target 2.0; left alone") {
 		t.Errorf("pinned: %+v", ro)
 	}
 	r.beatAll("2.0", "3.0")
@@ -399,6 +399,39 @@ func TestPinnedAndLatest(t *testing.T) {
 	}
 	if _, err := r.admin.Group(ctx, "h"); !cpapi.IsCode(err, cpapi.CodeNotFound) {
 		t.Errorf("the refused group was created: %v", err)
+	}
+}
+
+// TestAllowDowngrade: a group pinned to an older release with
+// allow_downgrade brings a newer connector down, and the order tells the
+// connector the downgrade is allowed; without a pinned version it is
+// refused.
+func TestAllowDowngrade(t *testing.T) {
+	r := newRolloutEnv(t, "")
+	r.publish("2.0")
+	r.publish("3.0")
+	ctx := context.Background()
+	yes := true
+	latest := cpapi.TargetLatest
+	if _, err := r.admin.EditGroup(ctx, cpapi.GroupSpec{Name: "g", TargetVersion: &latest, AllowDowngrade: &yes}); !cpapi.IsCode(err, cpapi.CodeBadRequest) || !strings.Contains(err.Error(), "pinned version") {
+		t.Errorf("allow_downgrade with latest: %v", err)
+	}
+	v := "2.0"
+	g, err := r.admin.EditGroup(ctx, cpapi.GroupSpec{Name: "g", TargetVersion: &v, AllowDowngrade: &yes})
+	if err != nil || !g.AllowDowngrade {
+		t.Fatalf("pin 2.0 with allow_downgrade: %+v %v", g, err)
+	}
+	r.beatAll("2.0", "3.0")
+	r.openWindow()
+	r.step()
+	if o := r.ordered(); strings.Join(o, ",") != r.bob.name+"→2.0" {
+		t.Fatalf("ordered %v, want Bob down to 2.0", o)
+	}
+	if o := r.beat(r.bob, "3.0", nil); o == nil || o.Version != "2.0" || !o.AllowDowngrade {
+		t.Errorf("Bob's order: %+v, want 2.0 with allow_downgrade", o)
+	}
+	if o := r.beat(r.alice, "2.0", nil); o != nil {
+		t.Errorf("Alice (on the target) got an order: %+v", o)
 	}
 }
 

@@ -105,6 +105,9 @@ type GroupSpec struct {
 	// TargetVersion pins the group to a published release; "latest" (or
 	// "") follows the newest published release.
 	TargetVersion *string `json:"target_version,omitempty"`
+	// AllowDowngrade lets a pinned target older than what connectors run
+	// be installed on them (they refuse an older release otherwise).
+	AllowDowngrade *bool `json:"allow_downgrade,omitempty"`
 }
 
 // TargetLatest is GroupSpec.TargetVersion for "the newest release".
@@ -121,6 +124,9 @@ type Group struct {
 	Connectors int       `json:"connectors"` // not revoked
 	// TargetVersion is the pinned release; "" follows the newest one.
 	TargetVersion string `json:"target_version"`
+	// AllowDowngrade: connectors newer than the pinned target are brought
+	// down to it.
+	AllowDowngrade bool `json:"allow_downgrade"`
 	// Rollout is the group's upgrade state (GET PathGroup only).
 	Rollout *Rollout `json:"rollout,omitempty"`
 }

@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/outpost-appliance/outpost/appliance"
-	"github.com/outpost-appliance/outpost/internal/atomicfile"
 )
 
 // ESP is the EFI system partition, mounted at Dir.
@@ -144,13 +143,33 @@ func withRoot(options, partuuid string) string {
 }
 
 // writeFile writes name on the ESP durably: a temporary file, synced, then
-// renamed.
+// renamed. (Not atomicfile: FAT refuses a chmod that its mount options
+// cannot represent, and modes mean nothing there.)
 func (e ESP) writeFile(name string, data []byte) error {
 	p := e.path(name)
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(p, data, 0o600)
+	tmp := p + ".new"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, p)
 }
 
 // Bless marks the entry of the running slot good: its boot counter is

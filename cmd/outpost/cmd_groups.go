@@ -15,6 +15,7 @@ type groupFlags struct {
 	day      string
 	hour     int
 	version  string
+	down     bool
 }
 
 func (g *groupFlags) register(fs *pflag.FlagSet) {
@@ -22,6 +23,7 @@ func (g *groupFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&g.day, "window-day", "", "day of the weekly 4-hour upgrade window: sun, mon, … sat (default sun)")
 	fs.IntVar(&g.hour, "window-hour", 2, "start hour (0-23, UTC) of the upgrade window")
 	fs.StringVar(&g.version, "version", "", "release the group's connectors are upgraded to: a published version, or latest (default latest)")
+	fs.BoolVar(&g.down, "allow-downgrade", false, "with --version: also bring connectors that run a newer version down to it (they refuse an older release otherwise)")
 }
 
 func (g *groupFlags) spec(fs *pflag.FlagSet, name string) cpapi.GroupSpec {
@@ -37,6 +39,9 @@ func (g *groupFlags) spec(fs *pflag.FlagSet, name string) cpapi.GroupSpec {
 	}
 	if fs.Changed("version") {
 		sp.TargetVersion = &g.version
+	}
+	if fs.Changed("allow-downgrade") {
+		sp.AllowDowngrade = &g.down
 	}
 	return sp
 }
@@ -54,6 +59,9 @@ func printGroupDetail(w io.Writer, g cpapi.Group) {
 func printRollout(w io.Writer, g cpapi.Group) {
 	ro := g.Rollout
 	target := safe(g.TargetVersion) + " (pinned)"
+	if g.AllowDowngrade {
+		target = safe(g.TargetVersion) + " (pinned, downgrades allowed)"
+	}
 	if g.TargetVersion == "" {
 		target = "latest (" + safe(orDash(ro.Target)) + ")"
 	}

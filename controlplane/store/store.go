@@ -227,7 +227,8 @@ CREATE TABLE IF NOT EXISTS groups (
 	rollout_now       BIGINT NOT NULL DEFAULT 0,
 	rollout_stopped   TEXT NOT NULL DEFAULT '',
 	rollout_failed    TEXT NOT NULL DEFAULT '',
-	rollout_version   TEXT NOT NULL DEFAULT ''
+	rollout_version   TEXT NOT NULL DEFAULT '',
+	allow_downgrade   BIGINT NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS keys (
 	id            TEXT PRIMARY KEY,
@@ -310,6 +311,7 @@ var addedColumns = []struct{ table, column, def string }{
 	{"connectors", "upgrade_version", "TEXT NOT NULL DEFAULT ''"},
 	{"connectors", "upgrade_reported_at", "BIGINT NOT NULL DEFAULT 0"},
 	{"groups", "target_version", "TEXT NOT NULL DEFAULT ''"},
+	{"groups", "allow_downgrade", "BIGINT NOT NULL DEFAULT 0"},
 	{"groups", "rollout_connector", "TEXT NOT NULL DEFAULT ''"},
 	{"groups", "rollout_now", "BIGINT NOT NULL DEFAULT 0"},
 	{"groups", "rollout_stopped", "TEXT NOT NULL DEFAULT ''"},
@@ -417,7 +419,9 @@ type Group struct {
 	Connectors int
 	// TargetVersion is the pinned release; "" follows the newest.
 	TargetVersion string
-	Rollout       Rollout
+	// AllowDowngrade brings connectors newer than a pinned target down.
+	AllowDowngrade bool
+	Rollout        Rollout
 }
 
 // Rollout is a group's upgrade state as the scheduler keeps it.
@@ -447,10 +451,17 @@ func fromMS(v int64) time.Time {
 	return time.UnixMilli(v).UTC()
 }
 
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // CreateGroup adds a group; ErrExists if the name is taken.
 func (s *Store) CreateGroup(ctx context.Context, g Group) error {
-	res, err := s.db.ExecContext(ctx, s.q("INSERT INTO groups (name, location, window_day, window_hour, created_at, target_version) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING"),
-		g.Name, g.Location, g.WindowDay, g.WindowHour, ms(g.CreatedAt), g.TargetVersion)
+	res, err := s.db.ExecContext(ctx, s.q("INSERT INTO groups (name, location, window_day, window_hour, created_at, target_version, allow_downgrade) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING"),
+		g.Name, g.Location, g.WindowDay, g.WindowHour, ms(g.CreatedAt), g.TargetVersion, boolInt(g.AllowDowngrade))
 	if err != nil {
 		return fmt.Errorf("create group %s: %w", g.Name, err)
 	}
@@ -463,14 +474,15 @@ func (s *Store) CreateGroup(ctx context.Context, g Group) error {
 const groupCols = `g.name, g.location, g.window_day, g.window_hour, g.created_at,
 	(SELECT COUNT(*) FROM keys k WHERE k.group_name = g.name),
 	(SELECT COUNT(*) FROM connectors c WHERE c.group_name = g.name AND c.state <> 'revoked'),
-	g.target_version, g.rollout_connector, g.rollout_now, g.rollout_stopped, g.rollout_failed, g.rollout_version`
+	g.target_version, g.rollout_connector, g.rollout_now, g.rollout_stopped, g.rollout_failed, g.rollout_version, g.allow_downgrade`
 
 func scanGroup(sc interface{ Scan(...any) error }) (Group, error) {
 	var g Group
-	var created, now int64
+	var created, now, down int64
 	err := sc.Scan(&g.Name, &g.Location, &g.WindowDay, &g.WindowHour, &created, &g.Keys, &g.Connectors,
-		&g.TargetVersion, &g.Rollout.Connector, &now, &g.Rollout.Stopped, &g.Rollout.Failed, &g.Rollout.Version)
+		&g.TargetVersion, &g.Rollout.Connector, &now, &g.Rollout.Stopped, &g.Rollout.Failed, &g.Rollout.Version, &down)
 	g.CreatedAt = fromMS(created)
+	g.AllowDowngrade = down != 0
 	g.Rollout.Now = now != 0
 	return g, err
 }
@@ -505,11 +517,11 @@ func (s *Store) Group(ctx context.Context, name string) (Group, error) {
 // UpdateGroup replaces a group's location, window and target version. A
 // new target clears a stopped rollout: the stop was about another version.
 func (s *Store) UpdateGroup(ctx context.Context, g Group) error {
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE groups SET location = ?, window_day = ?, window_hour = ?, target_version = ?,
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE groups SET location = ?, window_day = ?, window_hour = ?, allow_downgrade = ?, target_version = ?,
 		rollout_stopped = CASE WHEN target_version = ? THEN rollout_stopped ELSE '' END,
 		rollout_failed = CASE WHEN target_version = ? THEN rollout_failed ELSE '' END,
 		rollout_version = CASE WHEN target_version = ? THEN rollout_version ELSE '' END
-		WHERE name = ?`), g.Location, g.WindowDay, g.WindowHour, g.TargetVersion, g.TargetVersion, g.TargetVersion, g.TargetVersion, g.Name)
+		WHERE name = ?`), g.Location, g.WindowDay, g.WindowHour, boolInt(g.AllowDowngrade), g.TargetVersion, g.TargetVersion, g.TargetVersion, g.TargetVersion, g.Name)
 	if err != nil {
 		return fmt.Errorf("update group %s: %w", g.Name, err)
 	}
