@@ -145,12 +145,16 @@ func outpostBin(t testing.TB) string {
 // lab is a network namespace holding a tap for the VMs with DHCP, DNS
 // (cp.lab.test) and NTP on it, and the real control plane.
 type lab struct {
-	t     testing.TB
-	ns    string
-	tap   string
-	dir   string
-	admin string
-	bin   string
+	t      testing.TB
+	ns     string
+	tap    string // the first VM's tap
+	bridge string
+	taps   int
+	// machines counts the VMs started with lab.machine.
+	machines int
+	dir      string
+	admin    string
+	bin      string
 }
 
 func sh(t testing.TB, args ...string) {
@@ -172,11 +176,15 @@ func newLab(t testing.TB, serverArgs ...string) *lab {
 	sh(t, "ip", "netns", "add", l.ns)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", l.ns).Run() })
 	sh(t, "ip", "-n", l.ns, "link", "set", "lo", "up")
-	sh(t, "ip", "-n", l.ns, "tuntap", "add", l.tap, "mode", "tap")
-	sh(t, "ip", "-n", l.ns, "addr", "add", hostIP+"/24", "dev", l.tap)
-	sh(t, "ip", "-n", l.ns, "link", "set", l.tap, "up")
+	// A bridge holds the address; each VM has a tap on it (a tap takes
+	// one QEMU).
+	l.bridge = "oebr" + id
+	sh(t, "ip", "-n", l.ns, "link", "add", l.bridge, "type", "bridge")
+	sh(t, "ip", "-n", l.ns, "addr", "add", hostIP+"/24", "dev", l.bridge)
+	sh(t, "ip", "-n", l.ns, "link", "set", l.bridge, "up")
+	l.addTap(l.tap)
 
-	l.start("dnsmasq", "dnsmasq", "--no-daemon", "--no-ping", "--conf-file=/dev/null", "--interface="+l.tap, "--bind-interfaces",
+	l.start("dnsmasq", "dnsmasq", "--no-daemon", "--no-ping", "--conf-file=/dev/null", "--interface="+l.bridge, "--bind-interfaces",
 		"--no-resolv", "--no-hosts", "--host-record="+cpName+","+hostIP, "--dhcp-leasefile="+filepath.Join(l.dir, "leases"),
 		"--dhcp-range=10.88.0.50,10.88.0.99,255.255.255.0,1h", "--dhcp-option=option:router,"+hostIP,
 		"--dhcp-option=option:dns-server,"+hostIP, "--dhcp-option=option:ntp-server,"+hostIP,
@@ -194,6 +202,23 @@ func newLab(t testing.TB, serverArgs ...string) *lab {
 		return err == nil && l.try("groups", "list") == nil
 	})
 	return l
+}
+
+// addTap adds a tap to the lab's bridge.
+func (l *lab) addTap(name string) {
+	l.t.Helper()
+	sh(l.t, "ip", "-n", l.ns, "tuntap", "add", name, "mode", "tap")
+	sh(l.t, "ip", "-n", l.ns, "link", "set", name, "master", l.bridge)
+	sh(l.t, "ip", "-n", l.ns, "link", "set", name, "up")
+}
+
+// newTap adds another tap for another VM running at the same time.
+func (l *lab) newTap() string {
+	l.t.Helper()
+	l.taps++
+	name := fmt.Sprintf("%s-%d", l.tap, l.taps)
+	l.addTap(name)
+	return name
 }
 
 // start runs a program in the namespace, stopped by PID when the test ends.
@@ -279,6 +304,12 @@ func (l *lab) uses(key string) int64 {
 
 // vm starts a VM of the appliance on the lab's tap.
 func (l *lab) vm(name, mac string, fwcfg map[string]string, iso string) *qemu.VM {
+	l.t.Helper()
+	return l.startVM(l.vmConfig(name, mac, fwcfg, iso))
+}
+
+// vmConfig is the configuration of a VM of the appliance on the lab's tap.
+func (l *lab) vmConfig(name, mac string, fwcfg map[string]string, iso string) qemu.Config {
 	t := l.t
 	t.Helper()
 	dir := filepath.Join(l.dir, "vm-"+name)
@@ -291,15 +322,23 @@ func (l *lab) vm(name, mac string, fwcfg map[string]string, iso string) *qemu.VM
 		}
 		cfg.FwCfg[k] = f
 	}
+	return cfg
+}
+
+// startVM starts QEMU for cfg, stopped (and its console shown if the test
+// failed) when the test ends.
+func (l *lab) startVM(cfg qemu.Config) *qemu.VM {
+	t := l.t
+	t.Helper()
 	vm, err := qemu.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%s: QEMU pid %d (%s), MAC %s", name, vm.PID(), vm.Accel, mac)
+	t.Logf("%s: QEMU pid %d (%s), MAC %s", cfg.Name, vm.PID(), vm.Accel, cfg.MAC)
 	t.Cleanup(func() {
 		vm.Stop()
 		if t.Failed() {
-			t.Logf("%s serial console (last 6000 bytes):\n%s", name, tail(vm.Serial(), 6000))
+			t.Logf("%s serial console (last 6000 bytes):\n%s", cfg.Name, tail(vm.Serial(), 6000))
 		}
 	})
 	return vm

@@ -95,17 +95,13 @@ type machine struct {
 
 func (l *lab) machine(name, mac string, cfg map[string]string) *machine {
 	t := l.t
-	vm := l.vm(name, mac, cfg, "")
-	m := &machine{l: l, name: name, vm: vm, boots: 1, stop: make(chan struct{}), done: make(chan struct{})}
-	// l.vm started it without -no-reboot: restart it with.
-	vm.Stop()
-	c := vm.Config
+	c := l.vmConfig(name, mac, cfg, "")
 	c.NoReboot = true
-	nv, err := qemu.Start(context.Background(), c)
-	if err != nil {
-		t.Fatal(err)
+	if l.machines > 0 {
+		c.Tap = l.newTap()
 	}
-	m.vm = nv
+	l.machines++
+	m := &machine{l: l, name: name, vm: l.startVM(c), boots: 1, stop: make(chan struct{}), done: make(chan struct{})}
 	go m.supervise()
 	t.Cleanup(func() {
 		close(m.stop)
@@ -132,6 +128,10 @@ func (m *machine) supervise() {
 		case <-m.stop:
 			return
 		default:
+		}
+		if vm.Uptime() < 5*time.Second {
+			m.l.t.Errorf("%s: QEMU exited %s after it started; not starting it again:\n%s", vm.Name, vm.Uptime().Round(time.Millisecond), tail(vm.Serial(), 2000))
+			return
 		}
 		nv, err := qemu.Start(context.Background(), vm.Config)
 		if err != nil {

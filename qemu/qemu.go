@@ -147,6 +147,19 @@ type VM struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error
+
+	started time.Time
+	ran     time.Duration // set when QEMU exited
+}
+
+// Uptime is how long QEMU ran: until now, or until it exited.
+func (v *VM) Uptime() time.Duration {
+	select {
+	case <-v.done:
+		return v.ran
+	default:
+		return time.Since(v.started)
+	}
 }
 
 // Start makes the overlay (first time), copies the firmware variables and
@@ -168,9 +181,10 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", System, err)
 	}
-	vm := &VM{Config: c, cmd: cmd, done: make(chan struct{})}
+	vm := &VM{Config: c, cmd: cmd, done: make(chan struct{}), started: time.Now()}
 	go func() {
 		vm.err = cmd.Wait()
+		vm.ran = time.Since(vm.started)
 		logf.Close()
 		close(vm.done)
 	}()
