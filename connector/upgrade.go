@@ -22,6 +22,7 @@ const downloadTimeout = 30 * time.Minute
 type upgradeState struct {
 	report     *cpapi.UpgradeReport
 	installing bool
+	installed  string // the version installed, waiting for the reboot
 	blessed    bool
 }
 
@@ -125,11 +126,13 @@ func (a *Agent) afterBeat(ctx context.Context, en enrollment, resp cpapi.Heartbe
 		return
 	}
 	a.mu.Lock()
-	busy := a.up.installing
-	a.up.installing = !busy
+	busy := a.up.installing || a.up.installed == o.Version
+	if !busy {
+		a.up.installing = true
+	}
 	a.mu.Unlock()
 	if busy {
-		return
+		return // the order is repeated in every answer until it is done
 	}
 	go a.install(ctx, en, *o)
 }
@@ -137,9 +140,13 @@ func (a *Agent) afterBeat(ctx context.Context, en enrollment, resp cpapi.Heartbe
 // install downloads, checks and installs the ordered release, then
 // reboots into it; a failure is reported on the next heartbeats.
 func (a *Agent) install(ctx context.Context, en enrollment, o cpapi.UpgradeOrder) {
+	installed := false
 	defer func() {
 		a.mu.Lock()
 		a.up.installing = false
+		if installed {
+			a.up.installed = o.Version
+		}
 		a.mu.Unlock()
 	}()
 	a.setReport(&cpapi.UpgradeReport{Version: o.Version, State: cpapi.UpgradeInstalling})
@@ -164,6 +171,7 @@ func (a *Agent) install(ctx context.Context, en enrollment, o cpapi.UpgradeOrder
 		return
 	}
 	a.Upgrades.ClearFailure()
+	installed = true
 	a.log().Info("upgrade installed; rebooting to try it once", "version", o.Version, "slot", inst.Slot, "entry", inst.Entry)
 	a.say(fmt.Sprintf("outpost: %s installed on root %s; rebooting to try it (it falls back by itself if it does not prove healthy)", o.Version, inst.Slot))
 	if a.Reboot == nil {

@@ -87,6 +87,16 @@ func TestAgentUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitReboot("installing 1.3.0")
+	// Heartbeats went on during the installation, each with the order:
+	// one installation, no failure.
+	select {
+	case <-rebooted:
+		t.Error("the agent rebooted twice: the order was installed more than once")
+	case <-time.After(300 * time.Millisecond):
+	}
+	if c, err := r.admin.Connector(ctx, r.name); err != nil || c.UpgradeState == cpapi.UpgradeFailed {
+		t.Errorf("after the installation the control plane sees %q %q (%v)", c.UpgradeState, c.UpgradeReason, err)
+	}
 	stop()
 	es, err := esp.Entries()
 	must(t, err)
