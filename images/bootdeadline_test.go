@@ -53,6 +53,7 @@ func TestBootDeadline(t *testing.T) {
 		}
 		write(appliance.MarkerFile, string(appliance.Marker("outpost-connector", "1.4.0")))
 		write("/dev/console", "")
+		write("/proc/uptime", "301.57 560.10\n")
 		if trial {
 			write(appliance.LoaderBootCountPathVar, "\x06\x00\x00\x00x")
 		}
@@ -88,7 +89,7 @@ func TestBootDeadline(t *testing.T) {
 			t.Errorf("did not reboot: %q", calls)
 		}
 		got, err := os.ReadFile(filepath.Join(root, appliance.TrialFailureFile))
-		want := "1.4.0 did not confirm a healthy boot within 5 minutes: outpost-connector.service is activating, last logged: Control connection state: connecting (dial tcp: i/o timeout)\n"
+		want := "1.4.0 did not confirm a healthy boot within 301 s of booting: outpost-connector.service is activating, last logged: Control connection state: connecting (dial tcp: i/o timeout)\n"
 		if err != nil || string(got) != want {
 			t.Errorf("trial failure = %q, %v; want %q", got, err, want)
 		}
