@@ -37,6 +37,8 @@ type Installer struct {
 	Carry func(s Slot) error
 }
 
+var errNoKeys = fmt.Errorf("this appliance trusts no release key (no *.pub in %s): it was built without --release-key, so it cannot verify bundles; deploy the new release's image instead", appliance.ReleaseKeysDir)
+
 // Installed is what Install wrote.
 type Installed struct {
 	Manifest release.Manifest
@@ -52,7 +54,7 @@ type Installed struct {
 // system's boot as it was.
 func (in Installer) Install(ctx context.Context, path string) (Installed, error) {
 	if len(in.Trusted) == 0 {
-		return Installed{}, fmt.Errorf("this appliance trusts no release key (no *.pub in %s): it was built without --release-key, so it cannot verify bundles; deploy the new release's image instead", appliance.ReleaseKeysDir)
+		return Installed{}, errNoKeys
 	}
 	disk, err := OpenDisk(in.Disk)
 	if err != nil {

@@ -67,6 +67,9 @@ func (s System) Install(ctx context.Context, path string, allowDowngrade bool) (
 	if err != nil {
 		return Installed{}, err
 	}
+	if len(keys) == 0 {
+		return Installed{}, errNoKeys
+	}
 	d, cur, err := s.locate()
 	if err != nil {
 		return Installed{}, err
