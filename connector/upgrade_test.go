@@ -121,7 +121,7 @@ func TestAgentUpgrade(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the trial boot was not blessed: %v", entryNames(t, esp))
+			t.Fatalf("the trial boot was not blessed: %v", upgradetest.EntryFiles(t, esp))
 		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, "run/boot-blessed")); err != nil {
@@ -147,7 +147,7 @@ func TestAgentUpgrade(t *testing.T) {
 	if !strings.Contains(g.Rollout.Reason, "1.4.0") || !strings.Contains(g.Rollout.Reason, "outpost-connector.service is failed") {
 		t.Errorf("stopped rollout's reason: %q", g.Rollout.Reason)
 	}
-	if got := entryNames(t, esp); len(got) != 1 || got[0] != appliance.EntryFile(2, appliance.SlotB, -1) {
+	if got := upgradetest.EntryFiles(t, esp); len(got) != 1 || got[0] != appliance.EntryFile(2, appliance.SlotB, -1) {
 		t.Errorf("entries after the rollback: %q", got)
 	}
 	c, err := r.admin.Connector(ctx, r.name)
@@ -155,17 +155,6 @@ func TestAgentUpgrade(t *testing.T) {
 	if c.Version != "1.3.0" || c.UpgradeState != cpapi.UpgradeFailed || !strings.Contains(c.UpgradeReason, "back on 1.3.0") {
 		t.Errorf("connector after the rollback: version %s, upgrade %s %q", c.Version, c.UpgradeState, c.UpgradeReason)
 	}
-}
-
-func entryNames(t *testing.T, esp upgrade.ESP) []string {
-	t.Helper()
-	es, err := esp.Entries()
-	must(t, err)
-	var out []string
-	for _, e := range es {
-		out = append(out, e.File)
-	}
-	return out
 }
 
 func must(t testing.TB, err error) {

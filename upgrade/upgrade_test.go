@@ -70,17 +70,6 @@ func snapshot(t testing.TB, d disk, esp upgrade.ESP) string {
 	return b.String()
 }
 
-func entryFiles(t testing.TB, esp upgrade.ESP) []string {
-	t.Helper()
-	es, err := esp.Entries()
-	must(t, err)
-	var out []string
-	for _, e := range es {
-		out = append(out, e.File)
-	}
-	return out
-}
-
 // TestInstallBlessAndFallback installs release 2 over a disk built at 1:
 // root B holds release 2's root byte for byte, the ESP its kernel and an
 // entry with one try that boots root B with the running options. Blessing
@@ -92,7 +81,7 @@ func TestInstallBlessAndFallback(t *testing.T) {
 	v2 := buildDisk(t, "lab", "2")
 	bundle := makeBundle(t, v2, "lab", "2", key)
 	esp := extractESP(t, v1.Raw)
-	if got := entryFiles(t, esp); len(got) != 1 || got[0] != appliance.EntryFile(1, appliance.SlotA, -1) {
+	if got := upgradetest.EntryFiles(t, esp); len(got) != 1 || got[0] != appliance.EntryFile(1, appliance.SlotA, -1) {
 		t.Fatalf("the built disk's entries are %q", got)
 	}
 	in := upgrade.Installer{Disk: v1.Raw, Running: v1.RootA.GUID, ESP: esp, Trusted: []ed25519.PublicKey{pub}, Name: "lab", Architecture: "amd64", Version: "1"}
@@ -133,7 +122,7 @@ func TestInstallBlessAndFallback(t *testing.T) {
 	if tr == nil || tr.Version != "2" {
 		t.Fatalf("failed trial = %+v, want version 2", tr)
 	}
-	if got := entryFiles(t, esp); len(got) != 1 || got[0] != appliance.EntryFile(1, appliance.SlotA, -1) {
+	if got := upgradetest.EntryFiles(t, esp); len(got) != 1 || got[0] != appliance.EntryFile(1, appliance.SlotA, -1) {
 		t.Errorf("entries after the failed trial: %q", got)
 	}
 	if _, err := os.Stat(espPath(esp, appliance.SlotKernel("b"))); !errors.Is(err, fs.ErrNotExist) {
@@ -152,7 +141,7 @@ func TestInstallBlessAndFallback(t *testing.T) {
 	if !trial {
 		t.Error("Bless on the tried entry reported no trial")
 	}
-	if got := entryFiles(t, esp); len(got) != 2 || got[0] != appliance.EntryFile(2, appliance.SlotB, -1) {
+	if got := upgradetest.EntryFiles(t, esp); len(got) != 2 || got[0] != appliance.EntryFile(2, appliance.SlotB, -1) {
 		t.Errorf("entries after blessing: %q", got)
 	}
 	if tr, err := esp.FailedTrial(slotB); tr != nil || err != nil {
@@ -170,7 +159,7 @@ func TestInstallBlessAndFallback(t *testing.T) {
 	if inst.Slot != appliance.SlotA || inst.Entry != appliance.EntryFile(3, appliance.SlotA, 1) {
 		t.Errorf("third install: %+v", inst)
 	}
-	if got := entryFiles(t, esp); len(got) != 2 || got[1] != appliance.EntryFile(2, appliance.SlotB, -1) {
+	if got := upgradetest.EntryFiles(t, esp); len(got) != 2 || got[1] != appliance.EntryFile(2, appliance.SlotB, -1) {
 		t.Errorf("entries after the third install: %q (root A's old entry must be gone)", got)
 	}
 }

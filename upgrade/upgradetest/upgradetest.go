@@ -96,6 +96,19 @@ func ExtractESP(t testing.TB, raw string) upgrade.ESP {
 	return upgrade.ESP{Dir: dir}
 }
 
+// EntryFiles lists the outpost loader entries' file names on esp, newest
+// generation first.
+func EntryFiles(t testing.TB, esp upgrade.ESP) []string {
+	t.Helper()
+	es, err := esp.Entries()
+	must(t, err)
+	var out []string
+	for _, e := range es {
+		out = append(out, e.File)
+	}
+	return out
+}
+
 // KeyPair makes a release key.
 func KeyPair(t testing.TB) (ed25519.PrivateKey, ed25519.PublicKey) {
 	t.Helper()
