@@ -13,8 +13,9 @@ const module = "github.com/outpost-appliance/outpost"
 // TestDependencies keeps what ships in the appliance (first boot and the
 // connector agent) free of the admin side: they may use the key package, the appliance contract, the control
 // plane's API types (cpapi), the atomic-write helper (internal/atomicfile,
-// standard library only) and its own sub-packages, never govmomi, the
-// builder, the OVA packer or the control plane.
+// standard library only), the bundle format (release) and the installer
+// (upgrade), and their own sub-packages, never govmomi, the builder, the
+// OVA packer or the control plane.
 func TestDependencies(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("go command not on PATH")
@@ -30,7 +31,7 @@ func TestDependencies(t *testing.T) {
 		t.Fatal(err)
 	}
 	dec := json.NewDecoder(out)
-	allowed := []string{module + "/firstboot", module + "/cmd/outpost-firstboot", module + "/provkey", module + "/appliance", module + "/cpapi", module + "/internal/atomicfile", module + "/connector", module + "/cmd/outpost-connector"}
+	allowed := []string{module + "/firstboot", module + "/cmd/outpost-firstboot", module + "/provkey", module + "/appliance", module + "/cpapi", module + "/internal/atomicfile", module + "/connector", module + "/cmd/outpost-connector", module + "/release", module + "/upgrade"}
 	n := 0
 	for {
 		var p struct {
@@ -54,7 +55,7 @@ func TestDependencies(t *testing.T) {
 				}
 			}
 			if !ok {
-				t.Errorf("first boot depends on %s; only firstboot/..., provkey, appliance, cpapi and internal/atomicfile may be imported", p.ImportPath)
+				t.Errorf("first boot depends on %s; only firstboot/..., connector, provkey, appliance, cpapi, release, upgrade and internal/atomicfile may be imported", p.ImportPath)
 			}
 			if p.Doc == "" {
 				t.Errorf("package %s has no package doc comment", p.ImportPath)
