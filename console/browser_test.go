@@ -290,6 +290,10 @@ func TestConsoleInChromium(t *testing.T) {
 	if eval[bool](t, ctx, `window.pwned !== undefined || document.querySelector("main img, main script") !== null`) {
 		t.Fatal("script in a group's location ran or became markup")
 	}
+	// The group's release and rollout: none published yet.
+	if got := eval[string](t, ctx, `document.querySelector("td.rollout").textContent`); got != "latest · idle: no release is published" {
+		t.Errorf("release column shows %q, want \"latest · idle: no release is published\"", got)
+	}
 	// A duplicate name: the field is named.
 	step(t, ctx, "duplicate group", chromedp.SendKeys(chromedp.CSS("#name"), "melbourne"), chromedp.Submit(chromedp.CSS("#name")),
 		chromedp.WaitVisible(chromedp.CSS("#name-error")))

@@ -277,6 +277,12 @@ func (c *Console) showGroups(w http.ResponseWriter, r *http.Request, s *session,
 		c.render(w, status(err), "error", page{Title: "Error", Signed: true, CSRF: s.csrf, Error: message(err)})
 		return
 	}
+	// Each group with its rollout (the list has none).
+	for i, g := range gs {
+		if full, err := c.svc.Group(r.Context(), g.Name); err == nil {
+			gs[i] = full
+		}
+	}
 	p := c.page(s, "Connector Groups", "groups", groupsData{Groups: gs, Form: f})
 	p.Error = msg
 	c.render(w, code, "groups", p)
