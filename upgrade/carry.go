@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/outpost-appliance/outpost/internal/atomicfile"
 )
 
 // MachineFiles are the files that make a root this machine rather than a
@@ -77,30 +79,9 @@ func copyEntry(src, dst string) error {
 		if err != nil {
 			return err
 		}
-		return writeDurably(dst, b, fi.Mode().Perm())
+		return atomicfile.WriteFile(dst, b, fi.Mode().Perm())
 	}
 	return nil // directories and others are not machine files
-}
-
-func writeDurably(path string, b []byte, mode fs.FileMode) error {
-	os.Remove(path) // a symlink in the new root must not redirect the write
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_EXCL, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // carryRootPassword replaces root's line of the new shadow file with the
@@ -137,5 +118,5 @@ func carryRootPassword(from, to string) error {
 	if err != nil {
 		return err
 	}
-	return writeDurably(to, []byte(strings.Join(lines, "\n")), fi.Mode().Perm())
+	return atomicfile.WriteFile(to, []byte(strings.Join(lines, "\n")), fi.Mode().Perm())
 }

@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/release"
@@ -185,7 +185,7 @@ func (t *target) BootFile(name string, r io.Reader) error {
 	t.staged = append(t.staged, p)
 	if _, err := io.Copy(f, r); err != nil {
 		f.Close()
-		if errors.Is(err, fs.ErrInvalid) || strings.Contains(err.Error(), "no space") {
+		if errors.Is(err, syscall.ENOSPC) {
 			return fmt.Errorf("the EFI system partition has no room for %s: %w", dst, err)
 		}
 		return err

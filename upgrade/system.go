@@ -26,7 +26,6 @@ type System struct {
 	KeysDir  string // appliance.ReleaseKeysDir
 	StateDir string // appliance.UpgradeDir
 	Blessed  string // appliance.BlessedFile
-	BootVar  string // appliance.LoaderBootCountPathVar
 
 	// Root is the running root, whose machine files (CarryOver) an
 	// upgrade copies into the new root, which it mounts; "" skips that
@@ -43,7 +42,7 @@ func LiveSystem(root, name, arch, version string) System {
 	return System{
 		Cmdline: "/proc/cmdline", DevDir: "/dev/disk/by-partuuid", SysDir: "/sys/class/block",
 		ESPDir: at(appliance.ESPMount), KeysDir: at(appliance.ReleaseKeysDir), StateDir: at(appliance.UpgradeDir),
-		Blessed: at(appliance.BlessedFile), BootVar: appliance.LoaderBootCountPathVar, Root: root,
+		Blessed: at(appliance.BlessedFile), Root: root,
 		Name: name, Architecture: arch, Version: version,
 	}
 }
@@ -105,7 +104,7 @@ func (s System) Bless() (bool, error) {
 		}
 	}
 	if trial {
-		os.Remove(filepath.Join(s.StateDir, filepath.Base(appliance.TrialFailureFile)))
+		os.Remove(s.trialNote())
 	}
 	return trial, nil
 }
@@ -131,7 +130,7 @@ func (s System) Assess(now time.Time) (*Failure, error) {
 	if err != nil || t == nil {
 		return s.lastFailure(), err
 	}
-	note := filepath.Join(s.StateDir, filepath.Base(appliance.TrialFailureFile))
+	note := s.trialNote()
 	reason := fmt.Sprintf("%s was booted once and never confirmed healthy (no report from it: it did not boot far enough, or was reset); back on %s", t.Version, s.Version)
 	if b, err := os.ReadFile(note); err == nil && strings.TrimSpace(string(b)) != "" {
 		reason = strings.TrimSpace(string(b)) + "; back on " + s.Version
@@ -172,6 +171,12 @@ func (s System) ClearFailure() error {
 		return nil
 	}
 	return err
+}
+
+// trialNote is appliance.TrialFailureFile in StateDir: the boot deadline's
+// reason for giving up a trial boot.
+func (s System) trialNote() string {
+	return filepath.Join(s.StateDir, filepath.Base(appliance.TrialFailureFile))
 }
 
 // DownloadPath is where a bundle being downloaded is kept (on the data

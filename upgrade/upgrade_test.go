@@ -10,10 +10,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/outpost-appliance/outpost/appliance"
+	"github.com/outpost-appliance/outpost/firstboot"
 	"github.com/outpost-appliance/outpost/release"
 	"github.com/outpost-appliance/outpost/upgrade"
 	"github.com/outpost-appliance/outpost/upgrade/upgradetest"
@@ -317,5 +319,16 @@ func TestCarryOver(t *testing.T) {
 	}
 	if l, err := os.Readlink(filepath.Join(to, "etc/systemd/system/multi-user.target.wants/ssh.service")); err != nil || l != "/lib/systemd/system/ssh.service" {
 		t.Errorf("ssh enablement link = %q, %v", l, err)
+	}
+}
+
+// TestCarryOverCoversFirstBoot: the files first boot writes for access
+// are among those carried (the list lives here; first boot names them).
+func TestCarryOverCoversFirstBoot(t *testing.T) {
+	if !slices.Contains(upgrade.MachineFiles, firstboot.AuthorizedKeysFile) {
+		t.Errorf("MachineFiles lacks %s", firstboot.AuthorizedKeysFile)
+	}
+	if upgrade.ShadowFile != firstboot.ShadowFile {
+		t.Errorf("root's password is carried from %s, first boot writes %s", upgrade.ShadowFile, firstboot.ShadowFile)
 	}
 }
