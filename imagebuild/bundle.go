@@ -15,6 +15,7 @@ import (
 	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/artifact"
 	"github.com/outpost-appliance/outpost/builder"
+	"github.com/outpost-appliance/outpost/internal/atomicfile"
 	"github.com/outpost-appliance/outpost/release"
 )
 
@@ -112,21 +113,12 @@ func writeBundle(job *artifact.Job, key []byte, path, scratch string) error {
 		return err
 	}
 	defer disk.Close()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
 	info := release.Info{Name: job.Spec.Name, Version: job.Spec.Version, Architecture: Architecture}
 	c := release.Contents{Image: io.NewSectionReader(disk, off, size), Size: size, Kernel: kernel, Initrd: initrd}
-	if _, err := release.Write(f, info, c, key, scratch); err != nil {
-		f.Close()
+	return atomicfile.Write(path, 0o644, atomicfile.Options{}, func(w io.Writer) error {
+		_, err := release.Write(w, info, c, key, scratch)
 		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	})
 }
 
 // releaseKeyFile is where the image's root carries the public half of

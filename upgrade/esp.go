@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/outpost-appliance/outpost/appliance"
 )
@@ -142,34 +144,43 @@ func withRoot(options, partuuid string) string {
 	return strings.Join(out, " ")
 }
 
-// writeFile writes name on the ESP durably: a temporary file, synced, then
-// renamed. (Not atomicfile: FAT refuses a chmod that its mount options
-// cannot represent, and modes mean nothing there.)
-func (e ESP) writeFile(name string, data []byte) error {
-	p := e.path(name)
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return err
+// stage writes r to name+".new" on the ESP, synced, and returns that
+// path; the caller renames it into place (or removes it). Not atomicfile:
+// FAT refuses a chmod that its mount options cannot represent, and modes
+// mean nothing there.
+func (e ESP) stage(name string, r io.Reader) (string, error) {
+	tmp := e.path(name) + ".new"
+	if err := os.MkdirAll(filepath.Dir(tmp), 0o700); err != nil {
+		return "", err
 	}
-	tmp := p + ".new"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("write %s to the EFI system partition: %w", name, err)
+	}
+	_, err = io.Copy(f, r)
+	if errors.Is(err, syscall.ENOSPC) {
+		err = fmt.Errorf("the EFI system partition has no room for %s: %w", name, err)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	return tmp, nil
+}
+
+// writeFile writes name on the ESP durably: staged, then renamed.
+func (e ESP) writeFile(name string, data []byte) error {
+	tmp, err := e.stage(name, bytes.NewReader(data))
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, p)
+	return os.Rename(tmp, e.path(name))
 }
 
 // Bless marks the entry of the running slot good: its boot counter is

@@ -3,13 +3,11 @@ package upgrade
 import (
 	"context"
 	"crypto/ed25519"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/outpost-appliance/outpost/appliance"
 	"github.com/outpost-appliance/outpost/release"
@@ -174,27 +172,12 @@ func (t *target) BootFile(name string, r io.Reader) error {
 	default:
 		return fmt.Errorf("unknown boot file %q in the bundle", name)
 	}
-	p := t.esp.path(dst) + ".new"
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	tmp, err := t.esp.stage(dst, r)
 	if err != nil {
-		return fmt.Errorf("write %s to the EFI system partition: %w", dst, err)
-	}
-	t.staged = append(t.staged, p)
-	if _, err := io.Copy(f, r); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.ENOSPC) {
-			return fmt.Errorf("the EFI system partition has no room for %s: %w", dst, err)
-		}
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	t.staged = append(t.staged, tmp)
+	return nil
 }
 
 func (t *target) discard() {
