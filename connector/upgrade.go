@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/outpost-appliance/outpost/cpapi"
@@ -36,20 +35,11 @@ func (a *Agent) upgradeReport() *cpapi.UpgradeReport {
 	return &r
 }
 
-// setReport sets what the next heartbeats report. A reason goes to an
-// admin's terminal: control characters become spaces and it is cut to
-// cpapi's limit.
+// setReport sets what the next heartbeats report; the reason is made
+// acceptable to the control plane (cpapi.CleanUpgradeReason).
 func (a *Agent) setReport(r *cpapi.UpgradeReport) {
 	if r != nil {
-		r.Reason = strings.Map(func(c rune) rune {
-			if c < 0x20 || c == 0x7f {
-				return ' '
-			}
-			return c
-		}, r.Reason)
-		if len(r.Reason) > 1000 {
-			r.Reason = strings.ToValidUTF8(r.Reason[:1000], "") + "…"
-		}
+		r.Reason = cpapi.CleanUpgradeReason(r.Reason)
 	}
 	a.mu.Lock()
 	a.up.report = r

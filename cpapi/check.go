@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"unicode/utf8"
 )
 
 // Limits of what a connector reports. The control plane stores these
@@ -132,10 +133,32 @@ func CheckUpgradeReport(r UpgradeReport) error {
 	return nil
 }
 
+// CleanUpgradeReason makes reason acceptable to CheckUpgradeReport: control
+// characters become spaces, and it is cut (at a character boundary, with
+// "…") to MaxUpgradeReason bytes.
+func CleanUpgradeReason(reason string) string {
+	reason = strings.Map(func(c rune) rune {
+		if isControl(c) {
+			return ' '
+		}
+		return c
+	}, strings.ToValidUTF8(reason, "?"))
+	if len(reason) > MaxUpgradeReason {
+		cut := MaxUpgradeReason - len("…")
+		for cut > 0 && !utf8.RuneStart(reason[cut]) {
+			cut--
+		}
+		reason = reason[:cut] + "…"
+	}
+	return reason
+}
+
+func isControl(c rune) bool { return c < 0x20 || c >= 0x7f && c < 0xa0 }
+
 // findControl returns the first C0, DEL or C1 control character of s.
 func findControl(s string) (int, rune, bool) {
 	for i, c := range s {
-		if c < 0x20 || c >= 0x7f && c < 0xa0 {
+		if isControl(c) {
 			return i, c, true
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -113,5 +114,24 @@ func TestCheckUpgradeReport(t *testing.T) {
 		if err := CheckUpgradeReport(tc.r); (err == nil) != tc.ok {
 			t.Errorf("%+v: %v", tc.r, err)
 		}
+	}
+}
+
+// TestCleanUpgradeReason: whatever an installation's error says, the
+// cleaned reason passes the control plane's check.
+func TestCleanUpgradeReason(t *testing.T) {
+	for _, reason := range []string{
+		"line one\nline two\tand a tab",
+		"C1 \u0085 next line and \x7f delete",
+		strings.Repeat("é", 2000),
+		"bad utf-8 \xff\xfe",
+	} {
+		r := UpgradeReport{Version: "1.2.0", State: UpgradeFailed, Reason: CleanUpgradeReason(reason)}
+		if err := CheckUpgradeReport(r); err != nil {
+			t.Errorf("CleanUpgradeReason(%.20q) = %.40q, refused: %v", reason, r.Reason, err)
+		}
+	}
+	if got := CleanUpgradeReason("a\nb"); got != "a b" {
+		t.Errorf("CleanUpgradeReason(a\\nb) = %q", got)
 	}
 }
