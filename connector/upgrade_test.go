@@ -3,8 +3,6 @@ package connector_test
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/x509"
-	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +13,7 @@ import (
 	"github.com/outpost-appliance/outpost/connector"
 	"github.com/outpost-appliance/outpost/cpapi"
 	"github.com/outpost-appliance/outpost/internal/cptest"
+	"github.com/outpost-appliance/outpost/release"
 	"github.com/outpost-appliance/outpost/upgrade"
 	"github.com/outpost-appliance/outpost/upgrade/upgradetest"
 )
@@ -34,10 +33,10 @@ func TestAgentUpgrade(t *testing.T) {
 	esp := upgradetest.ExtractESP(t, v1.Raw)
 	dir := t.TempDir()
 	keys := filepath.Join(dir, "release-keys")
-	der, err := x509.MarshalPKIXPublicKey(pub)
+	pubPEM, err := release.MarshalPublicKey(pub)
 	must(t, err)
 	must(t, os.MkdirAll(keys, 0o755))
-	must(t, os.WriteFile(filepath.Join(keys, "release.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644))
+	must(t, os.WriteFile(filepath.Join(keys, "release.pub"), pubPEM, 0o644))
 	state := filepath.Join(dir, "state")
 	system := func(root upgrade.Partition, version string) *upgrade.System {
 		cmdline, dev, sys := upgradetest.Live(t, dir, v1.Raw, v1, root.GUID)
