@@ -22,8 +22,13 @@ type upgradeState struct {
 	report     *cpapi.UpgradeReport
 	installing bool
 	installed  string // the version installed, waiting for the reboot
-	blessed    bool
+	blessed    bool   // done for this boot
+	blessTries int    // failed attempts; given up after maxBlessTries
 }
+
+// maxBlessTries bounds the attempts to bless a boot (one per heartbeat):
+// an ESP that cannot be read is not retried every few seconds forever.
+const maxBlessTries = 3
 
 func (a *Agent) upgradeReport() *cpapi.UpgradeReport {
 	a.mu.Lock()
@@ -94,12 +99,15 @@ func (a *Agent) afterBeat(ctx context.Context, en enrollment, resp cpapi.Heartbe
 		return
 	}
 	a.mu.Lock()
-	blessed := a.up.blessed
+	bless := !a.up.blessed && a.up.blessTries < maxBlessTries
 	a.mu.Unlock()
-	if !blessed && resp.Name == en.name {
+	if bless && resp.Name == en.name {
 		trial, err := a.Upgrades.Bless()
 		if err != nil {
-			a.log().Warn("cannot bless this boot; the boot deadline will roll it back", "error", err)
+			a.mu.Lock()
+			a.up.blessTries++
+			a.mu.Unlock()
+			a.log().Warn("cannot bless this boot; if it is a trial of an upgrade, the boot deadline will roll it back", "error", err)
 		} else {
 			a.mu.Lock()
 			a.up.blessed = true
