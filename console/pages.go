@@ -65,6 +65,11 @@ func message(err error) string {
 	return "The server failed; see its log."
 }
 
+// fail shows the error page for a refusal or failure of the service.
+func (c *Console) fail(w http.ResponseWriter, s *session, err error) {
+	c.render(w, status(err), "error", page{Title: "Error", Signed: true, CSRF: s.csrf, Error: message(err)})
+}
+
 func status(err error) int {
 	switch {
 	case cpapi.IsCode(err, cpapi.CodeNotFound):
@@ -145,12 +150,12 @@ func (c *Console) keysPage(w http.ResponseWriter, r *http.Request, s *session) {
 func (c *Console) showKeys(w http.ResponseWriter, r *http.Request, s *session, code int, msg string) {
 	keys, err := c.svc.Keys(r.Context(), cpapi.KeyFilter{})
 	if err != nil {
-		c.render(w, status(err), "error", page{Title: "Error", Signed: true, CSRF: s.csrf, Error: message(err)})
+		c.fail(w, s, err)
 		return
 	}
 	conns, err := c.svc.Connectors(r.Context(), "")
 	if err != nil {
-		c.render(w, status(err), "error", page{Title: "Error", Signed: true, CSRF: s.csrf, Error: message(err)})
+		c.fail(w, s, err)
 		return
 	}
 	byKey := map[string][]cpapi.Connector{}
@@ -274,7 +279,7 @@ func (c *Console) groupsPage(w http.ResponseWriter, r *http.Request, s *session)
 func (c *Console) showGroups(w http.ResponseWriter, r *http.Request, s *session, code int, f groupForm, msg string) {
 	gs, err := c.svc.Groups(r.Context())
 	if err != nil {
-		c.render(w, status(err), "error", page{Title: "Error", Signed: true, CSRF: s.csrf, Error: message(err)})
+		c.fail(w, s, err)
 		return
 	}
 	// Each group with its rollout (the list has none).
@@ -379,7 +384,7 @@ func (c *Console) connectorsData(r *http.Request) (connectorsData, error) {
 func (c *Console) connectorsPage(w http.ResponseWriter, r *http.Request, s *session) {
 	d, err := c.connectorsData(r)
 	if err != nil {
-		c.render(w, status(err), "error", page{Title: "Error", Signed: true, CSRF: s.csrf, Error: message(err)})
+		c.fail(w, s, err)
 		return
 	}
 	c.render(w, http.StatusOK, "connectors", c.page(s, "Connectors", "connectors", d))
@@ -402,7 +407,7 @@ func (c *Console) connectorRows(w http.ResponseWriter, r *http.Request, s *sessi
 func (c *Console) connectorRevokeConfirm(w http.ResponseWriter, r *http.Request, s *session) {
 	cn, err := c.svc.Connector(r.Context(), r.PathValue("name"))
 	if err != nil {
-		c.render(w, status(err), "error", page{Title: "Error", Signed: true, CSRF: s.csrf, Error: message(err)})
+		c.fail(w, s, err)
 		return
 	}
 	c.render(w, http.StatusOK, "connectorrevoke", c.page(s, "Revoke "+cn.Name, "connectors", cn))
@@ -411,7 +416,7 @@ func (c *Console) connectorRevokeConfirm(w http.ResponseWriter, r *http.Request,
 func (c *Console) connectorRevoke(w http.ResponseWriter, r *http.Request, s *session) {
 	res, err := c.svc.RevokeConnector(r.Context(), r.PathValue("name"))
 	if err != nil {
-		c.render(w, status(err), "error", page{Title: "Error", Signed: true, CSRF: s.csrf, Error: message(err)})
+		c.fail(w, s, err)
 		return
 	}
 	msg := res.Connector.Name + " is revoked."

@@ -63,7 +63,7 @@ func (c *Console) showWizard(w http.ResponseWriter, r *http.Request, s *session,
 		wz.Groups, err = c.svc.Groups(r.Context())
 	}
 	if err != nil {
-		c.render(w, status(err), "error", page{Title: "Error", Signed: true, CSRF: s.csrf, Error: message(err)})
+		c.fail(w, s, err)
 		return
 	}
 	for n := range c.svc.Authority.Signing {
