@@ -273,7 +273,16 @@ type groupsData struct {
 }
 
 func (c *Console) groupsPage(w http.ResponseWriter, r *http.Request, s *session) {
-	c.showGroups(w, r, s, http.StatusOK, groupForm{Day: "sun", Hour: 2}, "")
+	c.showGroups(w, r, s, http.StatusOK, blankGroupForm, "")
+}
+
+// blankGroupForm is the new-group form as first shown: the service's
+// default window, Sunday from 02:00.
+var blankGroupForm = groupForm{Day: "sun", Hour: 2}
+
+// groupsRefused shows the groups page with a refusal of the service.
+func (c *Console) groupsRefused(w http.ResponseWriter, r *http.Request, s *session, err error) {
+	c.showGroups(w, r, s, status(err), blankGroupForm, message(err))
 }
 
 func (c *Console) showGroups(w http.ResponseWriter, r *http.Request, s *session, code int, f groupForm, msg string) {
@@ -328,7 +337,7 @@ func (c *Console) groupCreate(w http.ResponseWriter, r *http.Request, s *session
 func (c *Console) groupEditPage(w http.ResponseWriter, r *http.Request, s *session) {
 	g, err := c.svc.Group(r.Context(), r.PathValue("name"))
 	if err != nil {
-		c.showGroups(w, r, s, status(err), groupForm{Day: "sun", Hour: 2}, message(err))
+		c.groupsRefused(w, r, s, err)
 		return
 	}
 	f := groupForm{Name: g.Name, Location: g.Location, Day: cpapi.Days[g.WindowDay], Hour: g.WindowHour}
@@ -352,7 +361,7 @@ func (c *Console) groupEdit(w http.ResponseWriter, r *http.Request, s *session) 
 func (c *Console) groupDeleteConfirm(w http.ResponseWriter, r *http.Request, s *session) {
 	g, err := c.svc.Group(r.Context(), r.PathValue("name"))
 	if err != nil {
-		c.showGroups(w, r, s, status(err), groupForm{Day: "sun", Hour: 2}, message(err))
+		c.groupsRefused(w, r, s, err)
 		return
 	}
 	c.render(w, http.StatusOK, "groupdelete", c.page(s, "Delete group "+g.Name, "groups", g))
@@ -361,7 +370,7 @@ func (c *Console) groupDeleteConfirm(w http.ResponseWriter, r *http.Request, s *
 func (c *Console) groupDelete(w http.ResponseWriter, r *http.Request, s *session) {
 	name := r.PathValue("name")
 	if err := c.svc.DeleteGroup(r.Context(), name, r.PostFormValue("force") == "on"); err != nil {
-		c.showGroups(w, r, s, status(err), groupForm{Day: "sun", Hour: 2}, message(err))
+		c.groupsRefused(w, r, s, err)
 		return
 	}
 	c.setFlash(s, "Group "+name+" deleted.")
