@@ -229,10 +229,7 @@ type doneData struct {
 	Property  string
 	PropLabel string
 	Server    string
-	Steps     []string
 }
-
-func (d doneData) StepNames() []string { return wizardSteps }
 
 func (c *Console) wizardDone(w http.ResponseWriter, r *http.Request, s *session) {
 	kt, err := c.svc.RevealKey(r.Context(), r.URL.Query().Get("key"))
