@@ -85,6 +85,11 @@ type session struct {
 	flash   string
 }
 
+// expired says whether the session has ended by IdleTimeout or MaxAge.
+func (s *session) expired(now time.Time) bool {
+	return now.Sub(s.seen) > IdleTimeout || now.Sub(s.created) > MaxAge
+}
+
 // New makes a console for cfg.
 func New(cfg Config) (*Console, error) {
 	if cfg.Service == nil || cfg.Token == "" {
@@ -241,7 +246,7 @@ func (c *Console) session(r *http.Request) *session {
 	if s == nil {
 		return nil
 	}
-	if now.Sub(s.seen) > IdleTimeout || now.Sub(s.created) > MaxAge {
+	if s.expired(now) {
 		delete(c.sessions, k)
 		return nil
 	}
@@ -353,7 +358,7 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 	v := random()
 	c.mu.Lock()
 	for k, s := range c.sessions { // drop the expired ones now and then
-		if now.Sub(s.seen) > IdleTimeout || now.Sub(s.created) > MaxAge {
+		if s.expired(now) {
 			delete(c.sessions, k)
 		}
 	}
