@@ -135,7 +135,7 @@ func (c *Console) wizardStep(w http.ResponseWriter, r *http.Request, s *session)
 			} else if e := checkName(wz.Group); e != "" {
 				bad("group", "Group name: "+e)
 			}
-			if _, ok := dayLong[wz.Day]; !ok {
+			if _, ok := dayName(wz.Day); !ok {
 				bad("day", "Upgrade window day: choose a day of the week.")
 			}
 			if wz.Hour < 0 || wz.Hour > 23 {
