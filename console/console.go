@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -85,6 +86,11 @@ type session struct {
 	flash   string
 }
 
+// expired says whether the session has ended by IdleTimeout or MaxAge.
+func (s *session) expired(now time.Time) bool {
+	return now.Sub(s.seen) > IdleTimeout || now.Sub(s.created) > MaxAge
+}
+
 // New makes a console for cfg.
 func New(cfg Config) (*Console, error) {
 	if cfg.Service == nil || cfg.Token == "" {
@@ -133,9 +139,9 @@ func (c *Console) parse() error {
 		"ts":        c.ts,
 		"ago":       c.ago,
 		"day":       func(d int) string { return dayNames[d%7] },
-		"hours":     func() []int { return hoursList },
+		"hours":     hours,
 		"days":      func() []string { return cpapi.Days },
-		"dayName":   func(d string) string { return dayLong[d] },
+		"dayName":   func(d string) string { n, _ := dayName(d); return n },
 		"windowEnd": func(h int) int { return (h + 4) % 24 },
 		"used":      func(k cpapi.KeyInfo) bool { return k.UseCount >= k.MaxUses },
 		"left":      func(k cpapi.KeyInfo) int64 { return max(k.MaxUses-k.UseCount, 0) },
@@ -172,19 +178,26 @@ type stepView struct{ Step int }
 
 func (stepView) StepNames() []string { return wizardSteps }
 
-var (
-	dayNames  = []string{"Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"}
-	dayLong   = map[string]string{}
-	hoursList []int
-)
+// dayNames are the full names of cpapi.Days, in their order.
+var dayNames = []string{"Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"}
 
-func init() {
-	for i, d := range cpapi.Days {
-		dayLong[d] = dayNames[i]
+// dayName is the full name of the window day d ("sun"), and whether d is
+// one of cpapi.Days.
+func dayName(d string) (string, bool) {
+	i := slices.Index(cpapi.Days, d)
+	if i < 0 {
+		return "", false
 	}
-	for h := range 24 {
-		hoursList = append(hoursList, h)
+	return dayNames[i], true
+}
+
+// hours are the window's possible start hours, 0 to 23.
+func hours() []int {
+	h := make([]int, 24)
+	for i := range h {
+		h[i] = i
 	}
+	return h
 }
 
 // page is what every template gets.
@@ -241,7 +254,7 @@ func (c *Console) session(r *http.Request) *session {
 	if s == nil {
 		return nil
 	}
-	if now.Sub(s.seen) > IdleTimeout || now.Sub(s.created) > MaxAge {
+	if s.expired(now) {
 		delete(c.sessions, k)
 		return nil
 	}
@@ -353,7 +366,7 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 	v := random()
 	c.mu.Lock()
 	for k, s := range c.sessions { // drop the expired ones now and then
-		if now.Sub(s.seen) > IdleTimeout || now.Sub(s.created) > MaxAge {
+		if s.expired(now) {
 			delete(c.sessions, k)
 		}
 	}

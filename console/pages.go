@@ -65,6 +65,11 @@ func message(err error) string {
 	return "The server failed; see its log."
 }
 
+// fail shows the error page for a refusal or failure of the service.
+func (c *Console) fail(w http.ResponseWriter, s *session, err error) {
+	c.render(w, status(err), "error", page{Title: "Error", Signed: true, CSRF: s.csrf, Error: message(err)})
+}
+
 func status(err error) int {
 	switch {
 	case cpapi.IsCode(err, cpapi.CodeNotFound):
@@ -145,12 +150,12 @@ func (c *Console) keysPage(w http.ResponseWriter, r *http.Request, s *session) {
 func (c *Console) showKeys(w http.ResponseWriter, r *http.Request, s *session, code int, msg string) {
 	keys, err := c.svc.Keys(r.Context(), cpapi.KeyFilter{})
 	if err != nil {
-		c.render(w, status(err), "error", page{Title: "Error", Signed: true, CSRF: s.csrf, Error: message(err)})
+		c.fail(w, s, err)
 		return
 	}
 	conns, err := c.svc.Connectors(r.Context(), "")
 	if err != nil {
-		c.render(w, status(err), "error", page{Title: "Error", Signed: true, CSRF: s.csrf, Error: message(err)})
+		c.fail(w, s, err)
 		return
 	}
 	byKey := map[string][]cpapi.Connector{}
@@ -268,13 +273,22 @@ type groupsData struct {
 }
 
 func (c *Console) groupsPage(w http.ResponseWriter, r *http.Request, s *session) {
-	c.showGroups(w, r, s, http.StatusOK, groupForm{Day: "sun", Hour: 2}, "")
+	c.showGroups(w, r, s, http.StatusOK, blankGroupForm, "")
+}
+
+// blankGroupForm is the new-group form as first shown: the service's
+// default window, Sunday from 02:00.
+var blankGroupForm = groupForm{Day: "sun", Hour: 2}
+
+// groupsRefused shows the groups page with a refusal of the service.
+func (c *Console) groupsRefused(w http.ResponseWriter, r *http.Request, s *session, err error) {
+	c.showGroups(w, r, s, status(err), blankGroupForm, message(err))
 }
 
 func (c *Console) showGroups(w http.ResponseWriter, r *http.Request, s *session, code int, f groupForm, msg string) {
 	gs, err := c.svc.Groups(r.Context())
 	if err != nil {
-		c.render(w, status(err), "error", page{Title: "Error", Signed: true, CSRF: s.csrf, Error: message(err)})
+		c.fail(w, s, err)
 		return
 	}
 	// Each group with its rollout (the list has none).
@@ -323,7 +337,7 @@ func (c *Console) groupCreate(w http.ResponseWriter, r *http.Request, s *session
 func (c *Console) groupEditPage(w http.ResponseWriter, r *http.Request, s *session) {
 	g, err := c.svc.Group(r.Context(), r.PathValue("name"))
 	if err != nil {
-		c.showGroups(w, r, s, status(err), groupForm{Day: "sun", Hour: 2}, message(err))
+		c.groupsRefused(w, r, s, err)
 		return
 	}
 	f := groupForm{Name: g.Name, Location: g.Location, Day: cpapi.Days[g.WindowDay], Hour: g.WindowHour}
@@ -347,7 +361,7 @@ func (c *Console) groupEdit(w http.ResponseWriter, r *http.Request, s *session) 
 func (c *Console) groupDeleteConfirm(w http.ResponseWriter, r *http.Request, s *session) {
 	g, err := c.svc.Group(r.Context(), r.PathValue("name"))
 	if err != nil {
-		c.showGroups(w, r, s, status(err), groupForm{Day: "sun", Hour: 2}, message(err))
+		c.groupsRefused(w, r, s, err)
 		return
 	}
 	c.render(w, http.StatusOK, "groupdelete", c.page(s, "Delete group "+g.Name, "groups", g))
@@ -356,7 +370,7 @@ func (c *Console) groupDeleteConfirm(w http.ResponseWriter, r *http.Request, s *
 func (c *Console) groupDelete(w http.ResponseWriter, r *http.Request, s *session) {
 	name := r.PathValue("name")
 	if err := c.svc.DeleteGroup(r.Context(), name, r.PostFormValue("force") == "on"); err != nil {
-		c.showGroups(w, r, s, status(err), groupForm{Day: "sun", Hour: 2}, message(err))
+		c.groupsRefused(w, r, s, err)
 		return
 	}
 	c.setFlash(s, "Group "+name+" deleted.")
@@ -379,7 +393,7 @@ func (c *Console) connectorsData(r *http.Request) (connectorsData, error) {
 func (c *Console) connectorsPage(w http.ResponseWriter, r *http.Request, s *session) {
 	d, err := c.connectorsData(r)
 	if err != nil {
-		c.render(w, status(err), "error", page{Title: "Error", Signed: true, CSRF: s.csrf, Error: message(err)})
+		c.fail(w, s, err)
 		return
 	}
 	c.render(w, http.StatusOK, "connectors", c.page(s, "Connectors", "connectors", d))
@@ -402,7 +416,7 @@ func (c *Console) connectorRows(w http.ResponseWriter, r *http.Request, s *sessi
 func (c *Console) connectorRevokeConfirm(w http.ResponseWriter, r *http.Request, s *session) {
 	cn, err := c.svc.Connector(r.Context(), r.PathValue("name"))
 	if err != nil {
-		c.render(w, status(err), "error", page{Title: "Error", Signed: true, CSRF: s.csrf, Error: message(err)})
+		c.fail(w, s, err)
 		return
 	}
 	c.render(w, http.StatusOK, "connectorrevoke", c.page(s, "Revoke "+cn.Name, "connectors", cn))
@@ -411,7 +425,7 @@ func (c *Console) connectorRevokeConfirm(w http.ResponseWriter, r *http.Request,
 func (c *Console) connectorRevoke(w http.ResponseWriter, r *http.Request, s *session) {
 	res, err := c.svc.RevokeConnector(r.Context(), r.PathValue("name"))
 	if err != nil {
-		c.render(w, status(err), "error", page{Title: "Error", Signed: true, CSRF: s.csrf, Error: message(err)})
+		c.fail(w, s, err)
 		return
 	}
 	msg := res.Connector.Name + " is revoked."

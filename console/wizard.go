@@ -63,7 +63,7 @@ func (c *Console) showWizard(w http.ResponseWriter, r *http.Request, s *session,
 		wz.Groups, err = c.svc.Groups(r.Context())
 	}
 	if err != nil {
-		c.render(w, status(err), "error", page{Title: "Error", Signed: true, CSRF: s.csrf, Error: message(err)})
+		c.fail(w, s, err)
 		return
 	}
 	for n := range c.svc.Authority.Signing {
@@ -131,11 +131,11 @@ func (c *Console) wizardStep(w http.ResponseWriter, r *http.Request, s *session)
 			}
 		case "new":
 			if _, err := c.svc.Group(ctx, wz.Group); err == nil {
-				bad("group", fmt.Sprintf("Group name: a group named %q already exists; choose another name or pick it as an existing group.", wz.Group))
+				bad("group", groupTaken(wz.Group))
 			} else if e := checkName(wz.Group); e != "" {
 				bad("group", "Group name: "+e)
 			}
-			if _, ok := dayLong[wz.Day]; !ok {
+			if _, ok := dayName(wz.Day); !ok {
 				bad("day", "Upgrade window day: choose a day of the week.")
 			}
 			if wz.Hour < 0 || wz.Hour > 23 {
@@ -152,7 +152,7 @@ func (c *Console) wizardStep(w http.ResponseWriter, r *http.Request, s *session)
 		}
 	case 4:
 		if _, err := c.svc.Key(ctx, wz.KeyName); err == nil {
-			bad("key_name", fmt.Sprintf("Key name: a key named %q already exists; choose another name.", wz.KeyName))
+			bad("key_name", keyTaken(wz.KeyName))
 		} else if e := checkName(wz.KeyName); e != "" {
 			bad("key_name", "Key name: "+e)
 		}
@@ -176,6 +176,16 @@ func (c *Console) wizardStep(w http.ResponseWriter, r *http.Request, s *session)
 		code = http.StatusBadRequest
 	}
 	c.showWizard(w, r, s, code, wz, "")
+}
+
+// groupTaken and keyTaken refuse a name in use, whether a step's check
+// finds it or the service does when the wizard creates.
+func groupTaken(name string) string {
+	return fmt.Sprintf("Group name: a group named %q already exists; choose another name or pick it as an existing group.", name)
+}
+
+func keyTaken(name string) string {
+	return fmt.Sprintf("Key name: a key named %q already exists; choose another name.", name)
 }
 
 func checkName(n string) string {
@@ -204,7 +214,7 @@ func (c *Console) wizardCreate(w http.ResponseWriter, r *http.Request, s *sessio
 		if _, err := c.svc.CreateGroup(ctx, cpapi.GroupSpec{Name: wz.Group, Location: &loc, WindowDay: &day, WindowHour: &hour}); err != nil {
 			wz.Step = 3
 			if cpapi.IsCode(err, cpapi.CodeExists) {
-				wz.Errors["group"] = fmt.Sprintf("Group name: a group named %q already exists; choose another name or pick it as an existing group.", wz.Group)
+				wz.Errors["group"] = groupTaken(wz.Group)
 			}
 			c.showWizard(w, r, s, status(err), wz, message(err))
 			return
@@ -215,7 +225,7 @@ func (c *Console) wizardCreate(w http.ResponseWriter, r *http.Request, s *sessio
 	if _, err := c.svc.CreateKey(ctx, cpapi.KeySpec{Name: wz.KeyName, Group: wz.Group, MaxUses: n, ExpiresIn: wz.ExpiresIn, SigningCA: wz.SigningCA}); err != nil {
 		wz.Step = 4
 		if cpapi.IsCode(err, cpapi.CodeExists) {
-			wz.Errors["key_name"] = fmt.Sprintf("Key name: a key named %q already exists; choose another name.", wz.KeyName)
+			wz.Errors["key_name"] = keyTaken(wz.KeyName)
 		}
 		c.showWizard(w, r, s, status(err), wz, message(err))
 		return
@@ -229,10 +239,7 @@ type doneData struct {
 	Property  string
 	PropLabel string
 	Server    string
-	Steps     []string
 }
-
-func (d doneData) StepNames() []string { return wizardSteps }
 
 func (c *Console) wizardDone(w http.ResponseWriter, r *http.Request, s *session) {
 	kt, err := c.svc.RevealKey(r.Context(), r.URL.Query().Get("key"))

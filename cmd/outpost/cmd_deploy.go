@@ -238,8 +238,7 @@ func (c *deployCmd) Run(ctx context.Context, s streams, args []string) error {
 	if !c.noWait {
 		wctx, cancel := context.WithTimeout(ctx, c.timeout)
 		defer cancel()
-		group := c.group
-		err := sess.Wait(wctx, plan, cp, group, 5*time.Second, func(p deploy.Progress) {
+		err := sess.Wait(wctx, plan, cp, c.group, 5*time.Second, func(p deploy.Progress) {
 			fmt.Fprintf(s.Err, "%s: %s %s\n", p.VM, safe(p.Status), p.Health)
 		})
 		if err != nil {

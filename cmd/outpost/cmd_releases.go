@@ -61,9 +61,6 @@ func (c *releasesKeygenCmd) Run(ctx context.Context, s streams, args []string) e
 	if err := atomicfile.WriteFile(path, priv, 0o600); err != nil {
 		return err
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		return err
-	}
 	if err := atomicfile.WriteFile(path+".pub", pub, 0o644); err != nil {
 		return err
 	}
